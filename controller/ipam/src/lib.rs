@@ -1,0 +1,1 @@
+//! Pure IP allocation over Eip pools.

@@ -1,0 +1,2 @@
+//! oxelb controller binary.
+fn main() {}

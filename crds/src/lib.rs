@@ -1,0 +1,1 @@
+//! OpenELB-compatible API types for oxelb.

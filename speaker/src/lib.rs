@@ -1,0 +1,1 @@
+//! oxelb speaker library.

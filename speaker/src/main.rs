@@ -1,0 +1,2 @@
+//! oxelb speaker binary.
+fn main() {}
