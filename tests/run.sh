@@ -43,4 +43,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p oxelb-crds --no-default-features --all-targets --locked -- -D warnings
 
 log "cargo test"
-cargo test --workspace --locked
+# cargo prints one "test result" line per test binary, the last often a doctest run with 0 tests;
+# sum them into one closing line so the total is visible at the end.
+test_log=$(mktemp)
+trap 'rm -f "$test_log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$test_log"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\ntests: %d passed, %d failed\n", p, f }' "$test_log"

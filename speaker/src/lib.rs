@@ -1,1 +1,68 @@
-//! oxelb speaker library.
+//! oxelb speaker: announces the allocated IPs of this node by layer2 (ARP/NDP) or BGP.
+//!
+//! This is the start-up: flags, logging, metrics/health server, the object source, and an index
+//! per kind the speaker reads (Services, Nodes, Eips, BgpConfs, BgpPeers). Announcing comes in
+//! later work and reads these indexes.
+
+use clap::Parser;
+use k8s_openapi::api::core::v1::{Node, Service};
+use oxelb_crds::v1alpha2::{BgpConf, BgpPeer, Eip};
+use oxelb_runtime::{
+    app::{App, AppError},
+    cli::CommonArgs,
+    feed::SharedIndex,
+};
+use prometheus_client::registry::Registry;
+
+/// Default `--metrics-addr` of the speaker: it runs with hostNetwork, so it avoids 8080 (often
+/// taken on nodes) and uses a port of its own.
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9641";
+
+/// The component name in Events and logs.
+pub const COMPONENT: &str = "oxelb-speaker";
+
+/// The speaker's flags.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "oxelb-speaker",
+    version,
+    about = "oxelb speaker: announces LoadBalancer IPs by layer2 or BGP"
+)]
+pub struct Args {
+    /// Flags shared with the controller.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// The objects the speaker reads.
+#[derive(Clone)]
+pub struct Indexes {
+    /// All Services.
+    pub services: SharedIndex<Service>,
+    /// All Nodes.
+    pub nodes: SharedIndex<Node>,
+    /// All Eips (network.kubesphere.io/v1alpha2).
+    pub eips: SharedIndex<Eip>,
+    /// All BgpConfs.
+    pub bgp_confs: SharedIndex<BgpConf>,
+    /// All BgpPeers.
+    pub bgp_peers: SharedIndex<BgpPeer>,
+}
+
+/// Starts the indexes of every kind the speaker reads.
+pub fn watch_all(app: &mut App) -> Indexes {
+    Indexes {
+        services: app.index::<Service>(),
+        nodes: app.index::<Node>(),
+        eips: app.index::<Eip>(),
+        bgp_confs: app.index::<BgpConf>(),
+        bgp_peers: app.index::<BgpPeer>(),
+    }
+}
+
+/// Runs the speaker until SIGTERM/SIGINT.
+pub async fn run(args: Args) -> Result<(), AppError> {
+    let mut app = App::start(&args.common, Registry::default()).await?;
+    let _indexes = watch_all(&mut app);
+    app.run().await
+}

@@ -1,2 +1,22 @@
 //! oxelb speaker binary.
-fn main() {}
+
+use std::process::ExitCode;
+
+use oxelb_runtime::{cli::parse_with_metrics_default, telemetry};
+use oxelb_speaker::{Args, DEFAULT_METRICS_ADDR, run};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Args = parse_with_metrics_default(DEFAULT_METRICS_ADDR);
+    if let Err(error) = telemetry::init(&args.common) {
+        eprintln!("oxelb-speaker: {error}");
+        return ExitCode::FAILURE;
+    }
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "oxelb-speaker stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

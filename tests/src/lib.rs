@@ -1,1 +1,9 @@
 //! Workspace-level integration test support for oxelb.
+//!
+//! [`manifest`] loads the YAML documents a user would `kubectl apply` (`config/`, `examples/`) and
+//! checks that a typed Rust object reproduces each one exactly, so a misspelled or misplaced field
+//! in a shipped manifest fails a test instead of being silently dropped by the API server.
+
+pub mod manifest;
+
+pub use manifest::{Document, LoadError, RoundTripError, load_documents, round_trip, workspace_root};

@@ -1,0 +1,412 @@
+//! `BgpPeer`: one BGP neighbour of the speakers (OpenELB `network.kubesphere.io/v1alpha2`).
+//!
+//! Field names and shapes follow GoBGP's `Peer` API message, which OpenELB feeds the spec to; timers
+//! are strings of seconds (OpenELB's choice, so YAML quoting does not matter).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::bgp_conf::GracefulRestart;
+
+/// The desired BGP session with one neighbour.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "network.kubesphere.io",
+    version = "v1alpha2",
+    kind = "BgpPeer",
+    plural = "bgppeers",
+    singular = "bgppeer",
+    status = "BgpPeerStatus",
+    derive = "PartialEq",
+    doc = "BgpPeer is a BGP neighbour that speakers (on the selected nodes) hold a session with."
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpPeerSpec {
+    /// Neighbour configuration: its address and AS, password, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf: Option<PeerConf>,
+    /// Multihop eBGP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebgp_multihop: Option<EbgpMultihop>,
+    /// Session timers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timers: Option<Timers>,
+    /// TCP transport parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    /// Graceful restart parameters for this neighbour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_restart: Option<GracefulRestart>,
+    /// Address families; empty means the neighbour address's family, unicast, add-path sendMax 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub afi_safis: Option<Vec<AfiSafi>>,
+    /// Nodes whose speakers peer with this neighbour; absent means all nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<LabelSelector>,
+}
+
+/// Neighbour configuration (GoBGP `PeerConf`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerConf {
+    /// TCP-MD5 password (RFC 2385).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_password: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Local AS for this session, overriding the BgpConf's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_as: Option<u32>,
+    /// The neighbour's address (its identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbor_address: Option<String>,
+    /// The neighbour's AS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_as: Option<u32>,
+    /// GoBGP peer group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_group: Option<String>,
+    /// GoBGP peer type (0 internal, 1 external).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_type: Option<u32>,
+    /// GoBGP remove-private-AS mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_private_as: Option<String>,
+    /// Route flap damping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_flap_damping: Option<bool>,
+    /// GoBGP send-community bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_community: Option<u32>,
+    /// Unnumbered BGP: the interface to peer over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbor_interface: Option<String>,
+    /// VRF name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf: Option<String>,
+    /// Accept this many occurrences of the own AS in AS_PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_own_as: Option<u32>,
+    /// Replace the peer's AS with the local AS in AS_PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_peer_as: Option<bool>,
+    /// Keep the session administratively down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_down: Option<bool>,
+}
+
+/// Multihop eBGP (GoBGP `EbgpMultihop`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EbgpMultihop {
+    /// Multihop is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// IP TTL of the session's packets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multihop_ttl: Option<u32>,
+}
+
+/// Session timers (GoBGP `Timers`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Timers {
+    /// Configured timers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<TimersConfig>,
+}
+
+/// Configured timers, each a string of seconds (e.g. `"90"`), as OpenELB declares them.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TimersConfig {
+    /// Seconds between connection attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_retry: Option<String>,
+    /// Hold time offered in OPEN, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_time: Option<String>,
+    /// Seconds between KEEPALIVEs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_interval: Option<String>,
+    /// Minimum seconds between UPDATEs for the same prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_advertisement_interval: Option<String>,
+}
+
+/// TCP transport parameters (GoBGP `Transport`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Transport {
+    /// Path MTU discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu_discovery: Option<bool>,
+    /// Do not connect; wait for the neighbour to connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive_mode: Option<bool>,
+    /// Address to connect to, if not the neighbour address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_address: Option<String>,
+    /// TCP port of the neighbour (default 179).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_port: Option<u32>,
+    /// TCP maximum segment size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_mss: Option<u32>,
+}
+
+/// One address family of the session (GoBGP `AfiSafi`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AfiSafi {
+    /// Graceful restart for this family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mp_graceful_restart: Option<MpGracefulRestart>,
+    /// The family and whether it is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<AfiSafiConfig>,
+    /// ADD-PATH (RFC 7911) for this family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_paths: Option<AddPaths>,
+}
+
+/// Per-family graceful restart.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MpGracefulRestart {
+    /// Configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<MpGracefulRestartConfig>,
+}
+
+/// Per-family graceful restart configuration.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MpGracefulRestartConfig {
+    /// Graceful restart is enabled for this family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// Family selection.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AfiSafiConfig {
+    /// The family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
+    /// The family is enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// An address family as GoBGP's API names it: afi `AFI_IP`/`AFI_IP6`, safi `SAFI_UNICAST`, ...
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Family {
+    /// Address family identifier, e.g. AFI_IP, AFI_IP6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub afi: Option<String>,
+    /// Subsequent address family identifier, e.g. SAFI_UNICAST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safi: Option<String>,
+}
+
+/// ADD-PATH (RFC 7911).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AddPaths {
+    /// Configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<AddPathsConfig>,
+}
+
+/// ADD-PATH configuration.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AddPathsConfig {
+    /// Accept several paths per prefix from the neighbour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receive: Option<bool>,
+    /// Send at most this many paths per prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_max: Option<u32>,
+}
+
+/// BgpPeerStatus defines the observed state of BgpPeer; written by speakers.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpPeerStatus {
+    /// node name -> the state of that node's session with this neighbour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_peer_status: Option<BTreeMap<String, NodePeerStatus>>,
+}
+
+/// One node's session with the neighbour.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePeerStatus {
+    /// Session state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_state: Option<PeerState>,
+    /// Timer state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timers_state: Option<TimersState>,
+}
+
+/// Session state (GoBGP `PeerState`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerState {
+    /// TCP-MD5 password in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_password: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Local AS of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_as: Option<u32>,
+    /// Message counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Messages>,
+    /// The neighbour's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbor_address: Option<String>,
+    /// The neighbour's AS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_as: Option<u32>,
+    /// GoBGP peer group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_group: Option<String>,
+    /// GoBGP peer type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_type: Option<u32>,
+    /// Queue lengths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Queues>,
+    /// GoBGP remove-private-AS mode (a number in the state, a string in the config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove_private_as: Option<u32>,
+    /// Route flap damping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_flap_damping: Option<bool>,
+    /// GoBGP send-community bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_community: Option<u32>,
+    /// FSM state, e.g. ESTABLISHED (GoBGP spelling, as OpenELB reports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_state: Option<String>,
+    /// Admin state, e.g. UP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_state: Option<String>,
+    /// Output queue length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_q: Option<u32>,
+    /// Number of session flaps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flops: Option<u32>,
+    /// The neighbour's router id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_id: Option<String>,
+}
+
+/// Sent and received message counters.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Messages {
+    /// Received messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<Message>,
+    /// Sent messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Message>,
+}
+
+/// Message counters by type, each a decimal string (GoBGP's JSON encoding of uint64).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// NOTIFICATION messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<String>,
+    /// UPDATE messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
+    /// OPEN messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<String>,
+    /// KEEPALIVE messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<String>,
+    /// ROUTE-REFRESH messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+    /// Discarded messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded: Option<String>,
+    /// All messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<String>,
+    /// UPDATEs that withdraw routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdraw_update: Option<String>,
+    /// Withdrawn prefixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdraw_prefix: Option<String>,
+}
+
+/// Queue lengths.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Queues {
+    /// Input queue length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<u32>,
+    /// Output queue length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<u32>,
+}
+
+/// Timer state (GoBGP `TimersState`), strings as OpenELB reports them.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TimersState {
+    /// Connect retry, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_retry: Option<String>,
+    /// Configured hold time, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_time: Option<String>,
+    /// Keepalive interval, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_interval: Option<String>,
+    /// Minimum advertisement interval, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_advertisement_interval: Option<String>,
+    /// Hold time agreed in OPEN, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negotiated_hold_time: Option<String>,
+    /// When the session came up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime: Option<String>,
+    /// When the session went down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime: Option<String>,
+}
+
+impl BgpPeer {
+    /// Whether the object carries the `openelb.kubesphere.io/cni` label: it belongs to the CNI and
+    /// speakers leave it alone.
+    pub fn is_cni_owned(&self) -> bool {
+        self.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|labels| labels.contains_key(crate::names::CNI_LABEL))
+    }
+}

@@ -1,0 +1,144 @@
+//! The start-up and shutdown both binaries share: metrics/health server, object source, one index
+//! per watched kind, readiness once every kind has synced, and a clean stop on SIGTERM/SIGINT.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use prometheus_client::registry::Registry;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tracing::{info, warn};
+
+use crate::{
+    cli::CommonArgs,
+    feed::{SharedIndex, SyncTracker, spawn_index},
+    metrics::SourceMetrics,
+    object::Object,
+    serve::{Health, serve},
+    shutdown::Shutdown,
+    source::{ObjectSource, SourceError},
+};
+
+/// How long the index tasks and the server get to finish after the shutdown signal.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a binary could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// `--metrics-addr` could not be bound.
+    #[error("--metrics-addr {addr}: cannot listen ({source}); choose a free address")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The bind error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The signal handlers could not be installed.
+    #[error("cannot install SIGTERM/SIGINT handlers ({0}); the process stops")]
+    Signals(#[source] std::io::Error),
+    /// The source could not be opened.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The metrics server failed while running.
+    #[error("metrics server on {addr} failed ({source})")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// The server error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started process: server up, source open, indexes being fed.
+pub struct App {
+    source: ObjectSource,
+    tracker: SyncTracker,
+    shutdown: Shutdown,
+    health: Health,
+    addr: SocketAddr,
+    server: JoinHandle<std::io::Result<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Installs the signal handlers, registers the source metrics into `registry`, starts the
+    /// metrics/health server on `--metrics-addr` (not ready yet) and opens `--source`.
+    pub async fn start(args: &CommonArgs, mut registry: Registry) -> Result<Self, AppError> {
+        let shutdown = Shutdown::new();
+        shutdown.on_signals().map_err(AppError::Signals)?;
+        let metrics = SourceMetrics::register(&mut registry);
+        let listener = TcpListener::bind(args.metrics_addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: args.metrics_addr,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(args.metrics_addr);
+        let health = Health::default();
+        let server = tokio::spawn(serve(listener, Arc::new(registry), health.clone(), {
+            let shutdown = shutdown.clone();
+            async move { shutdown.wait().await }
+        }));
+        info!(%addr, "serving /metrics, /healthz and /readyz");
+        let source = ObjectSource::from_spec(&args.source).await?.with_metrics(metrics);
+        info!(source = %args.source, "source opened");
+        Ok(Self {
+            source,
+            tracker: SyncTracker::new(),
+            shutdown,
+            health,
+            addr,
+            server,
+            tasks: Vec::new(),
+        })
+    }
+
+    /// The source (for the writer and further watches).
+    pub fn source(&self) -> &ObjectSource {
+        &self.source
+    }
+
+    /// The shutdown signal.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Starts watching kind `K` into an index; the process becomes ready once every kind watched
+    /// this way has synced.
+    pub fn index<K: Object>(&mut self) -> SharedIndex<K> {
+        let (index, task) = spawn_index::<K>(&self.source, &self.tracker, &self.shutdown);
+        self.tasks.push(task);
+        index
+    }
+
+    /// Becomes ready when every index has synced, then runs until SIGTERM/SIGINT and stops the
+    /// server and the watches.
+    pub async fn run(self) -> Result<(), AppError> {
+        tokio::select! {
+            _ = self.tracker.wait() => {
+                self.health.set_ready(true);
+                info!(kinds = self.tasks.len(), "all watches synced; ready");
+            }
+            _ = self.shutdown.wait() => {}
+        }
+        self.shutdown.wait().await;
+        for task in self.tasks {
+            if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
+                warn!("a watch task did not stop in time");
+            }
+        }
+        match tokio::time::timeout(STOP_GRACE, self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(source))) => {
+                return Err(AppError::Serve {
+                    addr: self.addr,
+                    source,
+                });
+            }
+            Ok(Err(error)) => warn!(%error, "metrics server task failed"),
+            Err(_) => warn!("metrics server did not stop in time"),
+        }
+        info!("stopped");
+        Ok(())
+    }
+}

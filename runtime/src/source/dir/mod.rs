@@ -1,0 +1,215 @@
+//! The directory adapter (`--source dir:PATH`): the same multi-document YAML a user would
+//! `kubectl apply`, polled for changes, with the writer's results overlaid from `PATH/status/`.
+//!
+//! Rules (see also [`Overlay`] for the status file format):
+//! - `*.yaml`/`*.yml` files under PATH, recursively, in path order; hidden entries and
+//!   `PATH/status/` are not manifests. Documents match a kind by `apiVersion` and `kind`; `List`
+//!   documents are expanded. Namespaced objects without a namespace get `default`.
+//! - A file with a YAML syntax error is logged with its path and line and keeps its last good
+//!   content (nothing if it never parsed), as `kubectl apply` rejects a whole file; a document that
+//!   is valid YAML but not a valid object is logged and skipped on its own. Neither affects other
+//!   files.
+//! - Two documents defining the same object: the later one (path order, then file order) wins,
+//!   with a warning naming both.
+//! - Objects get a uid derived from apiVersion/kind/namespace/name and a resourceVersion derived
+//!   from their content (manifest + overlay), so it changes exactly when the object does.
+//! - The manifest's `status` is ignored, as the apiserver ignores it on create: status comes only
+//!   from the overlay.
+//! - The source never writes or deletes anything outside `PATH/status/`.
+
+mod objects;
+mod scan;
+mod store;
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use futures::{StreamExt, stream::BoxStream};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use self::{
+    objects::{Materialized, materialize},
+    scan::{Scanner, Snapshot},
+};
+pub use self::{
+    scan::{EVENTS_FILE, Overlay, OverlayMeta, STATUS_DIR},
+    store::{DirStore, WriteRecord},
+};
+use super::{ObjectEvent, SourceError};
+use crate::object::{Object, ObjectKey};
+
+/// How often the directory is polled by default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A directory of manifests, polled for changes. Cloning is cheap and shares the poller and the
+/// writer's store.
+#[derive(Clone)]
+pub struct DirSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    poll_interval: Duration,
+    snapshots: OnceLock<watch::Receiver<Option<Arc<Snapshot>>>>,
+    store: store::StoreState,
+}
+
+impl DirSource {
+    /// Opens `root`, polled every [`DEFAULT_POLL_INTERVAL`].
+    pub fn open(root: &Path) -> Result<Self, SourceError> {
+        Self::open_with_interval(root, DEFAULT_POLL_INTERVAL)
+    }
+
+    /// Opens `root`, polled every `poll_interval` (tests use a short one).
+    pub fn open_with_interval(root: &Path, poll_interval: Duration) -> Result<Self, SourceError> {
+        std::fs::read_dir(root).map_err(|source| SourceError::DirNotFound {
+            path: root.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                root: root.to_owned(),
+                poll_interval,
+                snapshots: OnceLock::new(),
+                store: store::StoreState::default(),
+            }),
+        })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The writer's store for this directory.
+    pub fn store(&self) -> DirStore {
+        DirStore::new(self.clone())
+    }
+
+    /// The receiver of snapshots; starts the poller on first use (must run inside a tokio runtime).
+    fn snapshots(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        self.inner
+            .snapshots
+            .get_or_init(|| {
+                let (tx, rx) = watch::channel(None);
+                tokio::spawn(poll(
+                    Scanner::new(self.inner.root.clone()),
+                    tx,
+                    self.inner.poll_interval,
+                ));
+                rx
+            })
+            .clone()
+    }
+
+    /// The latest snapshot (waits for the first scan).
+    async fn latest(&self) -> Arc<Snapshot> {
+        let mut rx = self.snapshots();
+        match rx.wait_for(Option::is_some).await {
+            Ok(snapshot) => snapshot.clone().unwrap_or_default(),
+            // The poller only stops when every receiver is gone, and `rx` is one.
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// The stream of changes to objects of kind `K`: a `Resync` of the first scan, then `Apply` and
+    /// `Delete` for each object whose resourceVersion changed, appeared or disappeared.
+    pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+        let state = WatchState::<K> {
+            rx: self.snapshots(),
+            started: false,
+            known: None,
+            pending: VecDeque::new(),
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            loop {
+                if let Some(event) = st.pending.pop_front() {
+                    return Some((Ok(event), st));
+                }
+                if st.started && st.rx.changed().await.is_err() {
+                    return None;
+                }
+                st.started = true;
+                let snapshot = st.rx.borrow_and_update().clone();
+                if let Some(snapshot) = snapshot {
+                    st.update(materialize::<K>(&snapshot));
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+struct WatchState<K> {
+    rx: watch::Receiver<Option<Arc<Snapshot>>>,
+    started: bool,
+    known: Option<BTreeMap<ObjectKey, Materialized<K>>>,
+    pending: VecDeque<ObjectEvent<K>>,
+}
+
+impl<K: Object> WatchState<K> {
+    /// Queues the events that turn the known set into `current`.
+    fn update(&mut self, current: BTreeMap<ObjectKey, Materialized<K>>) {
+        match &self.known {
+            None => {
+                let all = current.values().map(|m| m.object.clone()).collect();
+                self.pending.push_back(ObjectEvent::Resync(all));
+            }
+            Some(known) => {
+                for (key, m) in &current {
+                    if known.get(key).map(|k| &k.resource_version) != Some(&m.resource_version) {
+                        self.pending.push_back(ObjectEvent::Apply(m.object.clone()));
+                    }
+                }
+                for (key, m) in known {
+                    if !current.contains_key(key) {
+                        self.pending.push_back(ObjectEvent::Delete(m.object.clone()));
+                    }
+                }
+            }
+        }
+        self.known = Some(current);
+    }
+}
+
+/// The poller: scans every `interval` and publishes a snapshot when something changed; stops when
+/// nobody listens any more.
+async fn poll(scanner: Scanner, tx: watch::Sender<Option<Arc<Snapshot>>>, interval: Duration) {
+    let mut scanner = Some(scanner);
+    loop {
+        let Some(mut s) = scanner.take() else { return };
+        // File I/O blocks; keep it off the async workers.
+        match tokio::task::spawn_blocking(move || {
+            let snapshot = s.scan();
+            (s, snapshot)
+        })
+        .await
+        {
+            Ok((s, snapshot)) => {
+                scanner = Some(s);
+                if let Some(snapshot) = snapshot {
+                    debug!(
+                        documents = snapshot.documents.len(),
+                        overlays = snapshot.overlays.len(),
+                        "directory changed"
+                    );
+                    tx.send_replace(Some(Arc::new(snapshot)));
+                }
+            }
+            Err(error) => {
+                warn!(%error, "directory scan panicked; the dir source stops updating");
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The Kubernetes API adapter: kube-runtime watchers for reading, `Api` patches and an Event
+//! recorder for writing.
+
+use futures::{StreamExt, future::ready, stream::BoxStream};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+    runtime::{
+        WatchStreamExt,
+        events::{Event, EventType as KubeEventType, Recorder, Reporter},
+        watcher::{self, Event as WatcherEvent},
+    },
+};
+use tracing::debug;
+
+use super::{
+    ObjectEvent, SourceError,
+    writer::{EventRecord, EventType, MetadataPatch, WriteError, object_name},
+};
+use crate::object::{KnownScope, Object, kind_of};
+
+/// Reads objects from the apiserver.
+#[derive(Clone)]
+pub struct KubeSource {
+    client: Client,
+}
+
+impl KubeSource {
+    /// A source over `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Watches all objects of kind `K` in all namespaces.
+    ///
+    /// Config: kube's defaults (list then watch, pages of 500, bookmarks, `MostRecent` list
+    /// semantic). `MostRecent` rather than `Any` because the controller rebuilds its allocations from
+    /// what it lists (DESIGN.md, "The controller's truth is the API"): a list served from a stale
+    /// apiserver cache could hide an existing assignment.
+    /// Errors are yielded and the next poll waits per the watcher's `default_backoff`.
+    pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+        let api = Api::<K>::all(self.client.clone());
+        let kind = kind_of::<K>();
+        watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .scan(Vec::new(), move |buffer, item| {
+                let mapped = map_watcher_event(&kind, buffer, item);
+                ready(Some(mapped))
+            })
+            .filter_map(ready)
+            .boxed()
+    }
+}
+
+/// Maps kube's watcher events onto [`ObjectEvent`]: the objects of `Init`..`InitDone` are buffered
+/// and delivered as one `Resync`.
+fn map_watcher_event<K: Object>(
+    kind: &str,
+    buffer: &mut Vec<K>,
+    item: Result<WatcherEvent<K>, watcher::Error>,
+) -> Option<Result<ObjectEvent<K>, SourceError>> {
+    match item {
+        Ok(WatcherEvent::Init) => {
+            debug!(kind, "listing");
+            buffer.clear();
+            None
+        }
+        Ok(WatcherEvent::InitApply(obj)) => {
+            buffer.push(obj);
+            None
+        }
+        Ok(WatcherEvent::InitDone) => Some(Ok(ObjectEvent::Resync(std::mem::take(buffer)))),
+        Ok(WatcherEvent::Apply(obj)) => Some(Ok(ObjectEvent::Apply(obj))),
+        Ok(WatcherEvent::Delete(obj)) => Some(Ok(ObjectEvent::Delete(obj))),
+        Err(source) => Some(Err(SourceError::Watch {
+            kind: kind.to_owned(),
+            source,
+        })),
+    }
+}
+
+/// Writes to the apiserver.
+#[derive(Clone)]
+pub struct KubeWriter {
+    // Shared so that cloning a writer is cheap and clones share the Event recorder's dedup cache.
+    inner: std::sync::Arc<KubeWriterInner>,
+}
+
+struct KubeWriterInner {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl KubeWriter {
+    /// A writer over `client`; Events are reported as coming from `reporter` (the instance is the
+    /// hostname, i.e. the pod name).
+    pub fn new(client: Client, reporter: &str) -> Self {
+        let recorder = Recorder::new(client.clone(), Reporter::from(reporter));
+        Self {
+            inner: std::sync::Arc::new(KubeWriterInner { client, recorder }),
+        }
+    }
+
+    fn api<K: Object>(&self, name: &str, namespace: Option<&str>) -> Result<Api<K>, WriteError> {
+        <K::Scope as KnownScope>::api_for::<K>(self.inner.client.clone(), namespace).ok_or_else(|| {
+            WriteError::MissingNamespace {
+                kind: kind_of::<K>(),
+                name: name.to_owned(),
+            }
+        })
+    }
+
+    pub(crate) async fn patch_status<K: Object>(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        status: serde_json::Value,
+    ) -> Result<(), WriteError> {
+        let api = self.api::<K>(name, namespace)?;
+        let body = serde_json::json!({ "status": status });
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+            .map(drop)
+            .map_err(|e| api_error::<K>(e, name, namespace, None, "patch status"))
+    }
+
+    pub(crate) async fn patch_metadata<K: Object>(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        patch: MetadataPatch,
+    ) -> Result<(), WriteError> {
+        let api = self.api::<K>(name, namespace)?;
+        // A merge patch carrying metadata.resourceVersion is the apiserver's optimistic-concurrency
+        // precondition: it answers 409 Conflict if the object has moved on.
+        let body = patch.to_merge_patch();
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+            .map(drop)
+            .map_err(|e| {
+                api_error::<K>(
+                    e,
+                    name,
+                    namespace,
+                    patch.resource_version.clone(),
+                    "patch metadata",
+                )
+            })
+    }
+
+    pub(crate) async fn publish_event(&self, event: EventRecord) -> Result<(), WriteError> {
+        let kube_event = Event {
+            type_: match event.type_ {
+                EventType::Normal => KubeEventType::Normal,
+                EventType::Warning => KubeEventType::Warning,
+            },
+            reason: event.reason.clone(),
+            note: event.note.clone(),
+            action: event.action.clone(),
+            secondary: None,
+        };
+        self.inner
+            .recorder
+            .publish(&kube_event, &event.regarding)
+            .await
+            .map_err(|source| WriteError::Api {
+                kind: event.regarding.kind.clone().unwrap_or_default(),
+                object: object_name(
+                    event.regarding.name.as_deref().unwrap_or_default(),
+                    event.regarding.namespace.as_deref(),
+                ),
+                what: "publish event",
+                source: Box::new(source),
+            })
+    }
+}
+
+/// Maps a kube error: 409 is [`WriteError::Conflict`], 404 [`WriteError::NotFound`].
+fn api_error<K: Object>(
+    error: kube::Error,
+    name: &str,
+    namespace: Option<&str>,
+    resource_version: Option<String>,
+    what: &'static str,
+) -> WriteError {
+    let kind = kind_of::<K>();
+    let object = object_name(name, namespace);
+    match &error {
+        kube::Error::Api(status) if status.is_conflict() => WriteError::Conflict {
+            kind,
+            object,
+            resource_version,
+        },
+        kube::Error::Api(status) if status.is_not_found() => WriteError::NotFound { kind, object },
+        _ => WriteError::Api {
+            kind,
+            object,
+            what,
+            source: Box::new(error),
+        },
+    }
+}

@@ -1,0 +1,190 @@
+//! The object source: one abstraction over "where objects come from and where writes go", with two
+//! adapters chosen by `--source`: the Kubernetes API ([`kube`]) or a directory of YAML
+//! manifests ([`dir`]).
+//!
+//! Both adapters produce the same per-kind stream of [`ObjectEvent`]s and accept the same writes
+//! through [`Writer`].
+
+pub mod dir;
+pub mod kube;
+mod writer;
+
+use std::{collections::HashSet, path::PathBuf};
+
+use futures::{StreamExt, stream::BoxStream};
+
+pub use self::writer::{EventRecord, EventType, MetadataPatch, WriteError, Writer};
+use crate::{
+    cli::SourceSpec,
+    metrics::SourceMetrics,
+    object::{Object, ObjectKey, kind_of},
+};
+
+/// A change to the set of objects of one kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ObjectEvent<K> {
+    /// An object was created or changed: replace it in the index.
+    Apply(K),
+    /// An object was deleted: remove it from the index.
+    Delete(K),
+    /// The complete current set of objects (after the initial list and after any re-list): replace
+    /// the whole index with it. The first `Resync` of a stream means "synced".
+    Resync(Vec<K>),
+}
+
+impl<K> ObjectEvent<K> {
+    /// The event's name as used in the `event` metric label and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ObjectEvent::Apply(_) => "apply",
+            ObjectEvent::Delete(_) => "delete",
+            ObjectEvent::Resync(_) => "resync",
+        }
+    }
+}
+
+/// Why the source could not be opened or a watch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// `--source kube` but no kubeconfig or in-cluster configuration could be loaded.
+    #[error("--source kube: cannot build a Kubernetes client ({source}); set KUBECONFIG or run in a pod")]
+    Client {
+        /// The kube client error.
+        #[source]
+        source: ::kube::Error,
+    },
+    /// `--source dir:PATH` names something that is not a readable directory.
+    #[error("--source dir:{path}: not a readable directory ({source}); create it or fix the path")]
+    DirNotFound {
+        /// The directory given.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kube watcher reported an error; the stream retries with backoff on the next poll.
+    #[error("watch of {kind} failed ({source}); retrying with backoff")]
+    Watch {
+        /// The kind being watched.
+        kind: String,
+        /// The watcher error.
+        #[source]
+        source: ::kube::runtime::watcher::Error,
+    },
+}
+
+/// Where objects come from: the Kubernetes API or a directory of manifests.
+#[derive(Clone)]
+pub struct ObjectSource {
+    backend: Backend,
+    metrics: Option<SourceMetrics>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Kube(self::kube::KubeSource),
+    Dir(dir::DirSource),
+}
+
+impl ObjectSource {
+    /// Opens the source named by `--source`. For `kube` this loads the kubeconfig or in-cluster
+    /// configuration (`kube::Client::try_default`); for `dir:PATH` it checks that PATH is a directory.
+    pub async fn from_spec(spec: &SourceSpec) -> Result<Self, SourceError> {
+        let backend = match spec {
+            SourceSpec::Kube => {
+                let client = ::kube::Client::try_default()
+                    .await
+                    .map_err(|source| SourceError::Client { source })?;
+                Backend::Kube(self::kube::KubeSource::new(client))
+            }
+            SourceSpec::Dir(path) => Backend::Dir(dir::DirSource::open(path)?),
+        };
+        Ok(Self {
+            backend,
+            metrics: None,
+        })
+    }
+
+    /// A source over an existing kube client (tests use a mocked one).
+    pub fn kube(client: ::kube::Client) -> Self {
+        Self {
+            backend: Backend::Kube(self::kube::KubeSource::new(client)),
+            metrics: None,
+        }
+    }
+
+    /// A source over an already opened directory source.
+    pub fn dir(source: dir::DirSource) -> Self {
+        Self {
+            backend: Backend::Dir(source),
+            metrics: None,
+        }
+    }
+
+    /// Makes every stream from [`watch`](Self::watch) update these metrics.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: SourceMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The stream of changes to all objects of kind `K` (all namespaces), starting with a
+    /// [`ObjectEvent::Resync`] of the current set.
+    ///
+    /// Errors are not fatal: the kube stream retries with the watcher's default backoff on the next
+    /// poll, so a consumer logs them and keeps polling.
+    pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+        let stream = match &self.backend {
+            Backend::Kube(kube) => kube.watch::<K>(),
+            Backend::Dir(dir) => dir.watch::<K>(),
+        };
+        match &self.metrics {
+            None => stream,
+            Some(metrics) => count_events(stream, metrics.clone()),
+        }
+    }
+
+    /// The writer that goes with this source: the API, or the dir source's store. `reporter` names
+    /// the component in published Events (`reportingController`), e.g. `oxelb-controller`.
+    pub fn writer(&self, reporter: &str) -> Writer {
+        match &self.backend {
+            Backend::Kube(kube) => Writer::kube(kube.client(), reporter),
+            Backend::Dir(dir) => Writer::dir(dir.store()),
+        }
+    }
+}
+
+/// Wraps a stream so that it keeps `oxelb_source_objects{kind}` and
+/// `oxelb_source_events_total{kind,event}` current.
+fn count_events<K: Object>(
+    stream: BoxStream<'static, Result<ObjectEvent<K>, SourceError>>,
+    metrics: SourceMetrics,
+) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+    let kind = kind_of::<K>();
+    let mut keys: HashSet<ObjectKey> = HashSet::new();
+    stream
+        .inspect(move |item| {
+            let event = match item {
+                Ok(event) => event,
+                Err(_) => {
+                    metrics.record_event(&kind, "error");
+                    return;
+                }
+            };
+            match event {
+                ObjectEvent::Apply(obj) => {
+                    keys.insert(ObjectKey::of(obj));
+                }
+                ObjectEvent::Delete(obj) => {
+                    keys.remove(&ObjectKey::of(obj));
+                }
+                ObjectEvent::Resync(objs) => keys = objs.iter().map(ObjectKey::of).collect(),
+            }
+            metrics.record_event(&kind, event.name());
+            metrics.set_objects(&kind, keys.len());
+        })
+        .boxed()
+}
+
+#[cfg(test)]
+mod tests;
