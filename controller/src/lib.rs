@@ -38,7 +38,7 @@ pub struct Args {
 pub struct Indexes {
     /// All Services.
     pub services: SharedIndex<Service>,
-    /// All Namespaces (their annotations choose a default Eip).
+    /// All Namespaces (Eips bound by `namespaces` / `namespaceSelector` match their names and labels).
     pub namespaces: SharedIndex<Namespace>,
     /// All Eips (network.kubesphere.io/v1alpha2).
     pub eips: SharedIndex<Eip>,

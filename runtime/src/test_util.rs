@@ -60,3 +60,93 @@ fn dechunk(mut rest: &str) -> String {
 pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
+
+/// How long [`check_binary_lifecycle`] waits for readiness and for the exit after SIGTERM.
+const LIFECYCLE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Runs a binary (`bin`, e.g. `env!("CARGO_BIN_EXE_oxelb-controller")`) with `--source dir:` on a
+/// fresh directory holding `manifests`, waits (bounded) until `/readyz` answers 200, checks that
+/// `/metrics` contains every line of `expected_metrics` and that `/healthz` answers 200, then sends
+/// SIGTERM and checks a clean exit. The child is killed on every failure path.
+pub async fn check_binary_lifecycle(
+    bin: &str,
+    manifests: &str,
+    expected_metrics: &[&str],
+) -> Result<(), String> {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    std::fs::write(dir.path().join("objects.yaml"), manifests).map_err(|e| format!("write: {e}"))?;
+    let port = free_port().map_err(|e| format!("free port: {e}"))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut child = Command::new(bin)
+        .arg("--source")
+        .arg(format!("dir:{}", dir.path().display()))
+        .arg("--metrics-addr")
+        .arg(addr.to_string())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("spawn {bin}: {e}"))?;
+
+    let outcome = async {
+        let deadline = Instant::now() + LIFECYCLE_WAIT;
+        let metrics = loop {
+            if Instant::now() >= deadline {
+                return Err(format!("{bin} not ready within {LIFECYCLE_WAIT:?}"));
+            }
+            if let Ok(Some(exit)) = child.try_wait() {
+                return Err(format!("{bin} exited early: {exit}"));
+            }
+            if let Ok(ready) = http_get(addr, "/readyz").await
+                && ready.status == 200
+            {
+                break http_get(addr, "/metrics")
+                    .await
+                    .map_err(|e| format!("/metrics: {e}"))?
+                    .body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        for line in expected_metrics {
+            if !metrics.contains(line) {
+                return Err(format!("missing {line:?} in /metrics:\n{metrics}"));
+            }
+        }
+        let health = http_get(addr, "/healthz")
+            .await
+            .map_err(|e| format!("/healthz: {e}"))?;
+        if health.status != 200 {
+            return Err(format!("/healthz answered {}", health.status));
+        }
+
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        if !matches!(killed, Ok(status) if status.success()) {
+            return Err(format!("kill -TERM failed: {killed:?}"));
+        }
+        let deadline = Instant::now() + LIFECYCLE_WAIT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(exit)) if exit.success() => return Ok(()),
+                Ok(Some(exit)) => return Err(format!("{bin} exited with {exit} after SIGTERM")),
+                Ok(None) if Instant::now() > deadline => {
+                    return Err(format!("{bin} did not exit within {LIFECYCLE_WAIT:?} of SIGTERM"));
+                }
+                Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                Err(e) => return Err(format!("wait for {bin}: {e}")),
+            }
+        }
+    }
+    .await;
+    if outcome.is_err() {
+        // Best effort: never leave the child running after a failed check.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    outcome
+}
