@@ -4,6 +4,8 @@
 //! per kind the controller reads (Services, Namespaces, Eips). Allocation comes in later work and
 //! reads these indexes.
 
+pub mod inputs;
+
 use clap::Parser;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use oxelb_crds::v1alpha2::Eip;
