@@ -1,26 +1,66 @@
 //! oxelb controller: allocates IPs from Eip pools to LoadBalancer Services.
 //!
-//! This is the start-up: flags, logging, metrics/health server, the object source, and an index
-//! per kind the controller reads (Services, Namespaces, Eips). Allocation comes in later work and
-//! reads these indexes.
+//! - [`inputs`]: Eips and Services into the allocator's inputs (pure).
+//! - [`handling`]: which Services are ours (`type`, class, annotation; pure).
+//! - [`reconcile`]: one pass over a snapshot of the objects: registration after a restart, releases,
+//!   allocations, and the writes that follow (pure).
+//! - [`apply`]: makes those writes through the runtime's writer, fenced by [`leader`].
+//! - [`leader`]: Lease election with self-fencing; only the holder writes.
+//! - [`metrics`]: pool sizes and usage, failures, pending Services, writes, pass latency.
+//!
+//! The loop ([`run`]) waits until every watch has synced, then, while this replica leads, runs a
+//! pass whenever an object changes (debounced), after a failed write (with backoff), and every
+//! [`RESYNC`] as a safety net.
 
+pub mod apply;
+pub mod handling;
 pub mod inputs;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+
+use std::{collections::BTreeMap, time::Duration};
 
 use clap::Parser;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use oxelb_crds::v1alpha2::Eip;
 use oxelb_runtime::{
     app::{App, AppError},
-    cli::CommonArgs,
-    feed::SharedIndex,
+    cli::{CommonArgs, SourceSpec},
+    feed::{SharedIndex, SyncTracker},
+    shutdown::Shutdown,
+    source::Writer,
 };
 use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{
+    apply::Applier,
+    handling::Handling,
+    leader::{Leadership, LeaseConfig},
+    metrics::ControllerMetrics,
+    reconcile::{Reconciler, Snapshot},
+};
 
 /// Default `--metrics-addr` of the controller (a Deployment: any port of the pod is free).
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:8080";
 
 /// The component name in Events and logs.
 pub const COMPONENT: &str = "oxelb-controller";
+
+/// A pass runs at least this often, even when nothing changed (a safety net; changes trigger
+/// passes at once).
+pub const RESYNC: Duration = Duration::from_secs(60);
+
+/// Changes arriving within this time are decided in one pass.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// After a 409, the next pass waits this long for the watch to deliver the newer object.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+
+/// The backoff after failed writes: doubling from the first value up to the second.
+const ERROR_BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
 /// The controller's flags.
 #[derive(Parser, Debug, Clone)]
@@ -33,6 +73,86 @@ pub struct Args {
     /// Flags shared with the speaker.
     #[command(flatten)]
     pub common: CommonArgs,
+
+    /// Handle Services whose `spec.loadBalancerClass` is this value, without any annotation.
+    /// Services of any other class are never touched.
+    #[arg(long, env = "OXELB_LB_CLASS")]
+    pub lb_class: Option<String>,
+
+    /// Handle every class-less `type: LoadBalancer` Service, with or without the
+    /// `lb.kubesphere.io/v1alpha1: openelb` annotation (be the cluster's default load balancer).
+    #[arg(long, env = "OXELB_DEFAULT_LB")]
+    pub default_lb: bool,
+
+    /// Elect a leader through a Lease (with `--source kube`); only the leader writes. With `dir:`
+    /// there is one process and no election.
+    #[arg(long, env = "OXELB_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "oxelb-system")]
+    pub lease_namespace: String,
+
+    /// Name of the leader-election Lease (the RBAC Role allows only this name).
+    #[arg(long, default_value = "oxelb-controller")]
+    pub lease_name: String,
+
+    /// This replica's identity in the Lease (default: the pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Seconds a Lease is valid after its last renewal.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+
+    /// Seconds after the start of its last successful renewal that the leader keeps writing; must
+    /// be less than the lease duration (the difference is the margin against two writers).
+    #[arg(long, default_value_t = 10)]
+    pub renew_deadline_seconds: u64,
+
+    /// Seconds between renewals (and between checks by standby replicas).
+    #[arg(long, default_value_t = 2)]
+    pub retry_period_seconds: u64,
+}
+
+impl Args {
+    /// Which Services are handled.
+    pub fn handling(&self) -> Handling {
+        Handling {
+            lb_class: self.lb_class.clone().filter(|c| !c.is_empty()),
+            default_lb: self.default_lb,
+        }
+    }
+
+    /// The Lease configuration; errors name the flag.
+    pub fn lease_config(&self) -> Result<LeaseConfig, String> {
+        if self.renew_deadline_seconds == 0 || self.renew_deadline_seconds >= self.lease_duration_seconds {
+            return Err(format!(
+                "--renew-deadline-seconds {} must be above 0 and below --lease-duration-seconds {}",
+                self.renew_deadline_seconds, self.lease_duration_seconds
+            ));
+        }
+        if self.retry_period_seconds == 0 || self.retry_period_seconds >= self.renew_deadline_seconds {
+            return Err(format!(
+                "--retry-period-seconds {} must be above 0 and below --renew-deadline-seconds {}",
+                self.retry_period_seconds, self.renew_deadline_seconds
+            ));
+        }
+        let identity = self
+            .identity
+            .clone()
+            .filter(|i| !i.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| format!("oxelb-controller-{}", std::process::id()));
+        Ok(LeaseConfig {
+            namespace: self.lease_namespace.clone(),
+            name: self.lease_name.clone(),
+            identity,
+            lease_duration: Duration::from_secs(self.lease_duration_seconds),
+            renew_deadline: Duration::from_secs(self.renew_deadline_seconds),
+            retry_period: Duration::from_secs(self.retry_period_seconds),
+        })
+    }
 }
 
 /// The objects the controller reads.
@@ -46,6 +166,24 @@ pub struct Indexes {
     pub eips: SharedIndex<Eip>,
 }
 
+impl Indexes {
+    /// A copy of the current objects, for one pass.
+    pub fn snapshot(&self) -> Snapshot {
+        // A poisoned lock means a reader panicked; the data is still a valid map.
+        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+        let namespaces = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
+        let eips = self.eips.read().unwrap_or_else(|e| e.into_inner());
+        Snapshot {
+            services: services.iter().map(|(_, s)| s.clone()).collect(),
+            namespaces: namespaces
+                .iter()
+                .map(|(key, ns)| (key.name.clone(), ns.metadata.labels.clone().unwrap_or_default()))
+                .collect::<BTreeMap<_, _>>(),
+            eips: eips.iter().map(|(_, e)| e.clone()).collect(),
+        }
+    }
+}
+
 /// Starts the indexes of every kind the controller reads.
 pub fn watch_all(app: &mut App) -> Indexes {
     Indexes {
@@ -57,7 +195,138 @@ pub fn watch_all(app: &mut App) -> Indexes {
 
 /// Runs the controller until SIGTERM/SIGINT.
 pub async fn run(args: Args) -> Result<(), AppError> {
-    let mut app = App::start(&args.common, Registry::default()).await?;
-    let _indexes = watch_all(&mut app);
-    app.run().await
+    let lease = match args.lease_config() {
+        Ok(lease) => lease,
+        Err(message) => {
+            // A flag error before anything started: say which flag and stop.
+            eprintln!("oxelb-controller: {message}");
+            std::process::exit(2);
+        }
+    };
+    let mut registry = Registry::default();
+    let metrics = ControllerMetrics::register(&mut registry);
+    let mut app = App::start(&args.common, registry).await?;
+    let indexes = watch_all(&mut app);
+    let writer = app.source().writer(COMPONENT);
+
+    let mut tasks = Vec::new();
+    let leadership = match (app.source().kube_client(), args.leader_elect) {
+        (Some(client), true) => {
+            let (tx, rx) = watch::channel(None);
+            let shutdown = app.shutdown().clone();
+            info!(lease = %format!("{}/{}", lease.namespace, lease.name), identity = %lease.identity, "leader election on");
+            tasks.push(tokio::spawn(leader::run_election(
+                client,
+                lease,
+                tx,
+                async move {
+                    shutdown.wait().await;
+                },
+            )));
+            Leadership::from_receiver(rx)
+        }
+        _ => {
+            if matches!(args.common.source, SourceSpec::Dir(_)) {
+                info!("dir source: one process, no leader election");
+            } else {
+                warn!("leader election off: run exactly one replica");
+            }
+            Leadership::always()
+        }
+    };
+    tasks.push(tokio::spawn(reconcile_loop(
+        indexes,
+        writer,
+        app.tracker().clone(),
+        app.shutdown().clone(),
+        leadership,
+        metrics,
+        args.handling(),
+    )));
+    let result = app.run().await;
+    for task in tasks {
+        if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            warn!("a controller task did not stop in time");
+        }
+    }
+    result
+}
+
+/// The reconcile loop: waits for every watch to sync, then passes while this replica leads.
+pub async fn reconcile_loop(
+    indexes: Indexes,
+    writer: Writer,
+    tracker: SyncTracker,
+    shutdown: Shutdown,
+    mut leadership: Leadership,
+    metrics: ControllerMetrics,
+    handling: Handling,
+) {
+    // Never decide on a partial view: an unsynced index could hide an existing assignment.
+    tokio::select! {
+        _ = tracker.wait() => {}
+        _ = shutdown.wait() => return,
+    }
+    let mut changes = tracker.changes();
+    loop {
+        tokio::select! {
+            _ = leadership.wait_leading() => {}
+            _ = shutdown.wait() => return,
+        }
+        metrics.set_leader(true);
+        info!("leading: re-registering existing assignments, then allocating");
+        // A new term starts from the API's truth: the previous leader may have allocated.
+        let mut reconciler = Reconciler::new(handling.clone());
+        let mut applier = Applier::new(writer.clone(), metrics.clone());
+        let mut backoff = ERROR_BACKOFF.0;
+        loop {
+            changes.borrow_and_update();
+            let started = std::time::Instant::now();
+            let snapshot = indexes.snapshot();
+            let report = reconciler.pass(&snapshot);
+            metrics.record_pass(&report);
+            let actions = report.actions.len();
+            let summary = applier.apply(report.actions, &leadership).await;
+            let elapsed = started.elapsed();
+            metrics.observe_pass(elapsed.as_secs_f64());
+            if actions > 0 {
+                info!(
+                    services = snapshot.services.len(),
+                    eips = snapshot.eips.len(),
+                    written = summary.written,
+                    skipped = summary.skipped,
+                    conflicts = summary.conflicts,
+                    errors = summary.errors,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "pass"
+                );
+            }
+            if summary.fenced {
+                break;
+            }
+            let wait = if summary.errors > 0 {
+                let wait = backoff;
+                backoff = (backoff * 2).min(ERROR_BACKOFF.1);
+                wait
+            } else {
+                backoff = ERROR_BACKOFF.0;
+                if summary.conflicts > 0 {
+                    CONFLICT_RETRY
+                } else {
+                    RESYNC
+                }
+            };
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() { return; }
+                    tokio::time::sleep(DEBOUNCE).await;
+                }
+                _ = tokio::time::sleep(wait) => {}
+                _ = leadership.lost() => break,
+                _ = shutdown.wait() => return,
+            }
+        }
+        metrics.set_leader(false);
+        warn!("not leading any more: writes stopped; waiting to lead again");
+    }
 }

@@ -103,6 +103,18 @@ impl App {
         &self.shutdown
     }
 
+    /// The tracker of every index started by [`index`](Self::index): when they have synced, and
+    /// a change counter that moves on every event applied to any of them.
+    pub fn tracker(&self) -> &SyncTracker {
+        &self.tracker
+    }
+
+    /// The readiness flag served on `/readyz`. [`run`](Self::run) sets it once every index has
+    /// synced; a binary with more to do before it is ready (the controller's webhook) can hold it.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// Starts watching kind `K` into an index; the process becomes ready once every kind watched
     /// this way has synced.
     pub fn index<K: Object>(&mut self) -> SharedIndex<K> {

@@ -17,16 +17,20 @@ use crate::{
 /// An index shared between the task that feeds it and its readers.
 pub type SharedIndex<K> = Arc<RwLock<Index<K>>>;
 
-/// Counts the kinds that have not synced yet; [`wait`](Self::wait) resolves when none are left.
+/// Counts the kinds that have not synced yet ([`wait`](Self::wait) resolves when none are left), and
+/// counts every change applied to any index ([`changes`](Self::changes)), so that a level-triggered
+/// loop can recompute its whole desired state when anything it reads has moved.
 #[derive(Clone, Debug)]
 pub struct SyncTracker {
     pending: watch::Sender<usize>,
+    generation: watch::Sender<u64>,
 }
 
 impl Default for SyncTracker {
     fn default() -> Self {
         Self {
             pending: watch::Sender::new(0),
+            generation: watch::Sender::new(0),
         }
     }
 }
@@ -50,6 +54,21 @@ impl SyncTracker {
         let mut rx = self.pending.subscribe();
         // Fails only when the sender is gone, and `self` holds it.
         let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Whether every kind registered so far has synced.
+    pub fn is_synced(&self) -> bool {
+        *self.pending.borrow() == 0
+    }
+
+    /// A receiver that sees a new value after every event applied to any index fed with this
+    /// tracker (the value is a count; only its change matters).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    fn changed(&self) {
+        self.generation.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -96,6 +115,7 @@ pub fn spawn_index<K: Object>(
                     info!(kind, objects, "synced");
                     tracker.synced();
                 }
+                tracker.changed();
             }
         }
     });

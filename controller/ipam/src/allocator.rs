@@ -549,6 +549,11 @@ impl Allocator {
         })
     }
 
+    /// Every Service holding at least one IP, sorted by namespace then name.
+    pub fn services(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.services.keys()
+    }
+
     /// The Services holding `ip`, sorted; empty if it is free.
     pub fn holders(&self, ip: IpAddr) -> Vec<ServiceKey> {
         self.ips

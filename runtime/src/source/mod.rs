@@ -121,6 +121,14 @@ impl ObjectSource {
         }
     }
 
+    /// The Kubernetes client, for `--source kube` (leader election needs it); `None` for `dir:`.
+    pub fn kube_client(&self) -> Option<::kube::Client> {
+        match &self.backend {
+            Backend::Kube(kube) => Some(kube.client()),
+            Backend::Dir(_) => None,
+        }
+    }
+
     /// Makes every stream from [`watch`](Self::watch) update these metrics.
     #[must_use]
     pub fn with_metrics(mut self, metrics: SourceMetrics) -> Self {

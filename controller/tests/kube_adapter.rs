@@ -1,0 +1,274 @@
+//! The controller's I/O adapters against kube's tower mock: the exact requests a pass's writes
+//! become, what a 409 does, the fence, and Lease acquisition.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::{Client, client::Body};
+use oxelb_controller::{
+    apply::Applier,
+    leader::{Leadership, LeaseConfig, run_election},
+    metrics::ControllerMetrics,
+    reconcile::{Action, Target},
+};
+use oxelb_ipam::ServiceKey;
+use oxelb_runtime::{ObjectSource, source::MetadataPatch};
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tower_test::mock::{self, Handle};
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn mock_client() -> (Client, ApiHandle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), handle)
+}
+
+fn respond(status: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+fn status_error(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason,
+        "reason": reason, "code": code})
+}
+
+/// The next request: method, path and query, content type, JSON body.
+async fn next(
+    handle: &mut ApiHandle,
+) -> (
+    Method,
+    String,
+    String,
+    Value,
+    tower_test::mock::SendResponse<Response<Body>>,
+) {
+    let (request, send) = tokio::time::timeout(WAIT, handle.next_request())
+        .await
+        .expect("a request in time")
+        .expect("the client is alive");
+    let method = request.method().clone();
+    let uri = request.uri().to_string();
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (method, uri, content_type, body, send)
+}
+
+fn web() -> Target {
+    Target::Service(ServiceKey::new("default", "web"))
+}
+
+fn allocation(rv: &str) -> Vec<Action> {
+    vec![
+        Action::Metadata {
+            target: web(),
+            base_version: Some(rv.into()),
+            patch: MetadataPatch {
+                labels: [(
+                    "eip.openelb.kubesphere.io/v1alpha2".to_owned(),
+                    Some("pool".to_owned()),
+                )]
+                .into(),
+                finalizers: Some(vec!["finalizer.lb.kubesphere.io/v1alpha1".into()]),
+                resource_version: Some(rv.into()),
+            },
+        },
+        Action::Status {
+            target: web(),
+            base_version: Some(rv.into()),
+            status: json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}),
+        },
+        Action::Status {
+            target: Target::Eip("pool".into()),
+            base_version: Some("3".into()),
+            status: json!({"used": {"192.0.2.1": "default/web"}, "usage": 1}),
+        },
+    ]
+}
+
+#[tokio::test]
+async fn writes_are_merge_patches_a_conflict_is_never_overwritten_and_repeats_are_skipped() {
+    let (client, mut handle) = mock_client();
+    let writer = ObjectSource::kube(client).writer("oxelb-controller");
+    let metrics = ControllerMetrics::register(&mut Registry::default());
+    let leadership = Leadership::always();
+    let mut applier = Applier::new(writer, metrics);
+
+    let server = tokio::spawn(async move {
+        // Pass 1: the metadata patch hits a newer object (409); the status writes go through.
+        let (method, uri, ctype, body, send) = next(&mut handle).await;
+        assert_eq!(method, Method::PATCH);
+        assert_eq!(uri, "/api/v1/namespaces/default/services/web?");
+        assert_eq!(ctype, "application/merge-patch+json");
+        assert_eq!(
+            body,
+            json!({"metadata": {"labels": {"eip.openelb.kubesphere.io/v1alpha2": "pool"},
+                "finalizers": ["finalizer.lb.kubesphere.io/v1alpha1"], "resourceVersion": "7"}})
+        );
+        send.send_response(respond(StatusCode::CONFLICT, &status_error(409, "Conflict")));
+        let (method, uri, ctype, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (method, uri.as_str(), ctype.as_str()),
+            (
+                Method::PATCH,
+                "/api/v1/namespaces/default/services/web/status?",
+                "application/merge-patch+json"
+            )
+        );
+        assert_eq!(
+            body,
+            json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}})
+        );
+        send.send_response(respond(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}})));
+        let (method, uri, _, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (method, uri.as_str()),
+            (
+                Method::PATCH,
+                "/apis/network.kubesphere.io/v1alpha2/eips/pool/status?"
+            )
+        );
+        assert_eq!(body["status"]["usage"], 1);
+        send.send_response(respond(StatusCode::OK, &json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "Eip", "metadata": {"name": "pool"}, "spec": {"address": "192.0.2.0/28"}})));
+        // Pass 2, same decisions on the same versions: only the refused write goes again.
+        let (method, uri, _, _, send) = next(&mut handle).await;
+        assert_eq!(
+            (method, uri.as_str()),
+            (Method::PATCH, "/api/v1/namespaces/default/services/web?")
+        );
+        send.send_response(respond(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}})));
+        handle
+    });
+
+    let first = applier.apply(allocation("7"), &leadership).await;
+    assert_eq!(
+        (first.written, first.conflicts, first.errors, first.skipped),
+        (2, 1, 0, 0)
+    );
+    let second = applier.apply(allocation("7"), &leadership).await;
+    assert_eq!((second.written, second.conflicts, second.skipped), (1, 0, 2));
+    let mut handle = tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+
+    // A replica past its fence writes nothing at all.
+    let (_tx, rx) = watch::channel(None);
+    let fenced = applier
+        .apply(allocation("8"), &Leadership::from_receiver(rx))
+        .await;
+    assert!(fenced.fenced);
+    assert_eq!(fenced.written, 0);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), handle.next_request())
+            .await
+            .is_err(),
+        "no request after the fence"
+    );
+}
+
+#[tokio::test]
+async fn election_creates_the_lease_leads_and_releases_on_stop() {
+    let (client, mut handle) = mock_client();
+    let config = LeaseConfig {
+        namespace: "oxelb-system".into(),
+        name: "oxelb-controller".into(),
+        identity: "replica-a".into(),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+    };
+    let (fence_tx, fence_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let election = tokio::spawn(run_election(client, config, fence_tx, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let path = "/apis/coordination.k8s.io/v1/namespaces/oxelb-system/leases/oxelb-controller";
+    let (method, uri, _, _, send) = next(&mut handle).await;
+    assert_eq!((method, uri.as_str()), (Method::GET, path));
+    send.send_response(respond(StatusCode::NOT_FOUND, &status_error(404, "NotFound")));
+    let (method, uri, _, body, send) = next(&mut handle).await;
+    assert_eq!(method, Method::POST);
+    assert!(
+        uri.starts_with("/apis/coordination.k8s.io/v1/namespaces/oxelb-system/leases?"),
+        "{uri}"
+    );
+    assert_eq!(body["spec"]["holderIdentity"], "replica-a");
+    assert_eq!(body["spec"]["leaseDurationSeconds"], 15);
+    let mut created = body.clone();
+    created["metadata"]["resourceVersion"] = "1".into();
+    send.send_response(respond(StatusCode::CREATED, &created));
+
+    let mut leadership = Leadership::from_receiver(fence_rx);
+    tokio::time::timeout(WAIT, leadership.wait_leading())
+        .await
+        .unwrap();
+    assert!(leadership.may_write());
+
+    // Stop: the holder clears holderIdentity so a standby need not wait for expiry.
+    stop_tx.send(()).unwrap();
+    let (method, uri, _, _, send) = next(&mut handle).await;
+    assert_eq!((method, uri.as_str()), (Method::GET, path));
+    send.send_response(respond(StatusCode::OK, &created));
+    let (method, uri, _, body, send) = next(&mut handle).await;
+    assert_eq!(method, Method::PUT);
+    assert!(uri.starts_with(path), "{uri}");
+    assert!(body["spec"]["holderIdentity"].is_null(), "{body}");
+    assert_eq!(
+        body["metadata"]["resourceVersion"], "1",
+        "released under optimistic concurrency"
+    );
+    send.send_response(respond(StatusCode::OK, &body));
+    tokio::time::timeout(WAIT, election).await.unwrap().unwrap();
+    assert!(!leadership.may_write());
+}
+
+#[tokio::test]
+async fn a_live_lease_of_another_replica_is_not_taken() {
+    let (client, mut handle) = mock_client();
+    let config = LeaseConfig {
+        namespace: "oxelb-system".into(),
+        name: "oxelb-controller".into(),
+        identity: "replica-b".into(),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_millis(50),
+    };
+    let (fence_tx, fence_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let election = tokio::spawn(run_election(client, config, fence_tx, async move {
+        let _ = stop_rx.await;
+    }));
+    let held = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "oxelb-controller", "namespace": "oxelb-system", "resourceVersion": "9"},
+        "spec": {"holderIdentity": "replica-a", "leaseDurationSeconds": 15}});
+    // Several rounds: each only reads, never writes, while the holder's Lease is fresh.
+    for _ in 0..3 {
+        let (method, _, _, _, send) = next(&mut handle).await;
+        assert_eq!(method, Method::GET, "a standby only reads a live Lease");
+        send.send_response(respond(StatusCode::OK, &held));
+    }
+    assert!(!Leadership::from_receiver(fence_rx).may_write());
+    stop_tx.send(()).unwrap();
+    // A possibly pending last GET is answered so the task can finish.
+    if let Ok(Some((_, send))) = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await
+    {
+        send.send_response(respond(StatusCode::OK, &held));
+    }
+    tokio::time::timeout(WAIT, election).await.unwrap().unwrap();
+}

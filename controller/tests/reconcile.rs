@@ -1,0 +1,702 @@
+//! The reconciler's decisions, pass by pass, against a fake API that applies its actions as the
+//! apiserver would (merge patches, `resourceVersion` preconditions, finalizers that hold deletion).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use oxelb_controller::{
+    handling::Handling,
+    reconcile::{Action, PassReport, Reconciler, Snapshot, Target},
+};
+use oxelb_crds::names;
+use oxelb_runtime::source::EventType;
+use serde_json::{Value, json};
+
+/// The objects, as an apiserver holds them; `apply` makes a pass's writes.
+#[derive(Clone, Default)]
+struct Api {
+    services: BTreeMap<(String, String), Value>,
+    eips: BTreeMap<String, Value>,
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    version: u64,
+    /// Every write made, as (kind of write, target).
+    writes: Vec<(String, String)>,
+    events: Vec<(EventType, String, String, String)>,
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(fields) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let map = target.as_object_mut().unwrap();
+            for (k, v) in fields {
+                if v.is_null() {
+                    map.remove(k);
+                } else {
+                    merge(map.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+impl Api {
+    fn bump(&mut self) -> String {
+        self.version += 1;
+        self.version.to_string()
+    }
+
+    fn put_service(&mut self, yaml: &str) {
+        let mut value: Value = serde_yaml::from_str(yaml).unwrap();
+        let rv = self.bump();
+        value["metadata"]["resourceVersion"] = rv.into();
+        if value["metadata"]["namespace"].is_null() {
+            value["metadata"]["namespace"] = "default".into();
+        }
+        let key = (
+            value["metadata"]["namespace"].as_str().unwrap().to_owned(),
+            value["metadata"]["name"].as_str().unwrap().to_owned(),
+        );
+        // Like kubectl apply: status and finalizers written by the controller survive a spec edit.
+        if let Some(old) = self.services.get(&key) {
+            for field in ["status"] {
+                if !old[field].is_null() && value[field].is_null() {
+                    value[field] = old[field].clone();
+                }
+            }
+            for field in ["finalizers", "labels"] {
+                if !old["metadata"][field].is_null() && value["metadata"][field].is_null() {
+                    value["metadata"][field] = old["metadata"][field].clone();
+                }
+            }
+        }
+        self.services.insert(key, value);
+    }
+
+    fn put_eip(&mut self, yaml: &str) {
+        let mut value: Value = serde_yaml::from_str(yaml).unwrap();
+        value["apiVersion"] = names::API_VERSION_V1ALPHA2.into();
+        value["kind"] = "Eip".into();
+        let rv = self.bump();
+        value["metadata"]["resourceVersion"] = rv.into();
+        let name = value["metadata"]["name"].as_str().unwrap().to_owned();
+        if let Some(old) = self.eips.get(&name) {
+            if value["status"].is_null() {
+                value["status"] = old["status"].clone();
+            }
+            if value["metadata"]["finalizers"].is_null() {
+                value["metadata"]["finalizers"] = old["metadata"]["finalizers"].clone();
+            }
+        }
+        self.eips.insert(name, value);
+    }
+
+    /// `kubectl delete`: with finalizers, only marks the object.
+    fn delete_service(&mut self, name: &str) {
+        let key = ("default".to_owned(), name.to_owned());
+        let svc = self.services.get_mut(&key).unwrap();
+        let has_finalizers = svc["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if has_finalizers {
+            svc["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+        } else {
+            self.services.remove(&key);
+        }
+    }
+
+    fn delete_eip(&mut self, name: &str) {
+        let eip = self.eips.get_mut(name).unwrap();
+        let has_finalizers = eip["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if has_finalizers {
+            eip["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+        } else {
+            self.eips.remove(name);
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            services: self
+                .services
+                .values()
+                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .collect(),
+            namespaces: self.namespaces.clone(),
+            eips: self
+                .eips
+                .values()
+                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .collect(),
+        }
+    }
+
+    fn object(&mut self, target: &Target) -> Option<&mut Value> {
+        match target {
+            Target::Service(key) => self.services.get_mut(&(key.namespace.clone(), key.name.clone())),
+            Target::Eip(name) => self.eips.get_mut(name),
+        }
+    }
+
+    /// Applies the actions; returns how many metadata writes hit a stale resourceVersion (409).
+    fn apply(&mut self, report: &PassReport) -> usize {
+        let mut conflicts = 0;
+        for action in &report.actions {
+            match action {
+                Action::Event(e) => self.events.push((
+                    e.type_,
+                    e.reason.clone(),
+                    format!(
+                        "{}/{}",
+                        e.regarding.kind.clone().unwrap_or_default(),
+                        e.regarding.name.clone().unwrap_or_default()
+                    ),
+                    e.note.clone().unwrap_or_default(),
+                )),
+                Action::Status { target, status, .. } => {
+                    self.writes.push(("status".into(), target.to_string()));
+                    let rv = self.bump();
+                    let obj = self.object(target).expect("status of a missing object");
+                    merge(&mut obj["status"], status);
+                    obj["metadata"]["resourceVersion"] = rv.into();
+                }
+                Action::Metadata { target, patch, .. } => {
+                    self.writes.push(("metadata".into(), target.to_string()));
+                    let rv = self.bump();
+                    let obj = self.object(target).expect("metadata of a missing object");
+                    if patch.resource_version.as_deref() != obj["metadata"]["resourceVersion"].as_str() {
+                        conflicts += 1;
+                        continue;
+                    }
+                    merge(obj, &patch.to_merge_patch());
+                    obj["metadata"]["resourceVersion"] = rv.into();
+                    // Deletion completes when the last finalizer goes.
+                    let gone = !obj["metadata"]["deletionTimestamp"].is_null()
+                        && obj["metadata"]["finalizers"]
+                            .as_array()
+                            .is_none_or(|f| f.is_empty());
+                    if gone {
+                        match target {
+                            Target::Service(key) => {
+                                self.services.remove(&(key.namespace.clone(), key.name.clone()));
+                            }
+                            Target::Eip(name) => {
+                                self.eips.remove(name);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        conflicts
+    }
+
+    fn ingress(&self, name: &str) -> Vec<String> {
+        self.services[&("default".to_owned(), name.to_owned())]["status"]["loadBalancer"]["ingress"]
+            .as_array()
+            .map(|a| a.iter().map(|i| i["ip"].as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    fn eip_status(&self, name: &str) -> &Value {
+        &self.eips[name]["status"]
+    }
+
+    fn warnings(&self) -> Vec<(String, String, String)> {
+        self.events
+            .iter()
+            .filter(|e| e.0 == EventType::Warning)
+            .map(|e| (e.1.clone(), e.2.clone(), e.3.clone()))
+            .collect()
+    }
+}
+
+/// Runs passes until one decides nothing (at most 5); returns the number of passes with actions.
+/// A pass's own writes never conflict with each other (metadata goes before status).
+fn settle(reconciler: &mut Reconciler, api: &mut Api) -> usize {
+    for n in 0..5 {
+        let report = reconciler.pass(&api.snapshot());
+        if report.actions.is_empty() {
+            return n;
+        }
+        assert_eq!(
+            api.apply(&report),
+            0,
+            "a pass conflicted with itself: {:?}",
+            report.actions
+        );
+    }
+    panic!(
+        "no fixed point after 5 passes: {:?}",
+        reconciler.pass(&api.snapshot()).actions
+    );
+}
+
+fn lb(name: &str, extra_annotations: &str, ports: &str) -> String {
+    format!(
+        "metadata:\n  name: {name}\n  annotations:\n    lb.kubesphere.io/v1alpha1: openelb\n{extra_annotations}spec:\n  type: LoadBalancer\n  selector: {{app: {name}}}\n  ports: {ports}\n"
+    )
+}
+
+fn default_eip(api: &mut Api, address: &str) {
+    api.put_eip(&format!(
+        "metadata:\n  name: pool\n  annotations: {{eip.openelb.kubesphere.io/is-default-eip: \"true\"}}\nspec:\n  address: {address}\n"
+    ));
+}
+
+fn handled() -> Reconciler {
+    Reconciler::new(Handling::default())
+}
+
+#[test]
+fn allocation_writes_service_then_eip_and_settles() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/29");
+    api.put_service(&lb("web", "", "[{port: 80}]"));
+    let mut r = handled();
+    let report = r.pass(&api.snapshot());
+    api.apply(&report);
+    assert_eq!(api.ingress("web"), vec!["192.0.2.1"]);
+    let svc = &api.services[&("default".into(), "web".into())];
+    assert_eq!(svc["metadata"]["labels"][names::EIP_POOL_LABEL], "pool");
+    assert_eq!(svc["metadata"]["finalizers"], json!([names::SERVICE_FINALIZER]));
+    let status = api.eip_status("pool");
+    assert_eq!(status["used"], json!({"192.0.2.1": "default/web"}));
+    assert_eq!(status["usage"], 1);
+    assert_eq!(status["poolSize"], 6);
+    assert_eq!(status["firstIP"], "192.0.2.0");
+    assert_eq!(status["lastIP"], "192.0.2.7");
+    assert_eq!(status["occupied"], false);
+    assert_eq!(status["v4"], true);
+    assert_eq!(status["ready"], true);
+    assert_eq!(
+        api.eips["pool"]["metadata"]["finalizers"],
+        json!([names::EIP_FINALIZER])
+    );
+    assert!(
+        api.events
+            .iter()
+            .any(|e| e.1 == "AssignedIP" && e.3.contains("192.0.2.1"))
+    );
+    // Our own writes come back: nothing more to do.
+    assert_eq!(settle(&mut r, &mut api), 0);
+}
+
+#[test]
+fn two_service_writes_per_allocation_and_one_eip_status_per_pass() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/24");
+    let mut r = handled();
+    settle(&mut r, &mut api); // Eip finalizer and status first.
+    api.writes.clear();
+    for i in 0..20 {
+        api.put_service(&lb(&format!("s{i:02}"), "", "[{port: 80}]"));
+    }
+    let report = r.pass(&api.snapshot());
+    assert_eq!(api.apply(&report), 0, "no conflicts");
+    let service_writes = api.writes.iter().filter(|w| w.1.starts_with("Service")).count();
+    let eip_writes = api.writes.iter().filter(|w| w.1.starts_with("Eip")).count();
+    assert_eq!(service_writes, 40, "{:?}", api.writes);
+    assert_eq!(eip_writes, 1, "{:?}", api.writes);
+    assert_eq!(api.eip_status("pool")["usage"], 20);
+}
+
+#[test]
+fn restart_changes_no_ip_and_writes_nothing() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/28");
+    for name in ["a", "b", "c", "d"] {
+        api.put_service(&lb(name, "", "[{port: 80}]"));
+    }
+    let mut first = handled();
+    settle(&mut first, &mut api);
+    // Release b, so a restarted allocator that ignored status would hand c's or d's IP to e.
+    api.delete_service("b");
+    settle(&mut first, &mut api);
+    let before: Vec<_> = ["a", "c", "d"].iter().map(|n| api.ingress(n)).collect();
+
+    let mut restarted = handled();
+    let report = restarted.pass(&api.snapshot());
+    assert!(report.actions.is_empty(), "{:?}", report.actions);
+    api.put_service(&lb("e", "", "[{port: 80}]"));
+    settle(&mut restarted, &mut api);
+    let after: Vec<_> = ["a", "c", "d"].iter().map(|n| api.ingress(n)).collect();
+    assert_eq!(before, after);
+    assert_eq!(
+        api.ingress("e"),
+        vec!["192.0.2.2"],
+        "b's released IP, nobody else's"
+    );
+}
+
+#[test]
+fn openelb_allocations_are_adopted_unchanged() {
+    // As OpenELB v0.6 leaves a cluster: ingress, label, finalizer, Eip status.used.
+    let mut api = Api::default();
+    api.put_eip(
+        "metadata:\n  name: eip-sample\n  finalizers: [finalizer.ipam.kubesphere.io/v1alpha1]\n  annotations: {eip.openelb.kubesphere.io/is-default-eip: \"true\"}\nspec:\n  address: 192.0.2.100-192.0.2.110\n  protocol: layer2\n  interface: eth0\n",
+    );
+    let eip = api.eips.get_mut("eip-sample").unwrap();
+    eip["status"] = json!({"used": {"192.0.2.107": "default/web;other/api"}, "usage": 1, "poolSize": 11,
+        "firstIP": "192.0.2.100", "lastIP": "192.0.2.110", "occupied": false, "v4": true});
+    api.put_service(&format!(
+        "{}status:\n  loadBalancer:\n    ingress: [{{ip: 192.0.2.107}}]\n",
+        lb(
+            "web",
+            "    eip.openelb.kubesphere.io/v1alpha2: eip-sample\n",
+            "[{port: 80}]"
+        )
+    ));
+    let mut api_svc = lb(
+        "api",
+        "    eip.openelb.kubesphere.io/v1alpha1: 192.0.2.107\n",
+        "[{port: 443}]",
+    );
+    api_svc = api_svc.replace("metadata:\n", "metadata:\n  namespace: other\n");
+    api_svc.push_str("status:\n  loadBalancer:\n    ingress: [{ip: 192.0.2.107}]\n");
+    api.put_service(&api_svc);
+    for svc in api.services.values_mut() {
+        svc["metadata"]["finalizers"] = json!([names::SERVICE_FINALIZER]);
+        svc["metadata"]["labels"] = json!({names::EIP_POOL_LABEL: "eip-sample"});
+    }
+    let mut r = handled();
+    let report = r.pass(&api.snapshot());
+    let service_writes: Vec<_> = report
+        .actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Event(_)))
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Status {
+                    target: Target::Service(_),
+                    ..
+                } | Action::Metadata {
+                    target: Target::Service(_),
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert!(service_writes.is_empty(), "{service_writes:?}");
+    api.apply(&report);
+    assert_eq!(api.eip_status("eip-sample")["ready"], true, "ready is really set");
+    assert_eq!(
+        api.eip_status("eip-sample")["used"]["192.0.2.107"],
+        "default/web;other/api"
+    );
+    assert!(api.warnings().is_empty(), "{:?}", api.warnings());
+}
+
+#[test]
+fn disagreements_are_repaired_without_moving_valid_holders() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/28");
+    // x: status says .5, Eip lists nothing. y: Eip lists .6 for it, its status is empty (crash
+    // between the writes). z: status claims .5 too, with a colliding port: it must move. ghost: the
+    // Eip lists .9 for a Service that does not exist.
+    for (name, ip) in [("x", Some("192.0.2.5")), ("y", None), ("z", Some("192.0.2.5"))] {
+        let mut yaml = lb(name, "", "[{port: 80}]");
+        if let Some(ip) = ip {
+            yaml.push_str(&format!(
+                "status:\n  loadBalancer:\n    ingress: [{{ip: {ip}}}]\n"
+            ));
+        }
+        api.put_service(&yaml);
+    }
+    api.eips.get_mut("pool").unwrap()["status"] =
+        json!({"used": {"192.0.2.6": "default/y", "192.0.2.9": "default/ghost"}});
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("x"), vec!["192.0.2.5"], "x keeps its valid IP");
+    assert_eq!(
+        api.ingress("y"),
+        vec!["192.0.2.6"],
+        "y's IP adopted from the Eip status"
+    );
+    let z = api.ingress("z");
+    assert_eq!(z.len(), 1);
+    assert!(
+        !["192.0.2.5", "192.0.2.6", "192.0.2.9"].contains(&z[0].as_str()),
+        "{z:?}"
+    );
+    let used = &api.eip_status("pool")["used"];
+    assert_eq!(used.as_object().unwrap().len(), 3, "{used}");
+    assert!(used.get("192.0.2.9").is_none(), "ghost dropped");
+    let warnings = api.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.0 == "IPConflict" && w.1 == "Service/z" && w.2.contains("port TCP/80")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.0 == "StatusRepaired" && w.2.contains("ghost")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.0 == "StatusRepaired" && w.2.contains("default/x")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn sharing_only_on_request_and_without_port_collision() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/28");
+    api.put_service(&lb("a", "", "[{port: 80}]"));
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    let ip = api.ingress("a")[0].clone();
+    api.put_service(&lb(
+        "b",
+        &format!("    eip.openelb.kubesphere.io/v1alpha1: {ip}\n"),
+        "[{port: 443}]",
+    ));
+    api.put_service(&lb(
+        "c",
+        &format!("    eip.openelb.kubesphere.io/v1alpha1: {ip}\n"),
+        "[{port: 80}]",
+    ));
+    api.put_service(&lb("d", "", "[{port: 80}]"));
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("b"), vec![ip.clone()]);
+    assert!(api.ingress("c").is_empty(), "port 80 collides with a");
+    assert_ne!(api.ingress("d"), vec![ip.clone()], "never shared without asking");
+    assert_eq!(api.eip_status("pool")["used"][&ip], "default/a;default/b");
+    let warnings = api.warnings();
+    let c: Vec<_> = warnings.iter().filter(|w| w.1 == "Service/c").collect();
+    assert_eq!(c.len(), 1, "said once: {warnings:?}");
+    assert_eq!(c[0].0, "IPSharingConflict");
+    assert!(c[0].2.contains("default/a") && c[0].2.contains("TCP/80"), "{c:?}");
+    // The Warning is said once however many passes run.
+    for _ in 0..3 {
+        api.apply(&r.pass(&api.snapshot()));
+    }
+    assert_eq!(api.warnings().iter().filter(|w| w.1 == "Service/c").count(), 1);
+}
+
+#[test]
+fn release_on_annotation_removal_type_change_class_and_deletion() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/28");
+    for name in ["ann", "typ", "cls", "del"] {
+        api.put_service(&lb(name, "", "[{port: 80}]"));
+    }
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    assert_eq!(api.eip_status("pool")["usage"], 4);
+
+    let mut ann = api.services[&("default".into(), "ann".into())].clone();
+    ann["metadata"]["annotations"] = json!({});
+    api.services.insert(("default".into(), "ann".into()), ann);
+    let mut typ = api.services[&("default".into(), "typ".into())].clone();
+    typ["spec"]["type"] = "ClusterIP".into();
+    api.services.insert(("default".into(), "typ".into()), typ);
+    let mut cls = api.services[&("default".into(), "cls".into())].clone();
+    cls["spec"]["loadBalancerClass"] = "other.io/lb".into();
+    api.services.insert(("default".into(), "cls".into()), cls);
+    api.delete_service("del");
+    settle(&mut r, &mut api);
+
+    for name in ["ann", "typ", "cls"] {
+        let svc = &api.services[&("default".into(), name.into())];
+        assert!(api.ingress(name).is_empty(), "{name}: {svc}");
+        assert!(
+            svc["metadata"]["labels"].get(names::EIP_POOL_LABEL).is_none(),
+            "{name}"
+        );
+        assert_eq!(svc["metadata"]["finalizers"], json!([]), "{name}");
+    }
+    assert!(
+        !api.services.contains_key(&("default".into(), "del".into())),
+        "finalizer removed, deletion done"
+    );
+    let status = api.eip_status("pool");
+    assert_eq!(status["usage"], 0);
+    assert_eq!(status["used"], json!({}));
+}
+
+#[test]
+fn pending_service_is_retried_when_a_pool_appears() {
+    let mut api = Api::default();
+    api.put_service(&lb("web", "", "[{port: 80}]"));
+    let mut r = handled();
+    let report = r.pass(&api.snapshot());
+    assert_eq!(report.pending.get("no_pool_applies"), Some(&1));
+    assert_eq!(report.new_failures.get("no_pool_applies"), Some(&1));
+    api.apply(&report);
+    assert!(
+        api.warnings()
+            .iter()
+            .any(|w| w.0 == "NoEipApplies" && w.1 == "Service/web")
+    );
+    default_eip(&mut api, "192.0.2.0/30");
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("web"), vec!["192.0.2.1"]);
+}
+
+#[test]
+fn deleting_an_eip_in_use_warns_and_holds_until_drained() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/29");
+    api.put_service(&lb("web", "", "[{port: 80}]"));
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    api.delete_eip("pool");
+    api.put_service(&lb("late", "", "[{port: 80}]"));
+    settle(&mut r, &mut api);
+    assert!(api.eips.contains_key("pool"), "finalizer holds the Eip");
+    assert_eq!(api.ingress("web"), vec!["192.0.2.1"], "existing IP stays");
+    assert!(api.ingress("late").is_empty(), "a deleting Eip gives no new IPs");
+    let warnings = api.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.0 == "EipInUse" && w.1 == "Eip/pool" && w.2.contains("default/web")),
+        "{warnings:?}"
+    );
+    api.delete_service("web");
+    settle(&mut r, &mut api);
+    assert!(!api.eips.contains_key("pool"), "drained: finalizer removed");
+}
+
+#[test]
+fn disabled_pool_keeps_existing_and_gives_nothing_new() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/29");
+    api.put_service(&lb("old", "", "[{port: 80}]"));
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    let mut eip = api.eips["pool"].clone();
+    eip["spec"]["disable"] = true.into();
+    api.eips.insert("pool".into(), eip);
+    api.put_service(&lb("new", "", "[{port: 80}]"));
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("old"), vec!["192.0.2.1"]);
+    assert!(api.ingress("new").is_empty());
+    // The only default pool is disabled: no enabled pool applies.
+    assert!(
+        api.warnings()
+            .iter()
+            .any(|w| w.1 == "Service/new" && w.0 == "NoEipApplies" && w.2.contains("enabled")),
+        "{:?}",
+        api.warnings()
+    );
+}
+
+#[test]
+fn bad_input_is_a_warning_naming_object_and_field() {
+    let mut api = Api::default();
+    api.put_eip("metadata: {name: broken}\nspec: {address: 192.0.2.20-192.0.2.10}\n");
+    default_eip(&mut api, "192.0.2.0/29");
+    api.put_service(&lb(
+        "badip",
+        "    eip.openelb.kubesphere.io/v1alpha1: not-an-ip\n",
+        "[{port: 80}]",
+    ));
+    api.put_service(&lb(
+        "outside",
+        "    eip.openelb.kubesphere.io/v1alpha1: 203.0.113.5\n",
+        "[{port: 80}]",
+    ));
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    let warnings = api.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.1 == "Eip/broken" && w.0 == "InvalidEip" && w.2.contains("spec.address")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.1 == "Service/badip" && w.2.contains(names::EIP_IP_ANNOTATION)),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.1 == "Service/outside" && w.0 == "IPNotInEip" && w.2.contains("203.0.113.5")),
+        "{warnings:?}"
+    );
+    assert_eq!(api.eip_status("broken")["ready"], false);
+}
+
+#[test]
+fn class_and_default_lb_flags() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/28");
+    api.put_service("metadata: {name: plain}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n");
+    api.put_service("metadata: {name: classed}\nspec: {type: LoadBalancer, loadBalancerClass: oxelb.io/lb, ports: [{port: 81}]}\n");
+    api.put_service("metadata: {name: foreign}\nspec: {type: LoadBalancer, loadBalancerClass: other.io/lb, ports: [{port: 82}]}\n");
+    let mut r = Reconciler::new(Handling {
+        lb_class: Some("oxelb.io/lb".into()),
+        default_lb: true,
+    });
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("classed").len(), 1);
+    assert_eq!(api.ingress("plain").len(), 1);
+    assert!(api.ingress("foreign").is_empty());
+    assert!(api.services[&("default".into(), "foreign".into())]["metadata"]["finalizers"].is_null());
+}
+
+#[test]
+fn dual_stack_gets_one_ip_per_family() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/29");
+    api.put_eip("metadata:\n  name: v6\n  annotations: {eip.openelb.kubesphere.io/is-default-eip: \"true\"}\nspec:\n  address: 2001:db8::/120\n");
+    let mut svc = lb("dual", "", "[{port: 80}]");
+    svc = svc.replace(
+        "  type: LoadBalancer\n",
+        "  type: LoadBalancer\n  ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: RequireDualStack\n",
+    );
+    api.put_service(&svc);
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("dual"), vec!["192.0.2.1", "2001:db8::1"]);
+    assert_eq!(api.eip_status("v6")["v4"], false);
+}
+
+#[test]
+fn pool_shrink_moves_only_the_orphaned_service() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/28");
+    for name in ["a", "b"] {
+        api.put_service(&lb(name, "", "[{port: 80}]"));
+    }
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    let mut eip = api.eips["pool"].clone();
+    eip["spec"]["address"] = "192.0.2.1-192.0.2.1".into();
+    api.eips.insert("pool".into(), eip.clone());
+    eip["spec"]["address"] = "192.0.2.1-192.0.2.3".into();
+    api.eips.insert("pool".into(), eip);
+    // Same as above, but in one step the address shrank to exclude b's .2? No: .1-.3 keeps both.
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("a"), vec!["192.0.2.1"]);
+    assert_eq!(api.ingress("b"), vec!["192.0.2.2"]);
+    let mut eip = api.eips["pool"].clone();
+    eip["spec"]["address"] = "192.0.2.1-192.0.2.1".into();
+    api.eips.insert("pool".into(), eip);
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("a"), vec!["192.0.2.1"]);
+    assert!(api.ingress("b").is_empty(), "pool full after the shrink");
+    assert!(
+        api.warnings()
+            .iter()
+            .any(|w| w.0 == "IPReleased" && w.1 == "Service/b"),
+        "{:?}",
+        api.warnings()
+    );
+}
