@@ -188,7 +188,19 @@ pub fn request_from_service(
     let mut request = ServiceRequest::new(key);
     request.namespace_labels = namespace_labels.clone();
     request.requested_ips = requested_ips;
-    request.pool = annotation(names::EIP_POOL_ANNOTATION).map(str::to_owned);
+    // One pool for every family, or (extension, for dual-stack) one per family: `v4pool,v6pool`.
+    let pools: Vec<String> = annotation(names::EIP_POOL_ANNOTATION)
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match pools.as_slice() {
+        [] => {}
+        [one] => request.pool = Some(one.clone()),
+        _ => request.family_pools = pools,
+    }
     request.ports = ports;
     request.families = families;
     request.traffic_policy = match spec.external_traffic_policy.as_deref() {

@@ -35,8 +35,8 @@ use oxelb_crds::{
     v1alpha2::{Eip, EipStatus},
 };
 use oxelb_ipam::{
-    Allocator, AssignError, IpFamily, OrphanReason, PoolSpec, PoolStatus, RegisterError, ServiceKey,
-    ServiceRequest,
+    Allocator, AssignError, Assignment, IpFamily, OrphanReason, PoolSpec, PoolStatus, RegisterError,
+    ServiceKey, ServiceRequest,
 };
 use oxelb_runtime::source::{EventRecord, EventType, MetadataPatch};
 use serde_json::{Value, json};
@@ -125,6 +125,8 @@ pub struct Reconciler {
     warned: HashMap<Target, String>,
     /// The last drain Warning said about each deleting Eip.
     draining: HashMap<String, String>,
+    /// The last protocol-annotation Warning said about each Service.
+    protocol_warned: HashMap<ServiceKey, String>,
 }
 
 impl Reconciler {
@@ -138,6 +140,7 @@ impl Reconciler {
             bootstrapped: false,
             warned: HashMap::new(),
             draining: HashMap::new(),
+            protocol_warned: HashMap::new(),
         }
     }
 
@@ -229,8 +232,9 @@ impl Reconciler {
                 continue;
             };
             match self.allocator.assign(request) {
-                Ok(_) => {
+                Ok(assignment) => {
                     self.warned.remove(&Target::Service(key.clone()));
+                    self.check_protocol_annotation(service, key, &assignment, &eips, &mut out);
                 }
                 Err(error) => {
                     let reason = failure_reason(&error);
@@ -294,6 +298,57 @@ impl Reconciler {
             }));
         }
         self.pools = pools;
+    }
+
+    /// OpenELB v0.5's `protocol.openelb.kubesphere.io/v1alpha1` annotation is accepted; the pool's
+    /// `spec.protocol` decides, and a contradiction is a Warning (once per value).
+    fn check_protocol_annotation(
+        &mut self,
+        service: &Service,
+        key: &ServiceKey,
+        assignment: &Assignment,
+        eips: &BTreeMap<&str, &Eip>,
+        out: &mut Out,
+    ) {
+        let written = service
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(names::PROTOCOL_ANNOTATION))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty());
+        let Some(written) = written else {
+            self.protocol_warned.remove(key);
+            return;
+        };
+        let contradicted: Vec<String> = assignment
+            .ips
+            .iter()
+            .filter_map(|a| {
+                let protocol = eips.get(a.pool.as_str())?.spec.protocol();
+                (protocol.as_str() != written).then(|| format!("Eip {} is {protocol}", a.pool))
+            })
+            .collect();
+        if contradicted.is_empty() {
+            self.protocol_warned.remove(key);
+            return;
+        }
+        let note = format!(
+            "annotation {}: {written:?} is ignored: {}; the Eip's spec.protocol decides how the IP is announced",
+            names::PROTOCOL_ANNOTATION,
+            contradicted.join(", ")
+        );
+        if self.protocol_warned.get(key) != Some(&note) {
+            tracing::warn!(service = %key, annotation = names::PROTOCOL_ANNOTATION, value = %written, "protocol annotation contradicts the Eip");
+            out.early.push(event(
+                service,
+                EventType::Warning,
+                "ProtocolMismatch",
+                "Allocate",
+                note.clone(),
+            ));
+            self.protocol_warned.insert(key.clone(), note);
+        }
     }
 
     /// Restart: registers what Service and Eip status say is assigned (see the module docs).

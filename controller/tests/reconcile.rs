@@ -700,3 +700,62 @@ fn pool_shrink_moves_only_the_orphaned_service() {
         api.warnings()
     );
 }
+
+#[test]
+fn dual_stack_names_a_pool_per_family_in_the_pool_annotation() {
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/29");
+    api.put_eip("metadata: {name: v4}\nspec: {address: 198.51.100.0/29}\n");
+    api.put_eip("metadata: {name: v6}\nspec: {address: 2001:db8::/120}\n");
+    let svc = lb(
+        "dual",
+        "    eip.openelb.kubesphere.io/v1alpha2: v4, v6\n",
+        "[{port: 80}]",
+    )
+    .replace(
+        "  type: LoadBalancer\n",
+        "  type: LoadBalancer\n  ipFamilies: [IPv6, IPv4]\n  ipFamilyPolicy: RequireDualStack\n",
+    );
+    api.put_service(&svc);
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("dual"), vec!["198.51.100.1", "2001:db8::1"]);
+    let labels = &api.services[&("default".into(), "dual".into())]["metadata"]["labels"];
+    assert_eq!(
+        labels[names::EIP_POOL_LABEL],
+        "v4",
+        "the label names the IPv4 pool, listed first"
+    );
+}
+
+#[test]
+fn v05_protocol_annotation_is_accepted_and_a_contradiction_warned_once() {
+    let mut api = Api::default();
+    api.put_eip("metadata:\n  name: pool\n  annotations: {eip.openelb.kubesphere.io/is-default-eip: \"true\"}\nspec: {address: 192.0.2.0/29, protocol: layer2, interface: eth0}\n");
+    api.put_service(&lb(
+        "agree",
+        "    protocol.openelb.kubesphere.io/v1alpha1: layer2\n",
+        "[{port: 80}]",
+    ));
+    api.put_service(&lb(
+        "contra",
+        "    protocol.openelb.kubesphere.io/v1alpha1: bgp\n",
+        "[{port: 80}]",
+    ));
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    for _ in 0..3 {
+        api.apply(&r.pass(&api.snapshot()));
+    }
+    assert_eq!(api.ingress("agree").len(), 1);
+    assert_eq!(
+        api.ingress("contra").len(),
+        1,
+        "accepted: the IP is still assigned"
+    );
+    let warnings = api.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].0, "ProtocolMismatch");
+    assert_eq!(warnings[0].1, "Service/contra");
+    assert!(warnings[0].2.contains("Eip pool is layer2"), "{warnings:?}");
+}

@@ -238,7 +238,9 @@ impl Allocator {
         if let Some(held) = held
             && let Some(usage) = self.ips.get(&held)
             && requested.is_none_or(|ip| ip == held)
-            && request.pool.as_ref().is_none_or(|pool| *pool == usage.pool)
+            && self
+                .pool_name_for(request, family)
+                .is_none_or(|pool| pool == usage.pool)
         {
             // Still allowed, unless the Service's new ports or selector collide with a co-holder.
             self.check_sharing(service, sharing, held)?;
@@ -249,7 +251,7 @@ impl Allocator {
             return self.plan_requested(request, sharing, ip);
         }
 
-        if let Some(name) = &request.pool {
+        if let Some(name) = &self.pool_name_for(request, family) {
             let pool = self.named_pool(service, name)?;
             if pool.spec.range.family() != family {
                 return Err(AssignError::PoolWrongFamily {
@@ -323,7 +325,7 @@ impl Allocator {
         ip: IpAddr,
     ) -> Result<Step, AssignError> {
         let service = &request.key;
-        let pool = match &request.pool {
+        let pool = match &self.pool_name_for(request, IpFamily::of(ip)) {
             Some(name) => {
                 let pool = self.named_pool(service, name)?;
                 if !pool.spec.range.contains(ip) {
@@ -364,6 +366,24 @@ impl Allocator {
     }
 
     /// The named pool, or the error naming it.
+    /// The pool `request` names for `family`: its one named pool, or among its per-family pools the
+    /// one of that family (else the first, so the error names a pool the user wrote).
+    fn pool_name_for(&self, request: &ServiceRequest, family: IpFamily) -> Option<String> {
+        if let Some(pool) = &request.pool {
+            return Some(pool.clone());
+        }
+        request
+            .family_pools
+            .iter()
+            .find(|name| {
+                self.pools
+                    .get(name.as_str())
+                    .is_some_and(|pool| pool.spec.range.family() == family)
+            })
+            .or(request.family_pools.first())
+            .cloned()
+    }
+
     fn named_pool(&self, service: &ServiceKey, name: &str) -> Result<&PoolState, AssignError> {
         self.pools.get(name).ok_or_else(|| AssignError::PoolNotFound {
             service: service.clone(),

@@ -120,8 +120,11 @@ pub struct ServiceRequest {
     /// Exact IPs asked for, at most one per family: the `eip.openelb.kubesphere.io/v1alpha1`
     /// annotation, else `spec.loadBalancerIP` (the controller resolves which one applies).
     pub requested_ips: Vec<IpAddr>,
-    /// The pool named by `eip.openelb.kubesphere.io/v1alpha2`, if any.
+    /// The pool named by `eip.openelb.kubesphere.io/v1alpha2`, if any: every family comes from it.
     pub pool: Option<String>,
+    /// Pools named one per family (the annotation holding `v4pool,v6pool`, for dual-stack): each
+    /// family comes from the named pool of that family. Ignored when [`Self::pool`] is set.
+    pub family_pools: Vec<String>,
     /// `spec.ports[]` as `(protocol, port)`.
     pub ports: BTreeSet<(Protocol, u16)>,
     /// The families wanted: one IP is assigned per family (both for dual-stack).
@@ -140,6 +143,7 @@ impl ServiceRequest {
             namespace_labels: BTreeMap::new(),
             requested_ips: Vec::new(),
             pool: None,
+            family_pools: Vec::new(),
             ports: BTreeSet::new(),
             families: BTreeSet::from([IpFamily::V4]),
             traffic_policy: TrafficPolicy::Cluster,

@@ -601,6 +601,40 @@ fn dual_stack_with_requested_ips_of_both_families() {
     );
 }
 
+#[test]
+fn dual_stack_names_one_pool_per_family() {
+    let mut a = allocator(vec![
+        default_pool("v4-default", "192.0.2.0/29"),
+        pool("v4-named", "198.51.100.0/29"),
+        pool("v6-named", "2001:db8::/120"),
+    ]);
+    let mut r = dual("a");
+    // Written in any order; each family takes the named pool of its family.
+    r.family_pools = vec!["v6-named".into(), "v4-named".into()];
+    assert_eq!(
+        a.assign(&r).unwrap().ips,
+        vec![
+            assigned("198.51.100.1", "v4-named"),
+            assigned("2001:db8::1", "v6-named")
+        ]
+    );
+    // Kept on the next pass; moved only when the names change.
+    assert_eq!(a.assign(&r).unwrap().ips[0], assigned("198.51.100.1", "v4-named"));
+    // No named pool of a wanted family: the error names a pool the user wrote.
+    let mut b = dual("b");
+    b.family_pools = vec!["v4-named".into(), "missing".into()];
+    assert_eq!(
+        a.assign(&b).unwrap_err(),
+        AssignError::PoolWrongFamily {
+            service: key("b"),
+            pool: "v4-named".into(),
+            pool_family: IpFamily::V4,
+            family: IpFamily::V6,
+        }
+    );
+    assert!(a.assignment(&key("b")).is_none(), "all or nothing");
+}
+
 // ---- sharing ----
 
 const TCP80: (Protocol, u16) = (Protocol::Tcp, 80);
