@@ -7,6 +7,7 @@
 //! - [`apply`]: makes those writes through the runtime's writer, fenced by [`leader`].
 //! - [`leader`]: Lease election with self-fencing; only the holder writes.
 //! - [`metrics`]: pool sizes and usage, failures, pending Services, writes, pass latency.
+//! - [`webhook`]: the validating admission webhook with its self-managed certificate.
 //!
 //! The loop ([`run`]) waits until every watch has synced, then, while this replica leads, runs a
 //! pass whenever an object changes (debounced), after a failed write (with backoff), and every
@@ -18,6 +19,7 @@ pub mod inputs;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod webhook;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -113,6 +115,31 @@ pub struct Args {
     /// Seconds between renewals (and between checks by standby replicas).
     #[arg(long, default_value_t = 2)]
     pub retry_period_seconds: u64,
+
+    /// Serve the validating admission webhook (with `--source kube`; the `dir:` source has no
+    /// apiserver to call it). The controller is ready only once it serves.
+    #[arg(long, env = "OXELB_WEBHOOK", default_value_t = true, action = clap::ArgAction::Set)]
+    pub webhook: bool,
+
+    /// Where the webhook listens (HTTPS; the Service oxelb-webhook targets port 9443).
+    #[arg(long, env = "OXELB_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    pub webhook_addr: std::net::SocketAddr,
+
+    /// Namespace of the webhook Service and certificate Secret.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "oxelb-system")]
+    pub webhook_namespace: String,
+
+    /// The webhook Service (the certificate's DNS names).
+    #[arg(long, default_value = "oxelb-webhook")]
+    pub webhook_service: String,
+
+    /// The Secret holding the webhook certificate (the RBAC Role allows only this name).
+    #[arg(long, default_value = "oxelb-webhook-cert")]
+    pub webhook_secret: String,
+
+    /// The ValidatingWebhookConfiguration whose caBundle is kept current.
+    #[arg(long, default_value = "oxelb-validating-webhook")]
+    pub webhook_configuration: String,
 }
 
 impl Args {
@@ -121,6 +148,16 @@ impl Args {
         Handling {
             lb_class: self.lb_class.clone().filter(|c| !c.is_empty()),
             default_lb: self.default_lb,
+        }
+    }
+
+    /// The webhook's object names.
+    pub fn webhook_names(&self) -> webhook::bootstrap::WebhookNames {
+        webhook::bootstrap::WebhookNames {
+            namespace: self.webhook_namespace.clone(),
+            secret: self.webhook_secret.clone(),
+            service: self.webhook_service.clone(),
+            configuration: self.webhook_configuration.clone(),
         }
     }
 
@@ -234,6 +271,21 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             Leadership::always()
         }
     };
+    match (app.source().kube_client(), args.webhook) {
+        (Some(client), true) => {
+            let gate = app.ready_gate();
+            tasks.push(tokio::spawn(webhook::run(
+                client,
+                args.webhook_names(),
+                args.webhook_addr,
+                indexes.eips.clone(),
+                gate,
+                app.shutdown().clone(),
+            )));
+        }
+        (Some(_), false) => warn!("webhook off: bad Eips, BgpConfs and BgpPeers are accepted at apply time"),
+        (None, _) => info!("dir source: no admission webhook (no apiserver calls it)"),
+    }
     tasks.push(tokio::spawn(reconcile_loop(
         indexes,
         writer,

@@ -49,10 +49,25 @@ pub enum AppError {
     },
 }
 
+/// Holds `/readyz` at 503 until [`open`](Self::open)ed, for a binary that has more to start than its
+/// watches (the controller's webhook). From [`App::ready_gate`].
+#[derive(Debug)]
+pub struct ReadyGate {
+    pending: tokio::sync::watch::Sender<usize>,
+}
+
+impl ReadyGate {
+    /// This part is ready.
+    pub fn open(self) {
+        self.pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 /// A started process: server up, source open, indexes being fed.
 pub struct App {
     source: ObjectSource,
     tracker: SyncTracker,
+    gates: tokio::sync::watch::Sender<usize>,
     shutdown: Shutdown,
     health: Health,
     addr: SocketAddr,
@@ -85,6 +100,7 @@ impl App {
         Ok(Self {
             source,
             tracker: SyncTracker::new(),
+            gates: tokio::sync::watch::Sender::new(0),
             shutdown,
             health,
             addr,
@@ -115,6 +131,14 @@ impl App {
         &self.health
     }
 
+    /// A gate that keeps `/readyz` at 503 until it is opened, besides the watches' sync.
+    pub fn ready_gate(&mut self) -> ReadyGate {
+        self.gates.send_modify(|n| *n += 1);
+        ReadyGate {
+            pending: self.gates.clone(),
+        }
+    }
+
     /// Starts watching kind `K` into an index; the process becomes ready once every kind watched
     /// this way has synced.
     pub fn index<K: Object>(&mut self) -> SharedIndex<K> {
@@ -126,8 +150,13 @@ impl App {
     /// Becomes ready when every index has synced, then runs until SIGTERM/SIGINT and stops the
     /// server and the watches.
     pub async fn run(self) -> Result<(), AppError> {
+        let mut gates = self.gates.subscribe();
         tokio::select! {
-            _ = self.tracker.wait() => {
+            _ = async {
+                self.tracker.wait().await;
+                // Fails only when the sender is gone, and `self` holds it.
+                let _ = gates.wait_for(|n| *n == 0).await;
+            } => {
                 self.health.set_ready(true);
                 info!(kinds = self.tasks.len(), "all watches synced; ready");
             }
@@ -152,5 +181,62 @@ impl App {
         }
         info!("stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::str::FromStr;
+
+    use k8s_openapi::api::core::v1::Service;
+
+    use super::*;
+    use crate::{
+        cli::{LogFormat, SourceSpec},
+        test_util::{free_port, http_get},
+    };
+
+    #[tokio::test]
+    async fn a_ready_gate_holds_readyz_until_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port().unwrap();
+        let args = CommonArgs {
+            source: SourceSpec::from_str(&format!("dir:{}", dir.path().display())).unwrap(),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let mut app = App::start(&args, Registry::default()).await.unwrap();
+        let _services = app.index::<Service>();
+        let gate = app.ready_gate();
+        let tracker = app.tracker().clone();
+        let shutdown = app.shutdown().clone();
+        let run = tokio::spawn(app.run());
+        tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let addr = args.metrics_addr;
+        assert_eq!(
+            http_get(addr, "/readyz").await.unwrap().status,
+            503,
+            "synced, gate closed"
+        );
+        gate.open();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while http_get(addr, "/readyz").await.unwrap().status != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not ready after the gate opened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
