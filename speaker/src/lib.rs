@@ -1,11 +1,16 @@
 //! oxelb speaker: announces the allocated IPs of this node by layer2 (ARP/NDP) or BGP.
 //!
 //! This is the start-up: flags, logging, metrics/health server, the object source, and an index
-//! per kind the speaker reads (Services, Nodes, Eips, BgpConfs, BgpPeers). Announcing comes in
-//! later work and reads these indexes.
+//! per kind the speaker reads (Services, Nodes, EndpointSlices, Eips, BgpConfs, BgpPeers), and
+//! [`desired`]: the IPs to announce, computed from them. Announcing comes in later work.
+
+pub mod desired;
 
 use clap::Parser;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::{
+    core::v1::{Node, Service},
+    discovery::v1::EndpointSlice,
+};
 use oxelb_crds::v1alpha2::{BgpConf, BgpPeer, Eip};
 use oxelb_runtime::{
     app::{App, AppError},
@@ -41,6 +46,8 @@ pub struct Indexes {
     pub services: SharedIndex<Service>,
     /// All Nodes.
     pub nodes: SharedIndex<Node>,
+    /// All EndpointSlices (`externalTrafficPolicy: Local`: which nodes host a ready endpoint).
+    pub endpoint_slices: SharedIndex<EndpointSlice>,
     /// All Eips (network.kubesphere.io/v1alpha2).
     pub eips: SharedIndex<Eip>,
     /// All BgpConfs.
@@ -54,6 +61,7 @@ pub fn watch_all(app: &mut App) -> Indexes {
     Indexes {
         services: app.index::<Service>(),
         nodes: app.index::<Node>(),
+        endpoint_slices: app.index::<EndpointSlice>(),
         eips: app.index::<Eip>(),
         bgp_confs: app.index::<BgpConf>(),
         bgp_peers: app.index::<BgpPeer>(),

@@ -1,0 +1,246 @@
+//! What the cluster wants announced, in pure code: every IP the controller assigned, with how to
+//! announce it (its Eip's protocol and interface) and, for `externalTrafficPolicy: Local`, which nodes
+//! host a ready endpoint. Layer2 election and the BGP route set both start from this.
+//!
+//! An IP is announced when a Service that is not being deleted holds it in
+//! `status.loadBalancer.ingress`, carries the controller's finalizer (so another implementation's IPs
+//! are never announced) and the IP lies in a valid Eip. Several Services on one IP (a legal share)
+//! give one announcement; for ETP Local its endpoint nodes are the union of theirs (MetalLB's sharing
+//! rule makes their selectors equal, so the sets agree anyway).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use oxelb_crds::{
+    address::IpRange,
+    interface::{InterfaceError, InterfaceSelector},
+    names,
+    v1alpha2::{Eip, EipProtocol},
+};
+
+/// The label EndpointSlices carry naming their Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// One IP to announce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    /// The IP.
+    pub ip: IpAddr,
+    /// The Eip it belongs to.
+    pub pool: String,
+    /// How: `bgp`, `layer2` or `vip` (vip is announced like layer2).
+    pub protocol: EipProtocol,
+    /// `spec.interface` of the Eip (layer2/vip), parsed; an error is reported, never announced on.
+    pub interface: Option<Result<InterfaceSelector, InterfaceError>>,
+    /// The Services holding it, as `namespace/name`, sorted.
+    pub services: Vec<String>,
+    /// `None` when every holder has `externalTrafficPolicy: Cluster` (any node may receive the
+    /// traffic); else the nodes hosting a ready endpoint of a Local holder.
+    pub local_nodes: Option<BTreeSet<String>>,
+}
+
+/// Every IP to announce, by IP.
+pub fn desired(
+    services: &[Service],
+    eips: &[Eip],
+    slices: &[EndpointSlice],
+) -> BTreeMap<IpAddr, Announcement> {
+    let pools: Vec<(&Eip, IpRange)> = eips
+        .iter()
+        .filter_map(|eip| Some((eip, eip.spec.parsed_address().ok()?)))
+        .collect();
+    let mut out: BTreeMap<IpAddr, Announcement> = BTreeMap::new();
+    for service in services {
+        let meta = &service.metadata;
+        let (Some(namespace), Some(name)) = (&meta.namespace, &meta.name) else {
+            continue;
+        };
+        if meta.deletion_timestamp.is_some() {
+            continue; // Going away: stop announcing at once.
+        }
+        let ours = meta
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == names::SERVICE_FINALIZER);
+        if !ours {
+            continue;
+        }
+        let label = meta.labels.as_ref().and_then(|l| l.get(names::EIP_POOL_LABEL));
+        let local = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.external_traffic_policy.as_deref())
+            == Some("Local");
+        for ip in ingress_ips(service) {
+            // The Eip containing the IP; if pools overlap, the one the Service's label names.
+            let mut containing = pools.iter().filter(|(_, range)| range.contains(ip));
+            let first = containing.next();
+            let pool = match first {
+                Some((eip, _)) if label.is_some_and(|l| eip.metadata.name.as_ref() != Some(l)) => containing
+                    .find(|(e, _)| e.metadata.name.as_ref() == label)
+                    .or(first),
+                other => other,
+            };
+            let Some((eip, _)) = pool else { continue };
+            let entry = out.entry(ip).or_insert_with(|| Announcement {
+                ip,
+                pool: eip.metadata.name.clone().unwrap_or_default(),
+                protocol: eip.spec.protocol(),
+                interface: eip.spec.interface(),
+                services: Vec::new(),
+                local_nodes: None,
+            });
+            entry.services.push(format!("{namespace}/{name}"));
+            entry.services.sort();
+            if local {
+                let nodes = endpoint_nodes(namespace, name, slices);
+                entry.local_nodes.get_or_insert_with(BTreeSet::new).extend(nodes);
+            }
+        }
+    }
+    out
+}
+
+/// The nodes with a ready endpoint of Service `namespace/name` (endpoints whose `ready` condition is
+/// unset count as ready, as the EndpointSlice API says).
+pub fn endpoint_nodes(namespace: &str, name: &str, slices: &[EndpointSlice]) -> BTreeSet<String> {
+    slices
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .is_some_and(|n| n == name)
+        })
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .filter_map(|e| e.node_name.clone())
+        .collect()
+}
+
+fn ingress_ips(service: &Service) -> Vec<IpAddr> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn svc(name: &str, ip: &str, local: bool, finalizer: bool) -> Service {
+        let mut v = json!({"metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": if local {"Local"} else {"Cluster"}},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}});
+        if finalizer {
+            v["metadata"]["finalizers"] = json!([names::SERVICE_FINALIZER]);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn eip(name: &str, spec: Value) -> Eip {
+        serde_json::from_value(
+            json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "Eip",
+            "metadata": {"name": name}, "spec": spec}),
+        )
+        .unwrap()
+    }
+
+    fn slice(service: &str, endpoints: Value) -> EndpointSlice {
+        serde_json::from_value(
+            json!({"metadata": {"name": format!("{service}-x"), "namespace": "default",
+            "labels": {SERVICE_NAME_LABEL: service}}, "addressType": "IPv4", "endpoints": endpoints}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn announces_held_ips_with_their_eips_protocol_and_interface() {
+        let eips = [
+            eip(
+                "l2",
+                json!({"address": "192.0.2.0/28", "protocol": "layer2", "interface": "eth0"}),
+            ),
+            eip("bgp", json!({"address": "198.51.100.0/28"})),
+        ];
+        let services = [
+            svc("a", "192.0.2.1", false, true),
+            svc("b", "198.51.100.2", false, true),
+            svc("foreign", "198.51.100.3", false, false),
+            svc("outside", "203.0.113.9", false, true),
+        ];
+        let d = desired(&services, &eips, &[]);
+        assert_eq!(d.len(), 2, "{d:?}");
+        let a = &d[&"192.0.2.1".parse().unwrap()];
+        assert_eq!((a.pool.as_str(), a.protocol), ("l2", EipProtocol::Layer2));
+        assert_eq!(a.interface, Some(Ok(InterfaceSelector::Name("eth0".into()))));
+        assert_eq!(a.local_nodes, None);
+        let b = &d[&"198.51.100.2".parse().unwrap()];
+        assert_eq!(
+            (b.pool.as_str(), b.protocol, b.interface.clone()),
+            ("bgp", EipProtocol::Bgp, None)
+        );
+    }
+
+    #[test]
+    fn shared_ip_is_one_announcement_and_local_takes_ready_endpoint_nodes() {
+        let eips = [eip(
+            "l2",
+            json!({"address": "192.0.2.0/28", "protocol": "layer2", "interface": "eth0"}),
+        )];
+        let services = [
+            svc("web", "192.0.2.5", true, true),
+            svc("dns", "192.0.2.5", true, true),
+        ];
+        let slices = [
+            slice(
+                "web",
+                json!([{"addresses": ["10.0.0.1"], "nodeName": "n1", "conditions": {"ready": true}},
+                                {"addresses": ["10.0.0.2"], "nodeName": "n2", "conditions": {"ready": false}}]),
+            ),
+            slice("dns", json!([{"addresses": ["10.0.0.3"], "nodeName": "n3"}])),
+            slice("other", json!([{"addresses": ["10.0.0.4"], "nodeName": "n4"}])),
+        ];
+        let d = desired(&services, &eips, &slices);
+        let ann = &d[&"192.0.2.5".parse().unwrap()];
+        assert_eq!(ann.services, vec!["default/dns", "default/web"]);
+        assert_eq!(ann.local_nodes, Some(["n1".to_owned(), "n3".to_owned()].into()));
+    }
+
+    #[test]
+    fn deleting_services_and_invalid_eips_are_not_announced() {
+        let eips = [eip("bad", json!({"address": "192.0.2.9-192.0.2.1"}))];
+        assert!(desired(&[svc("a", "192.0.2.5", false, true)], &eips, &[]).is_empty());
+        let eips = [eip("ok", json!({"address": "192.0.2.0/28"}))];
+        let mut s = svc("a", "192.0.2.5", false, true);
+        s.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert!(desired(&[s], &eips, &[]).is_empty());
+    }
+
+    #[test]
+    fn bad_interface_is_carried_as_an_error() {
+        let eips = [eip(
+            "l2",
+            json!({"address": "192.0.2.0/28", "protocol": "layer2", "interface": "lo"}),
+        )];
+        let d = desired(&[svc("a", "192.0.2.5", false, true)], &eips, &[]);
+        assert!(matches!(d[&"192.0.2.5".parse().unwrap()].interface, Some(Err(_))));
+    }
+}
