@@ -11,23 +11,38 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# Debian packages the tests need. Later lab tests (real FRR/BIRD/GoBGP routers, client namespaces)
-# extend this list; each package is installed only when missing.
-packages=(gcc)
+# Debian packages the tests need; each is installed only when missing. `required` builds and runs
+# every test; `lab` is for the network-namespace labs, which run only as root (the real routers FRR,
+# BIRD 2 and GoBGP; ping, arping and ndisc6 as clients whose kernels resolve layer2 IPs; tcpdump).
+required=(gcc)
+lab=(iproute2 iputils-ping arping ndisc6 tcpdump frr bird2 gobgpd)
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    log "installing Debian packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-  else
+missing_from() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || printf '%s\n' "$p"
+  done
+}
+
+if [[ $(id -u) -eq 0 ]]; then
+  mapfile -t missing < <(missing_from "${required[@]}" "${lab[@]}")
+  if ((${#missing[@]})); then
+    if command -v apt-get >/dev/null; then
+      log "installing Debian packages: ${missing[*]}"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    else
+      echo "missing Debian packages: ${missing[*]} (no apt-get here: install them by hand)" >&2
+      exit 1
+    fi
+  fi
+else
+  mapfile -t missing < <(missing_from "${required[@]}")
+  if ((${#missing[@]})); then
     echo "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install -y ${missing[*]})" >&2
     exit 1
   fi
+  echo "note: not root: the network-namespace lab tests will report that they skip" >&2
 fi
 
 if ! command -v cargo >/dev/null; then

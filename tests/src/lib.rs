@@ -4,6 +4,11 @@
 //! checks that a typed Rust object reproduces each one exactly, so a misspelled or misplaced field
 //! in a shipped manifest fails a test instead of being silently dropped by the API server.
 
+//! [`lab`] builds network-namespace labs (hosts, veths, bridges, processes, torn down on drop) and
+//! [`routers`] runs real FRR, BIRD and GoBGP routers in them.
+
+pub mod lab;
 pub mod manifest;
+pub mod routers;
 
 pub use manifest::{Document, LoadError, RoundTripError, load_documents, round_trip, workspace_root};

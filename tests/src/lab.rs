@@ -1,0 +1,519 @@
+//! The network-namespace lab: hosts made of `ip netns` namespaces joined by veth pairs and bridges,
+//! processes started inside them, and everything torn down when the [`Lab`] is dropped (on success,
+//! failure or panic).
+//!
+//! Rules every lab follows (the project's network rule):
+//! - traffic only between namespaces the lab made, with addresses from 192.0.2.0/24, 198.51.100.0/24,
+//!   203.0.113.0/24 and 2001:db8::/32 ([`assert_documentation_address`] checks each one given);
+//! - every wait is bounded ([`wait_until`]);
+//! - without root (or without `ip netns`) a lab does not run: [`Lab::new`] returns
+//!   [`LabError::Skip`] with the reason, which the test prints.
+//!
+//! Names: every namespace and interface of a lab starts with a short prefix unique to the lab, so
+//! tests run in parallel and a crashed run's leftovers are recognisable (`ip netns list | grep ^ox`).
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+/// Why a lab could not be built or a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// The lab cannot run on this machine; the test prints this and passes nothing.
+    #[error("skipped: {0}")]
+    Skip(String),
+    /// A command failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// A command could not be started.
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bounded wait ran out.
+    #[error("timed out after {after:?} waiting for {what}; last: {last}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        after: Duration,
+        /// The last observation.
+        last: String,
+    },
+    /// A file of the lab could not be written.
+    #[error("lab file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An address outside the documentation ranges.
+    #[error(
+        "{0} is not in a documentation range (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)"
+    )]
+    NotDocumentation(String),
+}
+
+/// A new lab for `test`, or `None` after reporting on stderr that `test` skips and why. The report
+/// is written to the stderr handle directly, past the test harness's output capture, so a skipped
+/// lab test is visible in every run (it never passes silently).
+pub fn lab_or_skip(test: &str) -> Result<Option<Lab>, LabError> {
+    match Lab::new() {
+        Ok(lab) => Ok(Some(lab)),
+        Err(LabError::Skip(why)) => {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+            Ok(None)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Whether labs can run here; `Err` with the reason when not (not root, no `ip`, no netns).
+pub fn can_run() -> Result<(), LabError> {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| LabError::Skip(format!("cannot run `id -u`: {e}")))?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err(LabError::Skip(
+            "network-namespace labs need root (run the tests as root)".into(),
+        ));
+    }
+    match Command::new("ip").args(["netns", "list"]).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(LabError::Skip(format!(
+            "`ip netns list` fails: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+        Err(e) => Err(LabError::Skip(format!("`ip` (iproute2) is not installed: {e}"))),
+    }
+}
+
+/// Fails unless `ip` (an address, or an address/prefix) lies in a documentation range.
+pub fn assert_documentation_address(ip: &str) -> Result<(), LabError> {
+    let addr = ip.split('/').next().unwrap_or(ip);
+    let parsed: IpAddr = addr
+        .parse()
+        .map_err(|_| LabError::NotDocumentation(ip.to_owned()))?;
+    let ok = match parsed {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            matches!((o[0], o[1], o[2]), (192, 0, 2) | (198, 51, 100) | (203, 0, 113))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            // 2001:db8::/32, and the link-local and multicast scopes the kernel uses on a link.
+            (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] & 0xffc0) == 0xfe80 || (s[0] & 0xff00) == 0xff00
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(LabError::NotDocumentation(ip.to_owned()))
+    }
+}
+
+/// Runs a command and returns its stdout; a non-zero exit is an error with stderr.
+pub fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
+    let output = output(program, args)?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(LabError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// Runs a command and returns its whole output, whatever the exit status.
+pub fn output(program: &str, args: &[&str]) -> Result<Output, LabError> {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| LabError::Spawn {
+            command: format!("{program} {}", args.join(" ")),
+            source,
+        })
+}
+
+/// Polls `probe` every `every` until it returns `Some`, for at most `timeout`.
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> Result<T, LabError> {
+    let start = Instant::now();
+    loop {
+        match probe() {
+            Ok(value) => return Ok(value),
+            Err(last) if start.elapsed() >= timeout => {
+                return Err(LabError::Timeout {
+                    what: what.to_owned(),
+                    after: timeout,
+                    last,
+                });
+            }
+            Err(_) => std::thread::sleep(every),
+        }
+    }
+}
+
+/// A network namespace of a lab, by its full name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ns {
+    name: String,
+}
+
+impl Ns {
+    /// The namespace's name (`ip netns exec <name> ...`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `program args` inside the namespace; its stdout, or an error with stderr.
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<String, LabError> {
+        let mut full = vec!["netns", "exec", &self.name, program];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// Runs `program args` inside the namespace and returns the whole output.
+    pub fn output(&self, program: &str, args: &[&str]) -> Result<Output, LabError> {
+        let mut full = vec!["netns", "exec", &self.name, program];
+        full.extend_from_slice(args);
+        output("ip", &full)
+    }
+
+    /// `ip args` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> Result<String, LabError> {
+        self.run("ip", args)
+    }
+
+    /// The MAC address of `ifname`.
+    pub fn mac(&self, ifname: &str) -> Result<String, LabError> {
+        let text = self.ip(&["-br", "link", "show", ifname])?;
+        text.split_whitespace()
+            .nth(2)
+            .map(str::to_owned)
+            .ok_or_else(|| LabError::Command {
+                command: format!("ip -br link show {ifname}"),
+                status: "no MAC in the output".into(),
+                stderr: text.clone(),
+            })
+    }
+
+    /// The kernel's neighbour entry for `ip` (ARP or NDP): its MAC and state (`REACHABLE`,
+    /// `STALE`, `FAILED`, ...), or `None` without an entry or a MAC.
+    pub fn neighbor(&self, ip: &str) -> Result<Option<(String, String)>, LabError> {
+        let text = self.ip(&["neigh", "show", ip])?;
+        Ok(text.lines().find_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let mac = words
+                .iter()
+                .position(|w| *w == "lladdr")
+                .and_then(|i| words.get(i + 1))?;
+            Some(((*mac).to_owned(), (*words.last()?).to_owned()))
+        }))
+    }
+
+    /// A `Command` that runs `program` inside the namespace (for long-running processes).
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+}
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+/// A lab: its namespaces, processes and files, all removed on drop.
+pub struct Lab {
+    prefix: String,
+    namespaces: Vec<Ns>,
+    children: Vec<(String, Child)>,
+    pidfiles: Vec<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    /// A new, empty lab, or [`LabError::Skip`] when labs cannot run here.
+    pub fn new() -> Result<Self, LabError> {
+        can_run()?;
+        // "ox" + 3 base-36 digits of the pid + 1 of a per-process counter: short enough for
+        // interface names (15 bytes) with a suffix, unique among concurrent tests.
+        let n = LABS.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("ox{}{}", base36(std::process::id() % 46656, 3), base36(n % 36, 1));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("oxelb-lab-{prefix}-"))
+            .tempdir()
+            .map_err(|source| LabError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        Ok(Self {
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            pidfiles: Vec::new(),
+            dir,
+        })
+    }
+
+    /// The lab's name prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The lab's directory (configuration files, logs, sockets).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file under the lab's directory and returns its path.
+    pub fn write(&self, name: &str, content: &str) -> Result<PathBuf, LabError> {
+        let path = self.dir().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| LabError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        std::fs::write(&path, content).map_err(|source| LabError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    }
+
+    /// Adds a namespace `<prefix>-<name>` with its loopback up.
+    pub fn netns(&mut self, name: &str) -> Result<Ns, LabError> {
+        let ns = Ns {
+            name: format!("{}-{name}", self.prefix),
+        };
+        run("ip", &["netns", "add", &ns.name])?;
+        self.namespaces.push(ns.clone());
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Joins `a` and `b` with a veth pair, `a_if` in `a` and `b_if` in `b`, both up.
+    pub fn veth(&mut self, a: &Ns, a_if: &str, b: &Ns, b_if: &str) -> Result<(), LabError> {
+        // Created in `a` with the peer moved to `b`: no name ever exists in the root namespace.
+        a.ip(&[
+            "link",
+            "add",
+            a_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+            "netns",
+            b.name(),
+        ])?;
+        a.ip(&["link", "set", a_if, "up"])?;
+        b.ip(&["link", "set", b_if, "up"])?;
+        Ok(())
+    }
+
+    /// Adds a bridge `name` in `ns`, up.
+    pub fn bridge(&mut self, ns: &Ns, name: &str) -> Result<(), LabError> {
+        ns.ip(&["link", "add", name, "type", "bridge"])?;
+        ns.ip(&["link", "set", name, "up"])?;
+        Ok(())
+    }
+
+    /// Puts interface `ifname` of `ns` into bridge `bridge` of the same namespace.
+    pub fn attach(&mut self, ns: &Ns, ifname: &str, bridge: &str) -> Result<(), LabError> {
+        ns.ip(&["link", "set", ifname, "master", bridge])?;
+        Ok(())
+    }
+
+    /// Adds `cidr` (a documentation address with its prefix) to `ifname` in `ns`.
+    pub fn addr(&mut self, ns: &Ns, ifname: &str, cidr: &str) -> Result<(), LabError> {
+        assert_documentation_address(cidr)?;
+        // IPv6 duplicate address detection would keep the address tentative for a second.
+        let mut args = vec!["addr", "add", cidr, "dev", ifname];
+        if cidr.contains(':') {
+            args.push("nodad");
+        }
+        ns.ip(&args)?;
+        Ok(())
+    }
+
+    /// Starts `command` (from [`Ns::command`]); stdout and stderr go to `<dir>/<log>.log`. The process
+    /// is killed when the lab is dropped, or by [`stop`](Self::stop).
+    pub fn spawn(&mut self, log: &str, mut command: Command) -> Result<u32, LabError> {
+        let path = self.dir().join(format!("{log}.log"));
+        let file = std::fs::File::create(&path).map_err(|source| LabError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let err = file.try_clone().map_err(|source| LabError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .map_err(|source| LabError::Spawn {
+                command: format!("{command:?}"),
+                source,
+            })?;
+        let pid = child.id();
+        self.children.push((log.to_owned(), child));
+        Ok(pid)
+    }
+
+    /// What a process started with [`spawn`](Self::spawn) logged so far.
+    pub fn log(&self, log: &str) -> String {
+        std::fs::read_to_string(self.dir().join(format!("{log}.log"))).unwrap_or_default()
+    }
+
+    /// Registers a pidfile of a daemon that forks (FRR, BIRD): its process is killed on drop.
+    pub fn track_pidfile(&mut self, path: PathBuf) {
+        self.pidfiles.push(path);
+    }
+
+    /// Stops the process started as `log`: SIGTERM, then SIGKILL after `grace`. Returns whether
+    /// it was running.
+    pub fn stop(&mut self, log: &str, grace: Duration) -> bool {
+        let Some(index) = self.children.iter().position(|(name, _)| name == log) else {
+            return false;
+        };
+        let (_, mut child) = self.children.remove(index);
+        terminate(&mut child, grace);
+        true
+    }
+
+    /// Kills the process started as `log` at once (SIGKILL: a crash, no goodbye).
+    pub fn kill(&mut self, log: &str) -> bool {
+        let Some(index) = self.children.iter().position(|(name, _)| name == log) else {
+            return false;
+        };
+        let (_, mut child) = self.children.remove(index);
+        let _ = child.kill();
+        let _ = child.wait();
+        true
+    }
+}
+
+fn terminate(child: &mut Child, grace: Duration) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn kill_pidfile(path: &Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return;
+    };
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    for _ in 0..50 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            terminate(child, Duration::from_secs(2));
+        }
+        for path in &self.pidfiles {
+            kill_pidfile(path);
+        }
+        // Deleting a namespace destroys the interfaces in it (and the veth peers elsewhere).
+        for ns in self.namespaces.iter().rev() {
+            let _ = output("ip", &["netns", "delete", ns.name()]);
+        }
+    }
+}
+
+fn base36(mut n: u32, digits: usize) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![b'0'; digits];
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_documentation_addresses_pass() {
+        for ok in [
+            "192.0.2.1",
+            "198.51.100.7/24",
+            "203.0.113.255",
+            "2001:db8::1/64",
+            "fe80::1",
+        ] {
+            assert!(assert_documentation_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "10.0.0.1",
+            "192.168.1.1/24",
+            "172.16.0.1",
+            "8.8.8.8",
+            "2001:db9::1",
+            "not-an-ip",
+        ] {
+            assert!(assert_documentation_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefixes_are_short_and_distinct() {
+        assert_eq!(base36(0, 3), "000");
+        assert_eq!(base36(46655, 3), "zzz");
+        assert_eq!(base36(37, 2), "11");
+    }
+}

@@ -1,0 +1,424 @@
+//! Real BGP routers in lab namespaces: FRR (zebra + bgpd), BIRD 2 and GoBGP, from Debian's packages,
+//! started in the foreground so the [`Lab`] stops them (recipes measured in `LAB-NOTES.md`).
+//!
+//! Each router type has a small config builder for the common case (eBGP/iBGP neighbors, IPv4 and
+//! IPv6 unicast) and raw text for anything else.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use serde_json::Value;
+
+use crate::lab::{Lab, LabError, Ns, assert_documentation_address, run, wait_until};
+
+/// How long a router gets to start answering its control socket.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A neighbor of a router config: its address, AS and options.
+#[derive(Clone, Debug)]
+pub struct Neighbor {
+    /// The neighbor's address (a documentation address).
+    pub address: String,
+    /// Its AS.
+    pub asn: u32,
+    /// TCP-MD5 password, if any.
+    pub password: Option<String>,
+    /// The neighbor's port, when not 179.
+    pub port: Option<u16>,
+    /// Only accept connections, never connect.
+    pub passive: bool,
+}
+
+impl Neighbor {
+    /// A plain neighbor on port 179.
+    pub fn new(address: &str, asn: u32) -> Self {
+        Self {
+            address: address.to_owned(),
+            asn,
+            password: None,
+            port: None,
+            passive: false,
+        }
+    }
+}
+
+/// FRR: zebra (the kernel routes) and bgpd, with their vty sockets in the lab directory.
+pub struct Frr {
+    ns: Ns,
+    dir: PathBuf,
+    name: String,
+}
+
+/// An FRR `bgpd.conf` for `asn`/`router_id` with `neighbors` (IPv4 and IPv6 unicast activated per
+/// the neighbor's family), connect retry 1 s (FRR's default 120 s would stall tests) and no eBGP
+/// policy requirement (FRR 8.4 filters eBGP routes otherwise). `extra` goes inside `router bgp`.
+pub fn frr_bgpd_conf(asn: u32, router_id: &str, neighbors: &[Neighbor], extra: &str) -> String {
+    let mut conf = format!(
+        "frr defaults traditional\nhostname {router_id}\nlog stdout informational\n!\nrouter bgp {asn}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n bgp bestpath as-path multipath-relax\n"
+    );
+    for n in neighbors {
+        conf.push_str(&format!(
+            " neighbor {} remote-as {}\n neighbor {} timers connect 1\n",
+            n.address, n.asn, n.address
+        ));
+        if let Some(password) = &n.password {
+            conf.push_str(&format!(" neighbor {} password {password}\n", n.address));
+        }
+        if let Some(port) = n.port {
+            conf.push_str(&format!(" neighbor {} port {port}\n", n.address));
+        }
+        if n.passive {
+            conf.push_str(&format!(" neighbor {} passive\n", n.address));
+        }
+    }
+    conf.push_str(extra);
+    for (family, v6) in [("ipv4 unicast", false), ("ipv6 unicast", true)] {
+        conf.push_str(&format!(
+            " address-family {family}\n  maximum-paths 16\n  maximum-paths ibgp 16\n"
+        ));
+        for n in neighbors.iter().filter(|n| n.address.contains(':') == v6) {
+            conf.push_str(&format!("  neighbor {} activate\n", n.address));
+        }
+        conf.push_str(" exit-address-family\n");
+    }
+    conf
+}
+
+impl Frr {
+    /// Starts zebra and bgpd in `ns` with `bgpd_conf`, and waits until bgpd answers.
+    pub fn start(lab: &mut Lab, ns: &Ns, name: &str, bgpd_conf: &str) -> Result<Self, LabError> {
+        let dir = lab.dir().join(format!("frr-{name}"));
+        lab.write(&format!("frr-{name}/zebra.conf"), "")?;
+        lab.write(&format!("frr-{name}/bgpd.conf"), bgpd_conf)?;
+        // FRR drops privileges to user frr, which must own its directory (LAB-NOTES.md); the lab
+        // directory above it is root's 0700 and must let frr through.
+        run("chmod", &["0755", &lab.dir().display().to_string()])?;
+        run("chown", &["-R", "frr:frr", &dir.display().to_string()])?;
+        let d = dir.display().to_string();
+        for daemon in ["zebra", "bgpd"] {
+            let mut command = ns.command(&format!("/usr/lib/frr/{daemon}"));
+            command.args([
+                "-u",
+                "frr",
+                "-g",
+                "frr",
+                "-f",
+                &format!("{d}/{daemon}.conf"),
+                "-i",
+                &format!("{d}/{daemon}.pid"),
+                "-z",
+                &format!("{d}/zserv.api"),
+                "--vty_socket",
+                &d,
+            ]);
+            lab.spawn(&format!("frr-{name}-{daemon}"), command)?;
+            // bgpd connects to zebra's socket at start.
+            let socket = dir.join(if daemon == "zebra" {
+                "zebra.vty"
+            } else {
+                "bgpd.vty"
+            });
+            wait_until(
+                &format!("FRR {daemon} of {name} to start"),
+                START_TIMEOUT,
+                Duration::from_millis(50),
+                || {
+                    if socket.exists() {
+                        Ok(())
+                    } else {
+                        Err(lab.log(&format!("frr-{name}-{daemon}")))
+                    }
+                },
+            )?;
+        }
+        let frr = Self {
+            ns: ns.clone(),
+            dir,
+            name: name.to_owned(),
+        };
+        wait_until(
+            &format!("FRR {name} to answer vtysh"),
+            START_TIMEOUT,
+            Duration::from_millis(100),
+            || frr.vtysh("show bgp summary").map(drop).map_err(|e| e.to_string()),
+        )?;
+        Ok(frr)
+    }
+
+    /// The router's name in the lab.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The namespace it runs in.
+    pub fn ns(&self) -> &Ns {
+        &self.ns
+    }
+
+    /// Runs one vtysh command over the lab's vty socket.
+    pub fn vtysh(&self, command: &str) -> Result<String, LabError> {
+        run(
+            "vtysh",
+            &["--vty_socket", &self.dir.display().to_string(), "-c", command],
+        )
+    }
+
+    /// Runs one vtysh command that answers JSON.
+    pub fn json(&self, command: &str) -> Result<Value, LabError> {
+        let text = self.vtysh(command)?;
+        serde_json::from_str(&text).map_err(|e| LabError::Command {
+            command: format!("vtysh -c '{command}'"),
+            status: "unparsable JSON".into(),
+            stderr: format!("{e}: {text}"),
+        })
+    }
+
+    /// The BGP state of `neighbor` (`Established`, `Active`, ...).
+    pub fn neighbor_state(&self, neighbor: &str) -> Result<String, LabError> {
+        let value = self.json(&format!("show bgp neighbors {neighbor} json"))?;
+        Ok(value[neighbor]["bgpState"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_owned())
+    }
+
+    /// Waits until the session to `neighbor` is Established.
+    pub fn wait_established(&self, neighbor: &str, timeout: Duration) -> Result<(), LabError> {
+        wait_until(
+            &format!("FRR {} session to {neighbor}", self.name),
+            timeout,
+            Duration::from_millis(100),
+            || match self.neighbor_state(neighbor) {
+                Ok(state) if state == "Established" => Ok(()),
+                Ok(state) => Err(state),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+    }
+
+    /// The next hops of `prefix` in FRR's BGP table (empty when absent); multipath gives several.
+    pub fn bgp_next_hops(&self, prefix: &str) -> Result<Vec<String>, LabError> {
+        let family = if prefix.contains(':') { "ipv6" } else { "ip" };
+        let value = self.json(&format!("show {family} bgp json"))?;
+        let mut hops: Vec<String> = value["routes"][prefix]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|path| path["nexthops"].as_array().cloned().unwrap_or_default())
+            .filter(|hop| hop["scope"].as_str() != Some("link-local"))
+            .filter_map(|hop| hop["ip"].as_str().map(str::to_owned))
+            .collect();
+        hops.sort();
+        hops.dedup();
+        Ok(hops)
+    }
+
+    /// The kernel's route to `prefix` in the router's namespace (`ip route show <prefix>`).
+    pub fn kernel_route(&self, prefix: &str) -> Result<String, LabError> {
+        let family = if prefix.contains(':') { "-6" } else { "-4" };
+        self.ns.ip(&[family, "route", "show", prefix])
+    }
+}
+
+/// GoBGP: `gobgpd` with its gRPC API on the namespace's own loopback.
+pub struct Gobgp {
+    ns: Ns,
+    name: String,
+}
+
+/// The gRPC port of every lab `gobgpd` (each namespace has its own loopback, so they never clash).
+pub const GOBGP_API_PORT: &str = "50051";
+
+/// A `gobgpd.toml` for `asn`/`router_id` with `neighbors` (IPv4 and IPv6 unicast).
+pub fn gobgp_conf(asn: u32, router_id: &str, neighbors: &[Neighbor], listen_port: i32) -> String {
+    let mut conf =
+        format!("[global.config]\n  as = {asn}\n  router-id = \"{router_id}\"\n  port = {listen_port}\n");
+    for n in neighbors {
+        conf.push_str(&format!(
+            "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{}\"\n    peer-as = {}\n",
+            n.address, n.asn
+        ));
+        if let Some(password) = &n.password {
+            conf.push_str(&format!("    auth-password = \"{password}\"\n"));
+        }
+        conf.push_str("  [neighbors.timers.config]\n    connect-retry = 1\n");
+        if n.port.is_some() || n.passive {
+            conf.push_str("  [neighbors.transport.config]\n");
+            if let Some(port) = n.port {
+                conf.push_str(&format!("    remote-port = {port}\n"));
+            }
+            if n.passive {
+                conf.push_str("    passive-mode = true\n");
+            }
+        }
+        let family = if n.address.contains(':') {
+            "ipv6-unicast"
+        } else {
+            "ipv4-unicast"
+        };
+        conf.push_str(&format!("  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n"));
+    }
+    conf
+}
+
+impl Gobgp {
+    /// Starts `gobgpd` in `ns` with `toml` and waits until its API answers.
+    pub fn start(lab: &mut Lab, ns: &Ns, name: &str, toml: &str) -> Result<Self, LabError> {
+        let path = lab.write(&format!("gobgp-{name}/gobgpd.toml"), toml)?;
+        let mut command = ns.command("gobgpd");
+        command.args([
+            "-f",
+            &path.display().to_string(),
+            "-p",
+            "--api-hosts",
+            &format!("127.0.0.1:{GOBGP_API_PORT}"),
+            "--pprof-disable",
+        ]);
+        lab.spawn(&format!("gobgp-{name}"), command)?;
+        let gobgp = Self {
+            ns: ns.clone(),
+            name: name.to_owned(),
+        };
+        wait_until(
+            &format!("gobgpd {name} to answer"),
+            START_TIMEOUT,
+            Duration::from_millis(100),
+            || {
+                gobgp
+                    .cli(&["global"])
+                    .map(drop)
+                    .map_err(|e| format!("{e}; log: {}", lab.log(&format!("gobgp-{name}"))))
+            },
+        )?;
+        Ok(gobgp)
+    }
+
+    /// Runs the `gobgp` CLI against this daemon (inside its namespace).
+    pub fn cli(&self, args: &[&str]) -> Result<String, LabError> {
+        let mut full = vec!["-u", "127.0.0.1", "-p", GOBGP_API_PORT];
+        full.extend_from_slice(args);
+        self.ns.run("gobgp", &full)
+    }
+
+    /// Announces `prefix` with `next_hop` and ORIGIN IGP (as the speaker does; the CLI's default,
+    /// INCOMPLETE, loses best-path selection to IGP paths and so never forms ECMP with them).
+    pub fn announce(&self, prefix: &str, next_hop: &str) -> Result<(), LabError> {
+        assert_documentation_address(prefix)?;
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        self.cli(&[
+            "global", "rib", "add", "-a", family, prefix, "nexthop", next_hop, "origin", "igp",
+        ])
+        .map(drop)
+    }
+
+    /// Withdraws `prefix`.
+    pub fn withdraw(&self, prefix: &str) -> Result<(), LabError> {
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        self.cli(&["global", "rib", "del", "-a", family, prefix])
+            .map(drop)
+    }
+
+    /// The state of the session to `neighbor` as the CLI prints it (`Establ`, `Active`, ...).
+    pub fn neighbor_state(&self, neighbor: &str) -> Result<String, LabError> {
+        let text = self.cli(&["neighbor", neighbor])?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("BGP state = "))
+            .map(|s| s.split(',').next().unwrap_or(s).trim().to_owned())
+            .unwrap_or_else(|| "unknown".into()))
+    }
+
+    /// The router's name in the lab.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// BIRD 2, in the foreground, with its control socket in the lab directory.
+pub struct Bird {
+    ns: Ns,
+    ctl: PathBuf,
+    name: String,
+}
+
+/// A `bird.conf` with device and kernel protocols (BIRD needs both to install routes) and one BGP
+/// protocol per neighbor, importing and exporting everything.
+pub fn bird_conf(asn: u32, router_id: &str, local: &str, neighbors: &[Neighbor], extra: &str) -> String {
+    let mut conf = format!(
+        "router id {router_id};\nprotocol device {{}}\nprotocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\nprotocol kernel {{ ipv6 {{ export all; }}; merge paths on; }}\n{extra}\n"
+    );
+    for (i, n) in neighbors.iter().enumerate() {
+        let channel = if n.address.contains(':') { "ipv6" } else { "ipv4" };
+        let mut options = String::new();
+        if let Some(password) = &n.password {
+            options.push_str(&format!("  password \"{password}\";\n"));
+        }
+        if n.passive {
+            options.push_str("  passive on;\n");
+        }
+        let port = n.port.map(|p| format!(" port {p}")).unwrap_or_default();
+        conf.push_str(&format!(
+            "protocol bgp peer{i} {{\n  local {local} as {asn};\n  neighbor {}{port} as {};\n  connect retry time 1;\n{options}  {channel} {{ import all; export all; }};\n}}\n",
+            n.address, n.asn
+        ));
+    }
+    conf
+}
+
+impl Bird {
+    /// Starts `bird -f` in `ns` with `conf` and waits until `birdc` answers.
+    pub fn start(lab: &mut Lab, ns: &Ns, name: &str, conf: &str) -> Result<Self, LabError> {
+        let path = lab.write(&format!("bird-{name}/bird.conf"), conf)?;
+        let ctl = lab.dir().join(format!("bird-{name}/bird.ctl"));
+        let mut command: Command = ns.command("bird");
+        command.args([
+            "-f",
+            "-c",
+            &path.display().to_string(),
+            "-s",
+            &ctl.display().to_string(),
+        ]);
+        lab.spawn(&format!("bird-{name}"), command)?;
+        let bird = Self {
+            ns: ns.clone(),
+            ctl,
+            name: name.to_owned(),
+        };
+        wait_until(
+            &format!("BIRD {name} to answer"),
+            START_TIMEOUT,
+            Duration::from_millis(100),
+            || {
+                bird.birdc(&["show", "status"])
+                    .map(drop)
+                    .map_err(|e| format!("{e}; log: {}", lab.log(&format!("bird-{name}"))))
+            },
+        )?;
+        Ok(bird)
+    }
+
+    /// Runs `birdc` on this router's control socket.
+    pub fn birdc(&self, args: &[&str]) -> Result<String, LabError> {
+        let ctl = self.ctl.display().to_string();
+        let mut full = vec!["-s", ctl.as_str()];
+        full.extend_from_slice(args);
+        run("birdc", &full)
+    }
+
+    /// Whether BGP protocol `peer<index>` is Established.
+    pub fn established(&self, index: usize) -> Result<bool, LabError> {
+        Ok(self
+            .birdc(&["show", "protocols", &format!("peer{index}")])?
+            .contains("Established"))
+    }
+
+    /// The kernel's route to `prefix` in the router's namespace.
+    pub fn kernel_route(&self, prefix: &str) -> Result<String, LabError> {
+        let family = if prefix.contains(':') { "-6" } else { "-4" };
+        self.ns.ip(&[family, "route", "show", prefix])
+    }
+
+    /// The router's name in the lab.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
