@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# oxelb images: both binaries built static (musl) in one stage, each shipped alone on an empty base.
+#
+#   docker build --target controller -t oxelb/oxelb-controller:v0.1.0 .
+#   docker build --target speaker    -t oxelb/oxelb-speaker:v0.1.0 .
+#
+# The tags are the ones config/oxelb.yaml refers to. Into kind: `kind load docker-image <tag>`.
+# Needs Docker with internet access (the Rust image, the musl target, crates.io); the test command
+# does not build it.
+
+FROM rust:1-bookworm AS build
+ARG TARGETARCH
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends musl-tools \
+ && rm -rf /var/lib/apt/lists/*
+# amd64 -> x86_64, arm64 -> aarch64: the musl target of the platform being built.
+RUN case "${TARGETARCH:-amd64}" in \
+      amd64) echo x86_64-unknown-linux-musl ;; \
+      arm64) echo aarch64-unknown-linux-musl ;; \
+      *) echo "unsupported TARGETARCH ${TARGETARCH}" >&2; exit 1 ;; \
+    esac > /target \
+ && rustup target add "$(cat /target)"
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --target "$(cat /target)" -p oxelb-controller -p oxelb-speaker \
+ && mkdir /out \
+ && cp "target/$(cat /target)/release/oxelb-controller" "target/$(cat /target)/release/oxelb-speaker" /out/
+
+# The controller runs as the unprivileged user the Deployment names (65532), read-only.
+FROM scratch AS controller
+COPY --from=build /out/oxelb-controller /oxelb-controller
+USER 65532:65532
+ENTRYPOINT ["/oxelb-controller"]
+
+# The speaker runs as root with only NET_RAW and NET_ADMIN (the DaemonSet sets both).
+FROM scratch AS speaker
+COPY --from=build /out/oxelb-speaker /oxelb-speaker
+ENTRYPOINT ["/oxelb-speaker"]
