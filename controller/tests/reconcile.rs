@@ -759,3 +759,27 @@ fn v05_protocol_annotation_is_accepted_and_a_contradiction_warned_once() {
     assert_eq!(warnings[0].1, "Service/contra");
     assert!(warnings[0].2.contains("Eip pool is layer2"), "{warnings:?}");
 }
+
+#[test]
+fn openelb_network_and_broadcast_allocations_are_adopted_not_moved() {
+    // OpenELB hands out a CIDR's .0 and .255; oxelb never does, but keeps them on adoption.
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.0/24");
+    for (name, ip) in [("net", "192.0.2.0"), ("bcast", "192.0.2.255")] {
+        api.put_service(&format!(
+            "{}status:\n  loadBalancer:\n    ingress: [{{ip: {ip}}}]\n",
+            lb(name, "", "[{port: 80}]")
+        ));
+    }
+    api.put_service(&lb("new", "", "[{port: 80}]"));
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("net"), vec!["192.0.2.0"]);
+    assert_eq!(api.ingress("bcast"), vec!["192.0.2.255"]);
+    assert_eq!(api.ingress("new"), vec!["192.0.2.1"]);
+    assert!(
+        api.warnings().iter().all(|w| w.0 != "IPConflict"),
+        "{:?}",
+        api.warnings()
+    );
+}

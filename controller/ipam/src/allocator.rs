@@ -86,8 +86,8 @@ impl Allocator {
 
     /// Replaces the set of pools (by name; a later duplicate name wins).
     ///
-    /// Assignments are kept when their pool still exists and its new address still covers the IP as an
-    /// assignable address; every other assignment is dropped and returned, and the controller decides
+    /// Assignments are kept when their pool still exists and its new address still contains the IP;
+    /// every other assignment is dropped and returned, and the controller decides
     /// (typically it assigns the Service again). Changing only `disabled`, `priority`, namespaces or the
     /// default flag never drops anything.
     pub fn set_pools(&mut self, pools: impl IntoIterator<Item = PoolSpec>) -> Vec<Orphan> {
@@ -99,7 +99,9 @@ impl Allocator {
         for (ip, usage) in &self.ips {
             let reason = match specs.get(&usage.pool) {
                 None => Some(OrphanReason::PoolRemoved),
-                Some(spec) if !spec.range.is_assignable(*ip) => Some(OrphanReason::OutsidePool),
+                // Kept while the range still contains it, even where it stopped being assignable
+                // (a range turned CIDR): a Service never moves for a change it does not need.
+                Some(spec) if !spec.range.contains(*ip) => Some(OrphanReason::OutsidePool),
                 Some(_) => None,
             };
             if let Some(reason) = reason {
@@ -495,14 +497,10 @@ impl Allocator {
                 service: service.clone(),
                 ip,
             })?;
+        // Any address of the range is kept, also a CIDR's network or broadcast address: OpenELB hands
+        // those out, and adopting its allocations must not move a Service (its IP is in users' DNS).
+        // Only new allocations avoid them.
         let name = pool.spec.name.clone();
-        if !pool.spec.range.is_assignable(ip) {
-            return Err(RegisterError::IpNotAssignable {
-                service: service.clone(),
-                ip,
-                pool: name,
-            });
-        }
         let family = IpFamily::of(ip);
         if let Some(registered) = self
             .services

@@ -185,18 +185,6 @@ pub enum RegisterError {
         /// The IP.
         ip: IpAddr,
     },
-    /// The IP is the network, broadcast or Subnet-Router anycast address of its pool.
-    #[error(
-        "Service {service} holds {ip}, the network, broadcast or subnet-router anycast address of Eip {pool:?}; not registered"
-    )]
-    IpNotAssignable {
-        /// The Service.
-        service: ServiceKey,
-        /// The IP.
-        ip: IpAddr,
-        /// The pool.
-        pool: String,
-    },
     /// The Service already holds another IP of this family.
     #[error(
         "Service {service} holds {ip} but is already registered with {registered} of the same family; not registered"

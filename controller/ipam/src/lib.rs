@@ -25,10 +25,12 @@
 //!   (dual-stack is all or nothing).
 //! - **Restart**: [`Allocator::register_existing`] re-registers assignments read from Service and Eip
 //!   status before any allocation; conflicts come back as [`RegisterError`]s, never a panic or a silent
-//!   overwrite.
+//!   overwrite. Any address inside the range is kept, also a CIDR's network or broadcast address
+//!   (OpenELB hands those out; adopting its allocations must not move a Service); only new
+//!   allocations avoid them.
 //! - **Release**: [`Allocator::release`] frees a Service's IPs; a shared IP is freed with its last holder.
-//! - **Pool changes**: [`Allocator::set_pools`] returns the assignments whose pool vanished or no longer
-//!   covers the IP, after dropping them; the controller decides what to do.
+//! - **Pool changes**: [`Allocator::set_pools`] returns the assignments whose pool vanished or whose range
+//!   no longer contains the IP, after dropping them; the controller decides what to do.
 //!
 //! # Example
 //! ```

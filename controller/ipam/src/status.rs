@@ -48,7 +48,7 @@ pub struct PoolStatus {
 pub enum OrphanReason {
     /// The pool no longer exists.
     PoolRemoved,
-    /// The pool's new address no longer covers the IP as an assignable address (shrunk or changed).
+    /// The pool's new address no longer contains the IP (shrunk or changed).
     OutsidePool,
 }
 

@@ -776,6 +776,46 @@ fn register_is_idempotent_and_allowed_in_a_disabled_pool() {
 }
 
 #[test]
+fn adopted_network_and_broadcast_addresses_are_kept_but_never_handed_out() {
+    // OpenELB hands out a CIDR's network and broadcast addresses; adopting them must not move the
+    // Services holding them.
+    let mut a = allocator(vec![default_pool("p", "192.0.2.0/30")]);
+    assert_eq!(
+        a.register_existing(&req("net"), ip("192.0.2.0")).unwrap(),
+        assigned("192.0.2.0", "p")
+    );
+    assert_eq!(
+        a.register_existing(&req("bcast"), ip("192.0.2.3")).unwrap(),
+        assigned("192.0.2.3", "p")
+    );
+    assert_eq!(
+        a.assign(&req("net")).unwrap().ips,
+        vec![assigned("192.0.2.0", "p")],
+        "kept"
+    );
+    let status = a.pool_status("p").unwrap();
+    assert_eq!((status.usage, status.pool_size, status.occupied), (2, 2, false));
+    // New allocations still use only the assignable .1 and .2.
+    assert_eq!(assign_one(&mut a, &req("n1")), assigned("192.0.2.1", "p"));
+    assert_eq!(assign_one(&mut a, &req("n2")), assigned("192.0.2.2", "p"));
+    assert!(matches!(
+        a.assign(&req("n3")),
+        Err(AssignError::AllPoolsFull { .. })
+    ));
+    // Released, the broadcast address is not handed out again.
+    a.release(&key("bcast"));
+    assert!(matches!(
+        a.assign(&req("n3")),
+        Err(AssignError::AllPoolsFull { .. })
+    ));
+    // A new explicit request for it is still refused.
+    assert!(matches!(
+        a.assign(&with_ip(req("n4"), "192.0.2.3")),
+        Err(AssignError::IpNotAssignable { .. })
+    ));
+}
+
+#[test]
 fn register_conflicts_are_errors_not_overwrites() {
     let mut a = allocator(vec![default_pool("p", "192.0.2.0/29")]);
     assert_eq!(
@@ -783,14 +823,6 @@ fn register_conflicts_are_errors_not_overwrites() {
         RegisterError::IpOutsideEveryPool {
             service: key("a"),
             ip: ip("203.0.113.1")
-        }
-    );
-    assert_eq!(
-        a.register_existing(&req("a"), ip("192.0.2.7")).unwrap_err(),
-        RegisterError::IpNotAssignable {
-            service: key("a"),
-            ip: ip("192.0.2.7"),
-            pool: "p".into()
         }
     );
     a.register_existing(&with_ports(req("a"), &[TCP80]), ip("192.0.2.1"))
@@ -869,13 +901,14 @@ fn shrunk_pool_reports_out_of_range_assignments_and_keeps_the_rest() {
         .collect();
     assert_eq!(
         dropped,
-        vec![
-            ("edge", OrphanReason::OutsidePool),
-            ("high", OrphanReason::OutsidePool)
-        ],
-        "192.0.2.7 becomes the broadcast address of the /29"
+        vec![("high", OrphanReason::OutsidePool)],
+        "192.0.2.7 becomes the broadcast address of the /29 but stays in range: kept"
     );
-    assert_eq!(a.pool_status("p").unwrap().usage, 1);
+    assert_eq!(a.pool_status("p").unwrap().usage, 2);
+    assert_eq!(
+        a.assignment(&key("edge")).unwrap().ips,
+        vec![assigned("192.0.2.7", "p")]
+    );
     // Allocation continues around the kept IP.
     assert_eq!(assign_one(&mut a, &req("n1")), assigned("192.0.2.1", "p"));
     assert_eq!(assign_one(&mut a, &req("n2")), assigned("192.0.2.3", "p"));
