@@ -5,6 +5,8 @@
 //! [`desired`]: the IPs to announce, computed from them. Announcing comes in later work.
 
 pub mod desired;
+pub mod node;
+pub mod sessions;
 
 use clap::Parser;
 use k8s_openapi::api::{

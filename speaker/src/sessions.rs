@@ -1,0 +1,618 @@
+//! Which BGP sessions this node must hold, in pure code: BgpConf `default`, the BgpPeers and this
+//! node's facts in, one fully resolved [`SessionConfig`] per peer out. Comparing two plans
+//! ([`diff`]) tells which sessions to start, stop or restart, so a change to one BgpPeer touches only
+//! its session, and a BgpConf change restarts exactly the sessions whose resolved configuration it
+//! changed (a new `listenPort`, for example, restarts none). OpenELB restarts every session on any
+//! change.
+//!
+//! Field meanings follow GoBGP's API, as OpenELB passes them to an embedded GoBGP
+//! (`openelb-compat.md`, BgpConf and BgpPeer).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr},
+};
+
+use oxelb_crds::{
+    names,
+    v1alpha2::{BgpConf, BgpPeer},
+};
+
+use crate::node::{NodeFacts, selector_matches};
+
+/// The BGP port (RFC 4271 section 8.2.1).
+pub const BGP_PORT: u16 = 179;
+/// Hold time when `timers.config.holdTime` is unset (GoBGP's default).
+pub const DEFAULT_HOLD_TIME: u16 = 90;
+/// Connect retry when unset: 5 s, not GoBGP's 120 s, so a session to a restarted router comes back
+/// quickly (routes of a load balancer are the traffic).
+pub const DEFAULT_CONNECT_RETRY: u16 = 5;
+
+/// An address family this speaker announces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// IPv4 unicast (AFI 1, SAFI 1).
+    Ipv4Unicast,
+    /// IPv6 unicast (AFI 2, SAFI 1).
+    Ipv6Unicast,
+}
+
+/// One session, every value resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The BgpPeer's name.
+    pub peer: String,
+    /// `conf.neighborAddress`.
+    pub neighbor: IpAddr,
+    /// `transport.remotePort`, else 179.
+    pub remote_port: u16,
+    /// `conf.peerAs`.
+    pub peer_as: u32,
+    /// `conf.localAs`, else the AS of this node's rack (`asPerRack`), else BgpConf `as`.
+    pub local_as: u32,
+    /// BgpConf `routerId` (unless the rack's AS applies), else the node's IPv4 InternalIP.
+    pub router_id: Ipv4Addr,
+    /// `transport.passiveMode`: only accept, never connect.
+    pub passive: bool,
+    /// `conf.authPassword`: TCP-MD5 (RFC 2385).
+    pub md5_password: Option<String>,
+    /// IP TTL of the session's packets: 1 for eBGP, `ebgpMultihop.multihopTtl` when enabled, 255 for
+    /// iBGP.
+    pub ttl: u8,
+    /// Hold time offered in OPEN (0 or >= 3).
+    pub hold_time: u16,
+    /// Keepalive interval (`keepaliveInterval`, else a third of the hold time).
+    pub keepalive: u16,
+    /// Seconds between connection attempts.
+    pub connect_retry: u16,
+    /// The families to offer (from `afiSafis`, else the neighbor's family).
+    pub families: BTreeSet<Family>,
+    /// ADD-PATH send maximum per family when `afiSafis[].addPaths.config.sendMax` is set.
+    pub add_path_send_max: Option<u8>,
+    /// Graceful restart time to advertise (RFC 4724), when enabled on the peer or the BgpConf.
+    pub graceful_restart_time: Option<u16>,
+    /// `conf.adminDown`: configured, but kept down.
+    pub admin_down: bool,
+}
+
+/// Where this speaker listens for routers that connect to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// `listenPort` (BgpConf), else 179.
+    pub port: u16,
+    /// `listenAddresses`, else every address.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// A BgpConf or BgpPeer that gives no session, and why (said as a Warning Event on it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// `BgpConf/default`, `BgpPeer/<name>`.
+    pub object: String,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+/// What this node must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionPlan {
+    /// One session per BgpPeer that selects this node, by BgpPeer name.
+    pub sessions: BTreeMap<String, SessionConfig>,
+    /// The listener; `None` for `listenPort: -1` or without a usable BgpConf.
+    pub listen: Option<Listen>,
+    /// Objects that give no session.
+    pub problems: Vec<Problem>,
+}
+
+/// The sessions and listener for `node`.
+pub fn plan(confs: &[BgpConf], peers: &[BgpPeer], node: &NodeFacts) -> SessionPlan {
+    let mut out = SessionPlan::default();
+    let conf = confs
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(names::DEFAULT_BGP_CONF_NAME) && !is_cni(&c.metadata));
+    let Some(conf) = conf else {
+        if !peers.is_empty() {
+            out.problems.push(Problem {
+                object: format!("BgpConf/{}", names::DEFAULT_BGP_CONF_NAME),
+                message: "missing: BgpPeers exist but no BgpConf named default gives the local AS; no session starts".into(),
+            });
+        }
+        return out;
+    };
+    let spec = &conf.spec;
+    let rack_as = node
+        .rack
+        .as_ref()
+        .and_then(|rack| spec.as_per_rack.as_ref()?.get(rack).copied());
+    let Some(global_as) = rack_as.or(spec.as_number).filter(|asn| *asn != 0) else {
+        out.problems.push(Problem {
+            object: "BgpConf/default".into(),
+            message: "spec.as: missing or 0; no session starts".into(),
+        });
+        return out;
+    };
+    let node_v4 = node.internal_ips.iter().find_map(|ip| match ip {
+        IpAddr::V4(v4) => Some(*v4),
+        IpAddr::V6(_) => None,
+    });
+    let configured_id = spec.router_id.as_deref().filter(|id| !id.is_empty());
+    // With a per-rack AS the node's own address is the router id (OpenELB's rule).
+    let router_id = match (rack_as, configured_id) {
+        (None, Some(id)) => match id.parse::<Ipv4Addr>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                out.problems.push(Problem {
+                    object: "BgpConf/default".into(),
+                    message: format!(
+                        "spec.routerId: {id:?} is not an IPv4 address; using the node's InternalIP"
+                    ),
+                });
+                node_v4
+            }
+        },
+        _ => node_v4,
+    };
+    let Some(router_id) = router_id else {
+        out.problems.push(Problem {
+            object: "BgpConf/default".into(),
+            message: format!("node {} has no IPv4 InternalIP for the router id and spec.routerId is empty; no session starts", node.name),
+        });
+        return out;
+    };
+    out.listen = match spec.listen_port {
+        Some(-1) => None,
+        port => Some(Listen {
+            port: port
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p != 0)
+                .unwrap_or(BGP_PORT),
+            addresses: spec
+                .listen_addresses
+                .iter()
+                .flatten()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+        }),
+    };
+    let conf_gr = spec
+        .graceful_restart
+        .as_ref()
+        .filter(|gr| gr.enabled == Some(true))
+        .map(|gr| gr.restart_time.and_then(|t| u16::try_from(t).ok()).unwrap_or(120));
+
+    for peer in peers {
+        if is_cni(&peer.metadata) {
+            continue; // Left to the CNI (openelb.kubesphere.io/cni).
+        }
+        let name = peer.metadata.name.clone().unwrap_or_default();
+        if !selector_matches(peer.spec.node_selector.as_ref(), &node.labels) {
+            continue;
+        }
+        match session(&name, peer, global_as, router_id, conf_gr) {
+            Ok(session) => {
+                out.sessions.insert(name, session);
+            }
+            Err(message) => out.problems.push(Problem {
+                object: format!("BgpPeer/{name}"),
+                message,
+            }),
+        }
+    }
+    out
+}
+
+fn is_cni(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(names::CNI_LABEL))
+}
+
+fn session(
+    name: &str,
+    peer: &BgpPeer,
+    global_as: u32,
+    router_id: Ipv4Addr,
+    conf_gr: Option<u16>,
+) -> Result<SessionConfig, String> {
+    let conf = peer.spec.conf.clone().unwrap_or_default();
+    let neighbor: IpAddr = conf
+        .neighbor_address
+        .as_deref()
+        .map(str::trim)
+        .ok_or("spec.conf.neighborAddress: missing; no session")?
+        .parse()
+        .map_err(|_| {
+            format!(
+                "spec.conf.neighborAddress: {:?} is not an IP address; no session",
+                conf.neighbor_address.unwrap_or_default()
+            )
+        })?;
+    let peer_as = conf
+        .peer_as
+        .filter(|a| *a != 0)
+        .ok_or("spec.conf.peerAs: missing or 0; no session")?;
+    let local_as = conf.local_as.filter(|a| *a != 0).unwrap_or(global_as);
+
+    let timers = peer
+        .spec
+        .timers
+        .clone()
+        .and_then(|t| t.config)
+        .unwrap_or_default();
+    let seconds = |field: &str, value: Option<String>| -> Result<Option<u16>, String> {
+        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse::<u16>().map(Some).map_err(|_| {
+                format!(
+                    "spec.timers.config.{field}: {v:?} is not a number of seconds (0..=65535); no session"
+                )
+            }),
+        }
+    };
+    let hold_time = seconds("holdTime", timers.hold_time)?.unwrap_or(DEFAULT_HOLD_TIME);
+    if hold_time == 1 || hold_time == 2 {
+        return Err(format!(
+            "spec.timers.config.holdTime: {hold_time} must be 0 or at least 3 (RFC 4271 section 4.2); no session"
+        ));
+    }
+    let keepalive = seconds("keepaliveInterval", timers.keepalive_interval)?.unwrap_or(hold_time / 3);
+    let connect_retry = seconds("connectRetry", timers.connect_retry)?
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_CONNECT_RETRY);
+
+    let transport = peer.spec.transport.clone().unwrap_or_default();
+    let remote_port = match transport.remote_port {
+        None | Some(0) => BGP_PORT,
+        Some(port) => u16::try_from(port)
+            .map_err(|_| format!("spec.transport.remotePort: {port} is not a port; no session"))?,
+    };
+    let multihop = peer.spec.ebgp_multihop.clone().unwrap_or_default();
+    let ttl = if peer_as == local_as {
+        255
+    } else if multihop.enabled == Some(true) {
+        multihop
+            .multihop_ttl
+            .and_then(|t| u8::try_from(t).ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(255)
+    } else {
+        1
+    };
+
+    let mut families = BTreeSet::new();
+    let mut add_path_send_max = None;
+    for afi_safi in peer.spec.afi_safis.iter().flatten() {
+        let config = afi_safi.config.clone().unwrap_or_default();
+        if config.enabled == Some(false) {
+            continue;
+        }
+        let family = config.family.unwrap_or_default();
+        match (family.afi.as_deref(), family.safi.as_deref()) {
+            (Some("ipv4") | Some("AFI_IP"), Some("unicast") | Some("SAFI_UNICAST") | None) => {
+                families.insert(Family::Ipv4Unicast);
+            }
+            (Some("ipv6") | Some("AFI_IP6"), Some("unicast") | Some("SAFI_UNICAST") | None) => {
+                families.insert(Family::Ipv6Unicast);
+            }
+            _ => {} // Other families are not announced by a load balancer.
+        }
+        if let Some(max) = afi_safi
+            .add_paths
+            .as_ref()
+            .and_then(|a| a.config.as_ref())
+            .and_then(|c| c.send_max)
+        {
+            add_path_send_max = Some(u8::try_from(max).unwrap_or(u8::MAX));
+        }
+    }
+    if families.is_empty() {
+        families.insert(if neighbor.is_ipv4() {
+            Family::Ipv4Unicast
+        } else {
+            Family::Ipv6Unicast
+        });
+    }
+    let peer_gr = peer
+        .spec
+        .graceful_restart
+        .as_ref()
+        .and_then(|gr| match gr.enabled {
+            Some(true) => Some(gr.restart_time.and_then(|t| u16::try_from(t).ok()).unwrap_or(120)),
+            _ => None,
+        });
+    Ok(SessionConfig {
+        peer: name.to_owned(),
+        neighbor,
+        remote_port,
+        peer_as,
+        local_as,
+        router_id,
+        passive: transport.passive_mode == Some(true),
+        md5_password: conf.auth_password.filter(|p| !p.is_empty()),
+        ttl,
+        hold_time,
+        keepalive,
+        connect_retry,
+        families,
+        add_path_send_max,
+        graceful_restart_time: peer_gr.or(conf_gr),
+        admin_down: conf.admin_down == Some(true),
+    })
+}
+
+/// What to do to go from one plan to the next.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Sessions to start (new BgpPeers, or newly selecting this node).
+    pub start: Vec<String>,
+    /// Sessions to stop (BgpPeer deleted or no longer selecting this node).
+    pub stop: Vec<String>,
+    /// Sessions whose resolved configuration changed: stop, then start with the new one.
+    pub restart: Vec<String>,
+    /// Whether the listener changed (rebind; sessions stay up).
+    pub listen_changed: bool,
+}
+
+/// The changes from `old` to `new`; sessions whose resolved configuration is equal are untouched.
+pub fn diff(old: &SessionPlan, new: &SessionPlan) -> Changes {
+    let mut changes = Changes {
+        listen_changed: old.listen != new.listen,
+        ..Changes::default()
+    };
+    for (name, config) in &new.sessions {
+        match old.sessions.get(name) {
+            None => changes.start.push(name.clone()),
+            Some(before) if before != config => changes.restart.push(name.clone()),
+            Some(_) => {}
+        }
+    }
+    changes.stop = old
+        .sessions
+        .keys()
+        .filter(|n| !new.sessions.contains_key(*n))
+        .cloned()
+        .collect();
+    changes
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use k8s_openapi::api::core::v1::Node;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn conf(spec: Value) -> BgpConf {
+        serde_json::from_value(
+            json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "BgpConf",
+            "metadata": {"name": "default"}, "spec": spec}),
+        )
+        .unwrap()
+    }
+
+    fn peer(name: &str, spec: Value) -> BgpPeer {
+        serde_json::from_value(
+            json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "BgpPeer",
+            "metadata": {"name": name}, "spec": spec}),
+        )
+        .unwrap()
+    }
+
+    fn node(labels: Value) -> NodeFacts {
+        let n: Node = serde_json::from_value(json!({"metadata": {"name": "n1", "labels": labels},
+            "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.11"}, {"type": "InternalIP", "address": "2001:db8::11"}]}}))
+        .unwrap();
+        NodeFacts::of(&n)
+    }
+
+    fn router(name: &str, address: &str, asn: u32) -> BgpPeer {
+        peer(name, json!({"conf": {"peerAs": asn, "neighborAddress": address}}))
+    }
+
+    #[test]
+    fn resolves_every_value_with_openelb_defaults() {
+        let p = plan(
+            &[conf(json!({"as": 64512, "listenPort": 17900}))],
+            &[router("r1", "198.51.100.1", 65001)],
+            &node(json!({})),
+        );
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert_eq!(
+            p.listen,
+            Some(Listen {
+                port: 17900,
+                addresses: vec![]
+            })
+        );
+        let s = &p.sessions["r1"];
+        assert_eq!(s.neighbor, "198.51.100.1".parse::<IpAddr>().unwrap());
+        assert_eq!((s.remote_port, s.peer_as, s.local_as), (179, 65001, 64512));
+        assert_eq!(
+            s.router_id,
+            "192.0.2.11".parse::<Ipv4Addr>().unwrap(),
+            "node InternalIP by default"
+        );
+        assert_eq!((s.ttl, s.hold_time, s.keepalive, s.connect_retry), (1, 90, 30, 5));
+        assert_eq!(s.families, [Family::Ipv4Unicast].into());
+        assert_eq!(
+            (
+                s.passive,
+                s.md5_password.clone(),
+                s.graceful_restart_time,
+                s.admin_down
+            ),
+            (false, None, None, false)
+        );
+    }
+
+    #[test]
+    fn per_peer_options() {
+        let spec = json!({"conf": {"peerAs": 64512, "neighborAddress": "2001:db8::1", "authPassword": "s3cret", "localAs": 64512},
+            "timers": {"config": {"holdTime": "9", "keepaliveInterval": "2", "connectRetry": "1"}},
+            "transport": {"passiveMode": true, "remotePort": 17900},
+            "gracefulRestart": {"enabled": true, "restartTime": 30},
+            "afiSafis": [{"config": {"family": {"afi": "ipv4", "safi": "unicast"}, "enabled": true}},
+                         {"config": {"family": {"afi": "ipv6", "safi": "unicast"}, "enabled": true}, "addPaths": {"config": {"sendMax": 4}}}]});
+        let p = plan(
+            &[conf(json!({"as": 64512, "routerId": "198.51.100.9"}))],
+            &[peer("ibgp", spec)],
+            &node(json!({})),
+        );
+        let s = &p.sessions["ibgp"];
+        assert_eq!(
+            (s.ttl, s.hold_time, s.keepalive, s.connect_retry),
+            (255, 9, 2, 1),
+            "iBGP: TTL 255"
+        );
+        assert_eq!((s.remote_port, s.passive), (17900, true));
+        assert_eq!(s.md5_password.as_deref(), Some("s3cret"));
+        assert_eq!(s.router_id, "198.51.100.9".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(s.families, [Family::Ipv4Unicast, Family::Ipv6Unicast].into());
+        assert_eq!(
+            (s.add_path_send_max, s.graceful_restart_time),
+            (Some(4), Some(30))
+        );
+        let multihop = peer(
+            "mh",
+            json!({"conf": {"peerAs": 65001, "neighborAddress": "203.0.113.1"}, "ebgpMultihop": {"enabled": true, "multihopTtl": 3}}),
+        );
+        assert_eq!(
+            plan(&[conf(json!({"as": 64512}))], &[multihop], &node(json!({}))).sessions["mh"].ttl,
+            3
+        );
+    }
+
+    #[test]
+    fn rack_as_node_selector_and_cni_peers() {
+        let c = conf(json!({"as": 64512, "routerId": "198.51.100.9", "asPerRack": {"rack-a": 65100}}));
+        let peers = [
+            peer("zone-b", json!({"conf": {"peerAs": 65001, "neighborAddress": "198.51.100.1"}, "nodeSelector": {"matchLabels": {"zone": "b"}}})),
+            router("all", "198.51.100.2", 65001),
+            serde_json::from_value(json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "BgpPeer",
+                "metadata": {"name": "calico", "labels": {names::CNI_LABEL: "calico"}}, "spec": {"conf": {"peerAs": 1, "neighborAddress": "198.51.100.3"}}})).unwrap(),
+        ];
+        let p = plan(
+            &[c],
+            &peers,
+            &node(json!({names::RACK_LABEL: "rack-a", "zone": "a"})),
+        );
+        assert_eq!(p.sessions.keys().collect::<Vec<_>>(), vec!["all"]);
+        let s = &p.sessions["all"];
+        assert_eq!(s.local_as, 65100, "the rack's AS");
+        assert_eq!(
+            s.router_id,
+            "192.0.2.11".parse::<Ipv4Addr>().unwrap(),
+            "with a rack AS the node's own address"
+        );
+    }
+
+    #[test]
+    fn problems_name_the_object_and_field() {
+        let bad = [
+            peer("noaddr", json!({"conf": {"peerAs": 65001}})),
+            peer(
+                "badaddr",
+                json!({"conf": {"peerAs": 65001, "neighborAddress": "router"}}),
+            ),
+            peer("noas", json!({"conf": {"neighborAddress": "198.51.100.1"}})),
+            peer(
+                "hold",
+                json!({"conf": {"peerAs": 1, "neighborAddress": "198.51.100.1"}, "timers": {"config": {"holdTime": "2"}}}),
+            ),
+            peer(
+                "text",
+                json!({"conf": {"peerAs": 1, "neighborAddress": "198.51.100.1"}, "timers": {"config": {"keepaliveInterval": "x"}}}),
+            ),
+        ];
+        let p = plan(&[conf(json!({"as": 64512}))], &bad, &node(json!({})));
+        assert!(p.sessions.is_empty());
+        let objects: Vec<&str> = p.problems.iter().map(|p| p.object.as_str()).collect();
+        assert_eq!(
+            objects,
+            vec![
+                "BgpPeer/noaddr",
+                "BgpPeer/badaddr",
+                "BgpPeer/noas",
+                "BgpPeer/hold",
+                "BgpPeer/text"
+            ]
+        );
+        assert!(p.problems[3].message.contains("spec.timers.config.holdTime"));
+        let none = plan(&[], &[router("r1", "198.51.100.1", 1)], &node(json!({})));
+        assert_eq!(none.problems[0].object, "BgpConf/default");
+        assert_eq!(
+            plan(&[conf(json!({"as": 1, "listenPort": -1}))], &[], &node(json!({}))).listen,
+            None
+        );
+    }
+
+    #[test]
+    fn a_change_touches_only_the_sessions_whose_resolved_config_changed() {
+        let n = node(json!({}));
+        let peers = [
+            router("r1", "198.51.100.1", 65001),
+            router("r2", "198.51.100.2", 65002),
+        ];
+        let before = plan(&[conf(json!({"as": 64512}))], &peers, &n);
+
+        // Edit one BgpPeer: only its session restarts.
+        let edited = [
+            router("r1", "198.51.100.1", 65001),
+            peer(
+                "r2",
+                json!({"conf": {"peerAs": 65002, "neighborAddress": "198.51.100.2"}, "timers": {"config": {"holdTime": "30"}}}),
+            ),
+        ];
+        let d = diff(&before, &plan(&[conf(json!({"as": 64512}))], &edited, &n));
+        assert_eq!(
+            d,
+            Changes {
+                restart: vec!["r2".into()],
+                ..Changes::default()
+            }
+        );
+
+        // BgpConf listenPort: the listener moves, no session restarts.
+        let d = diff(
+            &before,
+            &plan(&[conf(json!({"as": 64512, "listenPort": 17900}))], &peers, &n),
+        );
+        assert_eq!(
+            d,
+            Changes {
+                listen_changed: true,
+                ..Changes::default()
+            }
+        );
+
+        // BgpConf AS: every session whose local AS it is restarts (a peer with its own localAs not).
+        let own = [
+            router("r1", "198.51.100.1", 65001),
+            peer(
+                "r2",
+                json!({"conf": {"peerAs": 65002, "neighborAddress": "198.51.100.2", "localAs": 64512}}),
+            ),
+        ];
+        let before_own = plan(&[conf(json!({"as": 64512}))], &own, &n);
+        let d = diff(&before_own, &plan(&[conf(json!({"as": 64600}))], &own, &n));
+        assert_eq!(d.restart, vec!["r1".to_owned()]);
+
+        // Add and delete.
+        let d = diff(
+            &before,
+            &plan(
+                &[conf(json!({"as": 64512}))],
+                &[
+                    router("r1", "198.51.100.1", 65001),
+                    router("r3", "198.51.100.3", 65003),
+                ],
+                &n,
+            ),
+        );
+        assert_eq!(
+            (d.start, d.stop, d.restart),
+            (vec!["r3".to_owned()], vec!["r2".to_owned()], vec![])
+        );
+    }
+}
