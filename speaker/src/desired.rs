@@ -105,6 +105,28 @@ pub fn desired(
     out
 }
 
+/// The host routes (/32, /128) this node announces over BGP: the `bgp` IPs, while the node may
+/// receive load-balancer traffic and, for `externalTrafficPolicy: Local`, hosts a ready endpoint.
+/// Every eligible node announces itself as next hop, so routers spread traffic over them (ECMP).
+pub fn bgp_routes(
+    desired: &BTreeMap<IpAddr, Announcement>,
+    node: &crate::node::NodeFacts,
+) -> BTreeSet<IpAddr> {
+    if !node.eligible() {
+        return BTreeSet::new();
+    }
+    desired
+        .values()
+        .filter(|a| a.protocol == EipProtocol::Bgp)
+        .filter(|a| {
+            a.local_nodes
+                .as_ref()
+                .is_none_or(|nodes| nodes.contains(&node.name))
+        })
+        .map(|a| a.ip)
+        .collect()
+}
+
 /// The nodes with a ready endpoint of Service `namespace/name` (endpoints whose `ready` condition is
 /// unset count as ready, as the EndpointSlice API says).
 pub fn endpoint_nodes(namespace: &str, name: &str, slices: &[EndpointSlice]) -> BTreeSet<String> {
@@ -232,6 +254,48 @@ mod tests {
             k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
         ));
         assert!(desired(&[s], &eips, &[]).is_empty());
+    }
+
+    #[test]
+    fn bgp_routes_follow_protocol_eligibility_and_local_endpoints() {
+        use k8s_openapi::api::core::v1::Node;
+        let eips = [
+            eip("bgp", json!({"address": "198.51.100.0/28"})),
+            eip(
+                "l2",
+                json!({"address": "192.0.2.0/28", "protocol": "layer2", "interface": "eth0"}),
+            ),
+        ];
+        let services = [
+            svc("cluster", "198.51.100.1", false, true),
+            svc("local", "198.51.100.2", true, true),
+            svc("l2", "192.0.2.1", false, true),
+        ];
+        let slices = [slice(
+            "local",
+            json!([{"addresses": ["10.0.0.1"], "nodeName": "n2"}]),
+        )];
+        let d = desired(&services, &eips, &slices);
+        let facts = |name: &str, ready: bool| {
+            let n: Node = serde_json::from_value(json!({"metadata": {"name": name},
+                "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}}))
+            .unwrap();
+            crate::node::NodeFacts::of(&n)
+        };
+        let ips = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.parse::<IpAddr>().unwrap())
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(bgp_routes(&d, &facts("n1", true)), ips(&["198.51.100.1"]));
+        assert_eq!(
+            bgp_routes(&d, &facts("n2", true)),
+            ips(&["198.51.100.1", "198.51.100.2"])
+        );
+        assert!(
+            bgp_routes(&d, &facts("n2", false)).is_empty(),
+            "a NotReady node withdraws everything"
+        );
     }
 
     #[test]
