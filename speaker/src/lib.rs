@@ -4,9 +4,13 @@
 //! per kind the speaker reads (Services, Nodes, EndpointSlices, Eips, BgpConfs, BgpPeers), and
 //! [`desired`]: the IPs to announce, computed from them. Announcing comes in later work.
 
+pub mod bgp;
 pub mod desired;
 pub mod node;
 pub mod sessions;
+// The workspace's one module of raw syscalls (see its docs and every SAFETY comment).
+#[allow(unsafe_code)]
+pub mod sys;
 
 use clap::Parser;
 use k8s_openapi::api::{

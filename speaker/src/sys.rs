@@ -1,0 +1,136 @@
+//! The one module of the workspace that calls the kernel directly (`unsafe`): socket options that
+//! neither std, tokio nor socket2 offer. Every `unsafe` block is a single `setsockopt` call on a
+//! borrowed, open descriptor with a value that lives across the call; each says why it is sound.
+//!
+//! - TCP-MD5 signatures for BGP sessions (RFC 2385, Linux `TCP_MD5SIG`), on connecting sockets and
+//!   on the listener (accepted sockets inherit the listener's keys).
+
+use std::{
+    io,
+    mem::size_of,
+    net::{IpAddr, SocketAddr},
+    os::fd::{AsRawFd, BorrowedFd},
+};
+
+use socket2::SockAddr;
+
+/// `TCP_MD5SIG_MAXKEYLEN` of `linux/tcp.h`.
+pub const TCP_MD5_MAX_KEY_LEN: usize = 80;
+
+/// `struct tcp_md5sig` of `linux/tcp.h`: libc has the option's constant but not the struct.
+#[repr(C)]
+struct TcpMd5Sig {
+    /// `struct __kernel_sockaddr_storage`: the peer, port ignored.
+    addr: libc::sockaddr_storage,
+    flags: u8,
+    prefix_len: u8,
+    key_len: u16,
+    ifindex: libc::c_int,
+    key: [u8; TCP_MD5_MAX_KEY_LEN],
+}
+
+/// Why an MD5 key could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum Md5Error {
+    /// The password is longer than the kernel accepts.
+    #[error("TCP-MD5 password for {peer} is {len} bytes; the kernel accepts at most 80")]
+    TooLong {
+        /// The peer.
+        peer: IpAddr,
+        /// Its length.
+        len: usize,
+    },
+    /// The kernel refused (no `CONFIG_TCP_MD5SIG`, or a bad descriptor).
+    #[error("TCP-MD5 for {peer}: setsockopt(TCP_MD5SIG) failed ({source})")]
+    Setsockopt {
+        /// The peer.
+        peer: IpAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Sets (`Some`) or removes (`None`) the TCP-MD5 key for segments to and from `peer` on `socket`.
+/// On a listener it applies to connections accepted from `peer`.
+pub fn set_tcp_md5(socket: BorrowedFd<'_>, peer: IpAddr, password: Option<&[u8]>) -> Result<(), Md5Error> {
+    let key = password.unwrap_or_default();
+    if key.len() > TCP_MD5_MAX_KEY_LEN {
+        return Err(Md5Error::TooLong { peer, len: key.len() });
+    }
+    let address = SockAddr::from(SocketAddr::new(peer, 0));
+    // SAFETY: an all-zero `sockaddr_storage` is a valid (unspecified-family) value; the bytes of
+    // `address` are then copied in, and `SockAddr::len` never exceeds `sockaddr_storage`'s size.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = (address.len() as usize).min(size_of::<libc::sockaddr_storage>());
+    // SAFETY: both pointers are valid for `len` bytes and do not overlap (distinct values).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            address.as_ptr().cast::<u8>(),
+            (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+            len,
+        );
+    }
+    let mut sig = TcpMd5Sig {
+        addr: storage,
+        flags: 0,
+        prefix_len: 0,
+        // Fits: checked against 80 above. A zero length removes the key (tcp_v4_parse_md5_keys).
+        key_len: key.len() as u16,
+        ifindex: 0,
+        key: [0; TCP_MD5_MAX_KEY_LEN],
+    };
+    sig.key[..key.len()].copy_from_slice(key);
+    // SAFETY: `socket` is an open descriptor for the duration of the borrow; `sig` is a properly
+    // initialised `#[repr(C)] struct tcp_md5sig` that outlives the call, and the length passed is its
+    // exact size, so the kernel reads only memory we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MD5SIG,
+            (&sig as *const TcpMd5Sig).cast::<libc::c_void>(),
+            size_of::<TcpMd5Sig>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Md5Error::Setsockopt {
+            peer,
+            source: io::Error::last_os_error(),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn struct_layout_matches_the_kernel() {
+        // sizeof(struct tcp_md5sig) on Linux: 128 + 1 + 1 + 2 + 4 + 80.
+        assert_eq!(size_of::<TcpMd5Sig>(), 216);
+    }
+
+    #[test]
+    fn keys_are_set_and_removed_on_real_sockets_of_both_families() {
+        for (domain, peer) in [
+            (socket2::Domain::IPV4, "198.51.100.1".parse::<IpAddr>().unwrap()),
+            (socket2::Domain::IPV6, "2001:db8::1".parse().unwrap()),
+        ] {
+            let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+            set_tcp_md5(socket.as_fd(), peer, Some(b"s3cret")).unwrap();
+            set_tcp_md5(socket.as_fd(), peer, None).unwrap();
+        }
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let long = [b'x'; 81];
+        assert!(matches!(
+            set_tcp_md5(socket.as_fd(), "198.51.100.1".parse().unwrap(), Some(&long)),
+            Err(Md5Error::TooLong { len: 81, .. })
+        ));
+    }
+}
