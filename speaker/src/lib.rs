@@ -7,6 +7,7 @@
 pub mod bgp;
 pub mod desired;
 pub mod node;
+pub mod planner;
 pub mod sessions;
 // The workspace's one module of raw syscalls (see its docs and every SAFETY comment).
 #[allow(unsafe_code)]
@@ -43,6 +44,27 @@ pub struct Args {
     /// Flags shared with the controller.
     #[command(flatten)]
     pub common: CommonArgs,
+
+    /// The name of the Node this speaker announces for (the DaemonSet sets it from
+    /// `spec.nodeName`); default: the host name.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+}
+
+impl Args {
+    /// `--node-name`, else the host name.
+    pub fn node_name(&self) -> String {
+        self.node_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// The objects the speaker reads.
@@ -62,6 +84,25 @@ pub struct Indexes {
     pub bgp_peers: SharedIndex<BgpPeer>,
 }
 
+impl Indexes {
+    /// A copy of the current objects, for one computation.
+    pub fn snapshot(&self) -> planner::SpeakerSnapshot {
+        fn values<K: Clone + kube::Resource>(index: &SharedIndex<K>) -> Vec<K> {
+            // A poisoned lock means a reader panicked; the data is still a valid map.
+            let guard = index.read().unwrap_or_else(|e| e.into_inner());
+            guard.iter().map(|(_, v)| v.clone()).collect()
+        }
+        planner::SpeakerSnapshot {
+            services: values(&self.services),
+            nodes: values(&self.nodes),
+            endpoint_slices: values(&self.endpoint_slices),
+            eips: values(&self.eips),
+            bgp_confs: values(&self.bgp_confs),
+            bgp_peers: values(&self.bgp_peers),
+        }
+    }
+}
+
 /// Starts the indexes of every kind the speaker reads.
 pub fn watch_all(app: &mut App) -> Indexes {
     Indexes {
@@ -76,7 +117,30 @@ pub fn watch_all(app: &mut App) -> Indexes {
 
 /// Runs the speaker until SIGTERM/SIGINT.
 pub async fn run(args: Args) -> Result<(), AppError> {
-    let mut app = App::start(&args.common, Registry::default()).await?;
-    let _indexes = watch_all(&mut app);
-    app.run().await
+    let mut registry = Registry::default();
+    let planner_metrics = planner::PlannerMetrics::register(&mut registry);
+    let mut app = App::start(&args.common, registry).await?;
+    let indexes = watch_all(&mut app);
+    let node_name = args.node_name();
+    tracing::info!(node = %node_name, "speaking for this node");
+    // The announcers (layer2, BGP) subscribe to this; until they exist it only keeps the state.
+    let (publish, _state) =
+        tokio::sync::watch::channel(std::sync::Arc::new(planner::SpeakerState::default()));
+    let planner = tokio::spawn(planner::run(
+        indexes,
+        app.source().writer(COMPONENT),
+        app.tracker().clone(),
+        app.shutdown().clone(),
+        node_name,
+        planner_metrics,
+        publish,
+    ));
+    let result = app.run().await;
+    if tokio::time::timeout(std::time::Duration::from_secs(5), planner)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the planner did not stop in time");
+    }
+    result
 }

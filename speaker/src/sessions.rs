@@ -93,9 +93,20 @@ pub struct Problem {
     pub message: String,
 }
 
+/// The BGP identity this node uses (written to `BgpConf.status.nodesConfStatus[<node>]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The router id.
+    pub router_id: Ipv4Addr,
+    /// The AS (the rack's, or BgpConf `as`).
+    pub asn: u32,
+}
+
 /// What this node must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SessionPlan {
+    /// The node's BGP identity; `None` without a usable BgpConf.
+    pub identity: Option<Identity>,
     /// One session per BgpPeer that selects this node, by BgpPeer name.
     pub sessions: BTreeMap<String, SessionConfig>,
     /// The listener; `None` for `listenPort: -1` or without a usable BgpConf.
@@ -159,6 +170,10 @@ pub fn plan(confs: &[BgpConf], peers: &[BgpPeer], node: &NodeFacts) -> SessionPl
         });
         return out;
     };
+    out.identity = Some(Identity {
+        router_id,
+        asn: global_as,
+    });
     out.listen = match spec.listen_port {
         Some(-1) => None,
         port => Some(Listen {

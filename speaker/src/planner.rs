@@ -1,0 +1,376 @@
+//! The speaker's desired state, recomputed on every change: what the cluster announces
+//! ([`crate::desired`]), this node's facts ([`crate::node`]), the BGP sessions it must hold and the
+//! routes it announces ([`crate::sessions`]). [`compute`] is pure; [`run`] feeds it from the indexes,
+//! publishes each new state to the announcers, logs what changed, writes this node's entry of
+//! `BgpConf.status.nodesConfStatus`, and says every configuration problem once as a Warning Event.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use k8s_openapi::api::{
+    core::v1::{Node, Service},
+    discovery::v1::EndpointSlice,
+};
+use kube::Resource as _;
+use oxelb_crds::{
+    names,
+    v1alpha2::{BgpConf, BgpPeer, Eip, EipProtocol},
+};
+use oxelb_runtime::{
+    feed::SyncTracker,
+    shutdown::Shutdown,
+    source::{EventRecord, EventType, Writer},
+};
+use prometheus_client::{
+    metrics::{family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{
+    desired::{Announcement, bgp_routes, desired},
+    node::NodeFacts,
+    sessions::{SessionPlan, diff, plan},
+};
+
+/// Changes arriving within this time are computed together.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Everything this node should be doing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpeakerState {
+    /// This node's facts; `None` while the Node object is unknown (nothing is announced then).
+    pub node: Option<NodeFacts>,
+    /// Every IP the cluster announces, with how.
+    pub announcements: BTreeMap<IpAddr, Announcement>,
+    /// The BGP sessions and listener of this node.
+    pub sessions: SessionPlan,
+    /// The host routes this node announces over BGP.
+    pub bgp_routes: BTreeSet<IpAddr>,
+}
+
+/// The objects the speaker reads.
+#[derive(Clone, Debug, Default)]
+pub struct SpeakerSnapshot {
+    /// All Services.
+    pub services: Vec<Service>,
+    /// All Nodes.
+    pub nodes: Vec<Node>,
+    /// All EndpointSlices.
+    pub endpoint_slices: Vec<EndpointSlice>,
+    /// All Eips.
+    pub eips: Vec<Eip>,
+    /// All BgpConfs.
+    pub bgp_confs: Vec<BgpConf>,
+    /// All BgpPeers.
+    pub bgp_peers: Vec<BgpPeer>,
+}
+
+/// The desired state of node `node_name` (pure).
+pub fn compute(snapshot: &SpeakerSnapshot, node_name: &str) -> SpeakerState {
+    let node = snapshot
+        .nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(node_name))
+        .map(NodeFacts::of);
+    let announcements = desired(&snapshot.services, &snapshot.eips, &snapshot.endpoint_slices);
+    let (sessions, bgp_routes) = match &node {
+        Some(facts) => (
+            plan(&snapshot.bgp_confs, &snapshot.bgp_peers, facts),
+            bgp_routes(&announcements, facts),
+        ),
+        None => (SessionPlan::default(), BTreeSet::new()),
+    };
+    SpeakerState {
+        node,
+        announcements,
+        sessions,
+        bgp_routes,
+    }
+}
+
+/// The planner's metrics.
+#[derive(Clone, Debug, Default)]
+pub struct PlannerMetrics {
+    announcements: Family<Vec<(&'static str, String)>, Gauge>,
+    sessions: Gauge,
+    routes: Gauge,
+    problems: Gauge,
+}
+
+impl PlannerMetrics {
+    /// Creates and registers the families.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "oxelb_speaker_announcements",
+            "IPs the cluster announces, by the protocol of their Eip",
+            metrics.announcements.clone(),
+        );
+        registry.register(
+            "oxelb_bgp_sessions_configured",
+            "BGP sessions this node must hold",
+            metrics.sessions.clone(),
+        );
+        registry.register(
+            "oxelb_bgp_routes_desired",
+            "Host routes this node should announce over BGP",
+            metrics.routes.clone(),
+        );
+        registry.register(
+            "oxelb_speaker_config_problems",
+            "BgpConf/BgpPeer/Eip problems that keep a session or an announcement from starting",
+            metrics.problems.clone(),
+        );
+        metrics
+    }
+
+    fn record(&self, state: &SpeakerState, problems: usize) {
+        self.announcements.clear();
+        for protocol in [EipProtocol::Bgp, EipProtocol::Layer2, EipProtocol::Vip] {
+            let count = state
+                .announcements
+                .values()
+                .filter(|a| a.protocol == protocol)
+                .count();
+            self.announcements
+                .get_or_create(&vec![("protocol", protocol.as_str().to_owned())])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        self.sessions
+            .set(i64::try_from(state.sessions.sessions.len()).unwrap_or(i64::MAX));
+        self.routes
+            .set(i64::try_from(state.bgp_routes.len()).unwrap_or(i64::MAX));
+        self.problems.set(i64::try_from(problems).unwrap_or(i64::MAX));
+    }
+}
+
+/// Recomputes the state on every change until shutdown, publishing it on `publish`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    indexes: crate::Indexes,
+    writer: Writer,
+    tracker: SyncTracker,
+    shutdown: Shutdown,
+    node_name: String,
+    metrics: PlannerMetrics,
+    publish: watch::Sender<Arc<SpeakerState>>,
+) {
+    // Never announce from a partial view: an unsynced index would withdraw what it has not seen.
+    tokio::select! {
+        _ = tracker.wait() => {}
+        _ = shutdown.wait() => return,
+    }
+    let mut changes = tracker.changes();
+    let mut current = SpeakerState::default();
+    let mut said: BTreeMap<String, String> = BTreeMap::new();
+    let mut written_identity = None;
+    loop {
+        changes.borrow_and_update();
+        let snapshot = indexes.snapshot();
+        let next = compute(&snapshot, &node_name);
+        if next.node.is_none() && current.node.is_none() {
+            warn!(node = %node_name, "no Node object of this name: nothing is announced (set --node-name / NODE_NAME to the node's name)");
+        }
+        let problems = problems(&next);
+        metrics.record(&next, problems.len());
+        report_problems(&writer, &snapshot, &problems, &mut said).await;
+        if next != current {
+            log_changes(&current, &next, &node_name);
+            if next.sessions.identity != written_identity
+                && let Some(identity) = next.sessions.identity
+            {
+                let status = json!({"nodesConfStatus": {node_name.clone(): {"routerId": identity.router_id.to_string(), "as": identity.asn}}});
+                // A merge patch of this node's key only: other nodes' entries are untouched.
+                match writer
+                    .patch_status::<BgpConf>(names::DEFAULT_BGP_CONF_NAME, None, status)
+                    .await
+                {
+                    Ok(()) => written_identity = Some(identity),
+                    Err(error) => {
+                        warn!(%error, "cannot write BgpConf status of this node; retried on the next change")
+                    }
+                }
+            }
+            current = next;
+            let _ = publish.send(Arc::new(current.clone()));
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() { return; }
+                tokio::time::sleep(DEBOUNCE).await;
+            }
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Every problem of the state as (object, message): BgpConf/BgpPeer problems and unusable layer2
+/// interfaces.
+fn problems(state: &SpeakerState) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = state
+        .sessions
+        .problems
+        .iter()
+        .map(|p| (p.object.clone(), p.message.clone()))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for a in state.announcements.values() {
+        if let Some(Err(error)) = &a.interface
+            && seen.insert(a.pool.clone())
+        {
+            out.push((
+                format!("Eip/{}", a.pool),
+                format!("spec.interface: {error}; its IPs are not announced"),
+            ));
+        }
+    }
+    out
+}
+
+async fn report_problems(
+    writer: &Writer,
+    snapshot: &SpeakerSnapshot,
+    problems: &[(String, String)],
+    said: &mut BTreeMap<String, String>,
+) {
+    said.retain(|object, _| problems.iter().any(|(o, _)| o == object));
+    for (object, message) in problems {
+        if said.get(object) == Some(message) {
+            continue;
+        }
+        warn!(object = %object, problem = %message, "configuration problem");
+        let regarding = match object.split_once('/') {
+            Some(("BgpPeer", name)) => snapshot
+                .bgp_peers
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(name))
+                .map(|p| p.object_ref(&())),
+            Some(("BgpConf", name)) => snapshot
+                .bgp_confs
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(name))
+                .map(|p| p.object_ref(&())),
+            Some(("Eip", name)) => snapshot
+                .eips
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(name))
+                .map(|p| p.object_ref(&())),
+            _ => None,
+        };
+        if let Some(regarding) = regarding {
+            let event = EventRecord {
+                regarding,
+                type_: EventType::Warning,
+                reason: "InvalidConfig".into(),
+                action: "Announce".into(),
+                note: Some(message.clone()),
+            };
+            if let Err(error) = writer.publish_event(event).await {
+                warn!(%error, "cannot publish Event");
+            }
+        }
+        said.insert(object.clone(), message.clone());
+    }
+}
+
+fn log_changes(old: &SpeakerState, new: &SpeakerState, node: &str) {
+    let announce: Vec<String> = new
+        .bgp_routes
+        .difference(&old.bgp_routes)
+        .map(ToString::to_string)
+        .collect();
+    let withdraw: Vec<String> = old
+        .bgp_routes
+        .difference(&new.bgp_routes)
+        .map(ToString::to_string)
+        .collect();
+    let changes = diff(&old.sessions, &new.sessions);
+    info!(
+        node,
+        eligible = new.node.as_ref().is_some_and(NodeFacts::eligible),
+        announcements = new.announcements.len(),
+        bgp_announce = ?announce,
+        bgp_withdraw = ?withdraw,
+        sessions_start = ?changes.start,
+        sessions_stop = ?changes.stop,
+        sessions_restart = ?changes.restart,
+        listener_changed = changes.listen_changed,
+        "desired state changed"
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn computes_routes_sessions_and_problems_for_this_node() {
+        let snapshot = SpeakerSnapshot {
+            services: vec![obj(
+                json!({"metadata": {"name": "web", "namespace": "default", "finalizers": [names::SERVICE_FINALIZER]},
+                "spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.5"}, {"ip": "192.0.2.5"}]}}}),
+            )],
+            nodes: vec![obj(
+                json!({"metadata": {"name": "n1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]}}),
+            )],
+            eips: vec![
+                obj(
+                    json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "Eip", "metadata": {"name": "bgp"}, "spec": {"address": "198.51.100.0/28"}}),
+                ),
+                obj(
+                    json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "Eip", "metadata": {"name": "l2"}, "spec": {"address": "192.0.2.0/28", "protocol": "layer2", "interface": "lo"}}),
+                ),
+            ],
+            bgp_confs: vec![obj(
+                json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "BgpConf", "metadata": {"name": "default"}, "spec": {"as": 64512}}),
+            )],
+            bgp_peers: vec![
+                obj(
+                    json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "BgpPeer", "metadata": {"name": "r1"}, "spec": {"conf": {"peerAs": 65001, "neighborAddress": "198.51.100.1"}}}),
+                ),
+                obj(
+                    json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "BgpPeer", "metadata": {"name": "bad"}, "spec": {"conf": {"peerAs": 65001}}}),
+                ),
+            ],
+            ..SpeakerSnapshot::default()
+        };
+        let state = compute(&snapshot, "n1");
+        assert_eq!(
+            state.bgp_routes,
+            ["198.51.100.5".parse::<IpAddr>().unwrap()].into()
+        );
+        assert_eq!(state.sessions.sessions.keys().collect::<Vec<_>>(), vec!["r1"]);
+        let found = problems(&state);
+        assert!(
+            found
+                .iter()
+                .any(|(o, m)| o == "BgpPeer/bad" && m.contains("neighborAddress")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|(o, m)| o == "Eip/l2" && m.contains("spec.interface")),
+            "{found:?}"
+        );
+
+        // Another node name: not this node, nothing to do.
+        let other = compute(&snapshot, "n9");
+        assert!(other.node.is_none() && other.bgp_routes.is_empty() && other.sessions.sessions.is_empty());
+    }
+}
