@@ -32,6 +32,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::Resource;
 use oxelb_crds::{
     names,
+    service::ingress_ips,
     v1alpha2::{Eip, EipStatus},
 };
 use oxelb_ipam::{
@@ -789,19 +790,6 @@ fn service_key(service: &Service) -> Option<ServiceKey> {
 
 fn is_deleting<K: Resource>(obj: &K) -> bool {
     obj.meta().deletion_timestamp.is_some()
-}
-
-/// The IPs in `status.loadBalancer.ingress` (hostnames and unparsable entries skipped), in order.
-fn ingress_ips(service: &Service) -> Vec<IpAddr> {
-    service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.as_deref()?.parse().ok())
-        .collect()
 }
 
 fn join_ips(ips: &[IpAddr]) -> String {

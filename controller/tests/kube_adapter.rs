@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
-use kube::{Client, client::Body};
+use http::{Method, Response, StatusCode};
+use kube::client::Body;
 use oxelb_controller::{
     apply::Applier,
     leader::{Leadership, LeaseConfig, run_election},
@@ -13,32 +13,25 @@ use oxelb_controller::{
     reconcile::{Action, Target},
 };
 use oxelb_ipam::ServiceKey;
-use oxelb_runtime::{ObjectSource, source::MetadataPatch};
+use oxelb_runtime::{
+    ObjectSource,
+    source::MetadataPatch,
+    test_util::{MockApi, json_response, mock_client, status_failure},
+};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tower_test::mock::{self, Handle};
 
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
+type ApiHandle = MockApi;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn mock_client() -> (Client, ApiHandle) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, "default"), handle)
-}
-
 fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
+    json_response(status, body)
 }
 
 fn status_error(code: u16, reason: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason,
-        "reason": reason, "code": code})
+    status_failure(code, reason)
 }
 
 /// The next request: method, path and query, content type, JSON body.

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use kube::{Client, client::Body};
 use oxelb_controller::webhook::{
     bootstrap::{WebhookNames, ensure_ca_bundle, ensure_certificate},
@@ -15,13 +15,15 @@ use oxelb_controller::webhook::{
     review::Kind,
     server::{CertStore, TlsListener, router, tls_config},
 };
-use oxelb_runtime::feed::SharedIndex;
+use oxelb_runtime::{
+    feed::SharedIndex,
+    test_util::{MockApi, json_response, mock_client, status_failure},
+};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower_test::mock::{self, Handle};
 
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
+type ApiHandle = MockApi;
 
 fn names() -> WebhookNames {
     WebhookNames {
@@ -33,15 +35,11 @@ fn names() -> WebhookNames {
 }
 
 fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
+    json_response(status, body)
 }
 
 fn status(code: u16, reason: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": reason})
+    status_failure(code, reason)
 }
 
 /// The fake apiserver's Secret and what happened to it.
@@ -120,9 +118,9 @@ async fn serve_secrets(mut handle: ApiHandle, store: Arc<Mutex<Store>>, gate: Ar
 }
 
 fn replica(store: &Arc<Mutex<Store>>, gate: &Arc<tokio::sync::Barrier>) -> Client {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let (client, handle) = mock_client();
     tokio::spawn(serve_secrets(handle, store.clone(), gate.clone()));
-    Client::new(service, "default")
+    client
 }
 
 fn t(secs: u64) -> SystemTime {
@@ -188,8 +186,7 @@ async fn rotation_near_expiry_keeps_the_previous_ca_and_one_replica_wins() {
 
 #[tokio::test]
 async fn ca_bundle_is_patched_by_name_only_when_it_differs() {
-    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, mut handle) = mock_client();
     let config = |bundle: Option<&str>| {
         let mut hook = json!({"name": "validate.eip.network.kubesphere.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
             "clientConfig": {"service": {"name": "oxelb-webhook", "namespace": "oxelb-system"}}});

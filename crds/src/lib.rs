@@ -4,6 +4,7 @@
 //! - [`address`]: `Eip.spec.address` parsing into an [`address::IpRange`] (no feature needed).
 //! - [`interface`]: `Eip.spec.interface` parsing (no feature needed).
 //! - [`v1alpha2`] (storage version) and [`v1alpha1`]: the kube types (feature `api`).
+//! - [`service`]: OpenELB's Service contract as read off a Service (feature `api`).
 //! - [`crd`]: the merged CustomResourceDefinitions oxelb installs (feature `api`).
 //! - [`manifests`]: what the `crdgen` binary writes: `config/crd/*.yaml` and `config/oxelb.yaml`
 //!   (feature `api`).
@@ -16,6 +17,8 @@ pub mod names;
 pub mod crd;
 #[cfg(feature = "api")]
 pub mod manifests;
+#[cfg(feature = "api")]
+pub mod service;
 #[cfg(feature = "api")]
 pub mod v1alpha1;
 #[cfg(feature = "api")]

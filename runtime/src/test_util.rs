@@ -1,5 +1,6 @@
 //! Helpers for tests of the binaries (feature `test-util`): a minimal HTTP/1.1 GET client for the
-//! health server, so tests need no HTTP client dependency.
+//! health server, so tests need no HTTP client dependency, and a Kubernetes client backed by kube's
+//! tower mock, with the response shapes the apiserver sends.
 
 use std::net::SocketAddr;
 
@@ -149,4 +150,37 @@ pub async fn check_binary_lifecycle(
         let _ = child.wait();
     }
     outcome
+}
+
+/// The test side of a mocked apiserver: receives the client's requests, sends responses.
+pub type MockApi =
+    tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>;
+
+/// A kube client whose requests arrive on the returned [`MockApi`] (default namespace `default`).
+pub fn mock_client() -> (kube::Client, MockApi) {
+    let (service, handle) =
+        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    (kube::Client::new(service, "default"), handle)
+}
+
+/// A JSON response with `status`.
+pub fn json_response(
+    status: http::StatusCode,
+    body: &serde_json::Value,
+) -> http::Response<kube::client::Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = http::Response::new(kube::client::Body::from(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The apiserver's `Status` body of a failure (`code` 404 `NotFound`, 409 `Conflict` or
+/// `AlreadyExists`, ...).
+pub fn status_failure(code: u16, reason: &str) -> serde_json::Value {
+    serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason,
+        "reason": reason, "code": code})
 }

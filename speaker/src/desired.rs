@@ -18,6 +18,7 @@ use oxelb_crds::{
     address::IpRange,
     interface::{InterfaceError, InterfaceSelector},
     names,
+    service::ingress_ips,
     v1alpha2::{Eip, EipProtocol},
 };
 
@@ -143,18 +144,6 @@ pub fn endpoint_nodes(namespace: &str, name: &str, slices: &[EndpointSlice]) -> 
         .flat_map(|s| s.endpoints.iter())
         .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
         .filter_map(|e| e.node_name.clone())
-        .collect()
-}
-
-fn ingress_ips(service: &Service) -> Vec<IpAddr> {
-    service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.as_deref()?.parse().ok())
         .collect()
 }
 

@@ -1,28 +1,16 @@
 use std::collections::HashSet;
 
-use ::kube::{Client, client::Body};
-use http::{Method, Request, Response, StatusCode};
+use ::kube::client::Body;
+use http::{Method, Response, StatusCode};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tower_test::mock::{self, Handle};
 
 use super::*;
 
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
+type ApiHandle = crate::test_util::MockApi;
 
-fn mock_client() -> (Client, ApiHandle) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, "default"), handle)
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
-}
+use crate::test_util::{json_response, mock_client};
 
 /// A fake apiserver for Services: answers a list with the initial objects, and each watch with the
 /// events queued since the previous watch (the watcher then re-watches from the last version).
