@@ -1,0 +1,394 @@
+//! Which speakers are alive, and whether this one may answer ARP/NDP at all: the layer2 failure
+//! detector and split-brain rule, in pure code (no socket, no clock: time is a `Duration` on one
+//! monotonic timeline, passed in).
+//!
+//! Speakers send each other a heartbeat every [`LivenessConfig::interval`] (100 ms by default) over
+//! UDP, authenticated with HMAC-SHA256 under a key all speakers share (from a Secret). A peer is
+//! alive while a valid heartbeat of its current incarnation arrived within
+//! [`LivenessConfig::dead_after`] (400 ms by default), so a dead node is noticed in 300-400 ms, where
+//! node status takes tens of seconds and memberlist gossip (OpenELB, MetalLB) 3-4 s.
+//!
+//! # The standing rule (split brain)
+//! A speaker answers for its IPs only while it has **standing**: it sees (itself included) a strict
+//! majority of the expected speakers alive. Two speakers that cannot hear each other cannot both
+//! see a majority, so at most one side of a partition answers; the side that lost the majority
+//! stops within `dead_after`. Views agree again within one `dead_after` after any change, so two
+//! answerers for one IP are possible only during that window (< 1 s).
+//!
+//! **Two-node clusters**: a majority of two is two, so the majority rule would silence the survivor
+//! of a node failure. With exactly two expected speakers, a lone speaker keeps standing while it
+//! can reach the apiserver (the caller reports the last successful contact). The trade-off: a
+//! partition *between* the two nodes that leaves both reaching the apiserver cannot be told from a
+//! death, and both answer until it heals. With three or more speakers this cannot happen.
+//!
+//! # Replay
+//! A heartbeat carries the sender's incarnation (its start time in ms, growing across restarts) and
+//! a sequence number. Only a newer incarnation, or a higher sequence number of the current one, is
+//! accepted, so a captured heartbeat replayed later cannot keep a dead speaker alive.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use ring::hmac;
+
+/// The wire tag of a heartbeat, and the format version.
+const MAGIC: &[u8; 4] = b"OXHB";
+const VERSION: u8 = 1;
+/// The HMAC-SHA256 tag length.
+const TAG_LEN: usize = 32;
+
+/// Timing of the detector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LivenessConfig {
+    /// How often every speaker sends its heartbeat.
+    pub interval: Duration,
+    /// A peer unheard for this long is dead (a few intervals: single lost datagrams do not count).
+    pub dead_after: Duration,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_millis(100),
+            dead_after: Duration::from_millis(400),
+        }
+    }
+}
+
+/// One heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The sender's node name.
+    pub node: String,
+    /// The sender's start time in ms since the Unix epoch (grows across restarts).
+    pub incarnation: u64,
+    /// Counts up from 0 within an incarnation.
+    pub seq: u64,
+}
+
+/// Why a datagram is not a heartbeat we accept.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeartbeatError {
+    /// Too short, wrong tag or version, or a bad length.
+    #[error("not an oxelb heartbeat ({0})")]
+    Malformed(&'static str),
+    /// The HMAC does not verify: another key (a Secret not shared by every speaker) or tampering.
+    #[error(
+        "heartbeat from {node:?} fails authentication: the speakers' shared key differs, or the datagram was altered"
+    )]
+    BadMac {
+        /// The claimed sender.
+        node: String,
+    },
+}
+
+/// The shared key.
+pub struct HeartbeatKey(hmac::Key);
+
+impl HeartbeatKey {
+    /// A key from the Secret's bytes.
+    pub fn new(secret: &[u8]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+}
+
+impl std::fmt::Debug for HeartbeatKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeartbeatKey(..)")
+    }
+}
+
+/// Encodes `heartbeat`: `OXHB`, version, name length, name, incarnation, seq (big-endian), then the
+/// HMAC-SHA256 of everything before it. Node names are at most 253 bytes (a DNS subdomain), so the
+/// length fits a byte; a longer name is cut (it would not be a valid Node name).
+pub fn encode(heartbeat: &Heartbeat, key: &HeartbeatKey) -> Vec<u8> {
+    let name = heartbeat.node.as_bytes();
+    let name = &name[..name.len().min(u8::MAX as usize)];
+    let mut out = Vec::with_capacity(4 + 1 + 1 + name.len() + 16 + TAG_LEN);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&heartbeat.incarnation.to_be_bytes());
+    out.extend_from_slice(&heartbeat.seq.to_be_bytes());
+    let tag = hmac::sign(&key.0, &out);
+    out.extend_from_slice(tag.as_ref());
+    out
+}
+
+/// Decodes and authenticates a datagram (never panics, whatever the bytes).
+pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, HeartbeatError> {
+    let body_len = datagram
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or(HeartbeatError::Malformed("too short"))?;
+    let (body, tag) = datagram.split_at(body_len);
+    if body.len() < 6 || &body[..4] != MAGIC {
+        return Err(HeartbeatError::Malformed("no OXHB tag"));
+    }
+    if body[4] != VERSION {
+        return Err(HeartbeatError::Malformed("unknown version"));
+    }
+    let name_len = usize::from(body[5]);
+    if body.len() != 6 + name_len + 16 {
+        return Err(HeartbeatError::Malformed("length does not match the name length"));
+    }
+    let node = String::from_utf8_lossy(&body[6..6 + name_len]).into_owned();
+    // Constant-time verification (ring).
+    hmac::verify(&key.0, body, tag).map_err(|_| HeartbeatError::BadMac { node: node.clone() })?;
+    let number = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&body[at..at + 8]);
+        u64::from_be_bytes(bytes)
+    };
+    Ok(Heartbeat {
+        node,
+        incarnation: number(6 + name_len),
+        seq: number(6 + name_len + 8),
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Heard {
+    incarnation: u64,
+    seq: u64,
+    at: Duration,
+}
+
+/// What this speaker knows of the others.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    me: String,
+    config: LivenessConfig,
+    peers: BTreeMap<String, Heard>,
+}
+
+/// Whether this speaker may answer, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// It sees a majority (or is the lone survivor of a two-node cluster that reaches the apiserver).
+    Good {
+        /// The speakers it sees alive, itself included.
+        alive: BTreeSet<String>,
+    },
+    /// It must stay silent.
+    Lost {
+        /// How many it sees alive, itself included.
+        seen: usize,
+        /// How many it would need.
+        needed: usize,
+    },
+}
+
+impl Membership {
+    /// The membership of speaker `me`.
+    pub fn new(me: impl Into<String>, config: LivenessConfig) -> Self {
+        Self {
+            me: me.into(),
+            config,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// Records a decoded heartbeat received at `now`. Returns `false` (and changes nothing) for our
+    /// own, a replayed or an older one.
+    pub fn heard(&mut self, heartbeat: &Heartbeat, now: Duration) -> bool {
+        if heartbeat.node == self.me {
+            return false;
+        }
+        let newer = match self.peers.get(&heartbeat.node) {
+            None => true,
+            Some(last) => {
+                heartbeat.incarnation > last.incarnation
+                    || (heartbeat.incarnation == last.incarnation && heartbeat.seq > last.seq)
+            }
+        };
+        if newer {
+            self.peers.insert(
+                heartbeat.node.clone(),
+                Heard {
+                    incarnation: heartbeat.incarnation,
+                    seq: heartbeat.seq,
+                    at: now,
+                },
+            );
+        }
+        newer
+    }
+
+    /// The speakers alive at `now`, this one included.
+    pub fn alive(&self, now: Duration) -> BTreeSet<String> {
+        let mut alive: BTreeSet<String> = self
+            .peers
+            .iter()
+            .filter(|(_, heard)| now.saturating_sub(heard.at) < self.config.dead_after)
+            .map(|(name, _)| name.clone())
+            .collect();
+        alive.insert(self.me.clone());
+        alive
+    }
+
+    /// When the next peer may die if nothing more is heard (for the caller's timer): the earliest
+    /// `heard + dead_after` still in the future.
+    pub fn next_expiry(&self, now: Duration) -> Option<Duration> {
+        self.peers
+            .values()
+            .map(|heard| heard.at + self.config.dead_after)
+            .filter(|at| *at > now)
+            .min()
+    }
+
+    /// Whether this speaker may answer at `now`, given the speakers expected to run (`expected`:
+    /// the eligible nodes that run a speaker, this one included) and whether the apiserver answered
+    /// within `dead_after` (only consulted in the two-node case).
+    pub fn standing(
+        &self,
+        now: Duration,
+        expected: &BTreeSet<String>,
+        apiserver_reachable: bool,
+    ) -> Standing {
+        let mut expected = expected.clone();
+        expected.insert(self.me.clone());
+        let alive: BTreeSet<String> = self.alive(now).intersection(&expected).cloned().collect();
+        let needed = expected.len() / 2 + 1;
+        if alive.len() >= needed || (expected.len() == 2 && alive.len() == 1 && apiserver_reachable) {
+            Standing::Good { alive }
+        } else {
+            Standing::Lost {
+                seen: alive.len(),
+                needed,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn hb(node: &str, incarnation: u64, seq: u64) -> Heartbeat {
+        Heartbeat {
+            node: node.into(),
+            incarnation,
+            seq,
+        }
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn codec_round_trips_and_authenticates() {
+        let key = HeartbeatKey::new(b"shared secret");
+        let beat = hb("node-a", 1_800_000_000_000, 42);
+        let bytes = encode(&beat, &key);
+        assert_eq!(decode(&bytes, &key).unwrap(), beat);
+        assert_eq!(
+            decode(&bytes, &HeartbeatKey::new(b"other secret")),
+            Err(HeartbeatError::BadMac {
+                node: "node-a".into()
+            })
+        );
+        // Every single-bit flip is refused.
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(decode(&bad, &key).is_err(), "flip at {i} accepted");
+        }
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut], &key).is_err());
+        }
+    }
+
+    #[test]
+    fn dead_after_missed_heartbeats_and_replays_are_ignored() {
+        let mut m = Membership::new("a", LivenessConfig::default());
+        assert!(m.heard(&hb("b", 10, 0), ms(0)));
+        assert!(!m.heard(&hb("a", 10, 0), ms(0)), "own heartbeat");
+        assert_eq!(m.alive(ms(399)), set(&["a", "b"]));
+        assert_eq!(m.alive(ms(400)), set(&["a"]), "400 ms without a heartbeat: dead");
+        assert_eq!(m.next_expiry(ms(100)), Some(ms(400)));
+        // A replay of the last heartbeat, or an older incarnation, does not revive it.
+        assert!(!m.heard(&hb("b", 10, 0), ms(500)));
+        assert!(!m.heard(&hb("b", 9, 99), ms(500)));
+        assert_eq!(m.alive(ms(500)), set(&["a"]));
+        // A restart (new incarnation, seq from 0) does.
+        assert!(m.heard(&hb("b", 11, 0), ms(600)));
+        assert_eq!(m.alive(ms(600)), set(&["a", "b"]));
+    }
+
+    #[test]
+    fn majority_rule_every_partition_of_three_and_five() {
+        for n in [3usize, 5] {
+            let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+            let expected: BTreeSet<String> = names.iter().cloned().collect();
+            // Every split of the nodes into two sides that cannot hear each other.
+            for mask in 0u32..(1 << n) {
+                let side = |i: usize| mask & (1 << i) != 0;
+                let standing: Vec<bool> = (0..n)
+                    .map(|i| {
+                        let mut m = Membership::new(names[i].clone(), LivenessConfig::default());
+                        for j in (0..n).filter(|j| *j != i && side(*j) == side(i)) {
+                            m.heard(&hb(&names[j], 1, 0), ms(0));
+                        }
+                        matches!(m.standing(ms(10), &expected, true), Standing::Good { .. })
+                    })
+                    .collect();
+                let sides_answering: BTreeSet<bool> = (0..n).filter(|i| standing[*i]).map(side).collect();
+                assert!(
+                    sides_answering.len() <= 1,
+                    "n={n} mask={mask:b}: both sides have standing"
+                );
+                let larger = (0..n).filter(|i| side(*i)).count() * 2 > n
+                    || (0..n).filter(|i| !side(*i)).count() * 2 > n;
+                assert_eq!(!sides_answering.is_empty(), larger, "n={n} mask={mask:b}");
+            }
+        }
+    }
+
+    #[test]
+    fn two_node_survivor_keeps_standing_only_with_the_apiserver() {
+        let expected = set(&["a", "b"]);
+        let m = Membership::new("a", LivenessConfig::default());
+        assert!(matches!(
+            m.standing(ms(0), &expected, true),
+            Standing::Good { .. }
+        ));
+        assert_eq!(
+            m.standing(ms(0), &expected, false),
+            Standing::Lost { seen: 1, needed: 2 }
+        );
+        // Alone in a one-node cluster: a majority of one.
+        assert!(matches!(
+            m.standing(ms(0), &set(&["a"]), false),
+            Standing::Good { .. }
+        ));
+        // Speakers not expected (excluded or NotReady nodes) do not count towards the majority.
+        let mut m = Membership::new("a", LivenessConfig::default());
+        m.heard(&hb("stranger", 1, 0), ms(0));
+        assert_eq!(
+            m.standing(ms(1), &set(&["a", "b", "c"]), true),
+            Standing::Lost { seen: 1, needed: 2 }
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128)) {
+            let key = HeartbeatKey::new(b"k");
+            let _ = decode(&bytes, &key);
+            // A valid prefix with random tails neither.
+            let mut valid = encode(&hb("n", 1, 2), &key);
+            valid.extend_from_slice(&bytes);
+            let _ = decode(&valid, &key);
+        }
+    }
+}
