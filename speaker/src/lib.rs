@@ -6,6 +6,7 @@
 
 pub mod bgp;
 pub mod desired;
+pub mod interface;
 pub mod liveness;
 pub mod node;
 pub mod planner;
