@@ -66,7 +66,13 @@ pub struct Heartbeat {
     pub incarnation: u64,
     /// Counts up from 0 within an incarnation.
     pub seq: u64,
+    /// The layer2/vip Eips the sender can announce (their interface exists on its node): only the
+    /// sender knows its NICs, and election needs every candidate's answer (sorted, deduplicated).
+    pub serving: BTreeSet<String>,
 }
+
+/// The largest datagram a heartbeat may be (fits a 1280-byte IPv6 minimum MTU with headers).
+pub const MAX_DATAGRAM: usize = 1200;
 
 /// Why a datagram is not a heartbeat we accept.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -100,26 +106,66 @@ impl std::fmt::Debug for HeartbeatKey {
     }
 }
 
-/// Encodes `heartbeat`: `OXHB`, version, name length, name, incarnation, seq (big-endian), then the
-/// HMAC-SHA256 of everything before it. Node names are at most 253 bytes (a DNS subdomain), so the
-/// length fits a byte; a longer name is cut (it would not be a valid Node name).
-pub fn encode(heartbeat: &Heartbeat, key: &HeartbeatKey) -> Vec<u8> {
-    let name = heartbeat.node.as_bytes();
-    let name = &name[..name.len().min(u8::MAX as usize)];
-    let mut out = Vec::with_capacity(4 + 1 + 1 + name.len() + 16 + TAG_LEN);
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    out.push(name.len() as u8);
-    out.extend_from_slice(name);
-    out.extend_from_slice(&heartbeat.incarnation.to_be_bytes());
-    out.extend_from_slice(&heartbeat.seq.to_be_bytes());
-    let tag = hmac::sign(&key.0, &out);
-    out.extend_from_slice(tag.as_ref());
-    out
+/// Why a heartbeat cannot be sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The node or an Eip name is longer than 253 bytes (no valid Kubernetes name is).
+    #[error("name {0:?} is longer than 253 bytes")]
+    NameTooLong(String),
+    /// Too many Eips to list in one datagram.
+    #[error(
+        "{count} layer2 Eips do not fit one {MAX_DATAGRAM}-byte heartbeat; use fewer layer2/vip Eips or shorter names"
+    )]
+    TooLarge {
+        /// How many were listed.
+        count: usize,
+    },
 }
 
-/// Decodes and authenticates a datagram (never panics, whatever the bytes).
+fn push_name(out: &mut Vec<u8>, name: &str) -> Result<(), EncodeError> {
+    let bytes = name.as_bytes();
+    let len = u8::try_from(bytes.len())
+        .ok()
+        .filter(|l| *l <= 253)
+        .ok_or_else(|| EncodeError::NameTooLong(name.to_owned()))?;
+    out.push(len);
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Encodes `heartbeat`: `OXHB`, version, node name (length byte, bytes), incarnation, seq
+/// (big-endian u64), the count of serving Eips (u16) and each name, then the HMAC-SHA256 of
+/// everything before it.
+pub fn encode(heartbeat: &Heartbeat, key: &HeartbeatKey) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    push_name(&mut out, &heartbeat.node)?;
+    out.extend_from_slice(&heartbeat.incarnation.to_be_bytes());
+    out.extend_from_slice(&heartbeat.seq.to_be_bytes());
+    let count = heartbeat.serving.len();
+    out.extend_from_slice(
+        &u16::try_from(count)
+            .map_err(|_| EncodeError::TooLarge { count })?
+            .to_be_bytes(),
+    );
+    for pool in &heartbeat.serving {
+        push_name(&mut out, pool)?;
+    }
+    if out.len() + TAG_LEN > MAX_DATAGRAM {
+        return Err(EncodeError::TooLarge { count });
+    }
+    let tag = hmac::sign(&key.0, &out);
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// Decodes and authenticates a datagram (never panics, whatever the bytes). The MAC is checked
+/// before anything but the framing is trusted.
 pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, HeartbeatError> {
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(HeartbeatError::Malformed("too long"));
+    }
     let body_len = datagram
         .len()
         .checked_sub(TAG_LEN)
@@ -131,30 +177,74 @@ pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, Heartbea
     if body[4] != VERSION {
         return Err(HeartbeatError::Malformed("unknown version"));
     }
-    let name_len = usize::from(body[5]);
-    if body.len() != 6 + name_len + 16 {
-        return Err(HeartbeatError::Malformed("length does not match the name length"));
-    }
-    let node = String::from_utf8_lossy(&body[6..6 + name_len]).into_owned();
-    // Constant-time verification (ring).
+    let mut reader = Reader { bytes: body, at: 5 };
+    let node = reader
+        .name()
+        .ok_or(HeartbeatError::Malformed("truncated node name"))?;
+    // Constant-time verification (ring), before the rest of the body is believed.
     hmac::verify(&key.0, body, tag).map_err(|_| HeartbeatError::BadMac { node: node.clone() })?;
-    let number = |at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&body[at..at + 8]);
-        u64::from_be_bytes(bytes)
-    };
+    let incarnation = reader
+        .u64()
+        .ok_or(HeartbeatError::Malformed("truncated incarnation"))?;
+    let seq = reader
+        .u64()
+        .ok_or(HeartbeatError::Malformed("truncated sequence number"))?;
+    let count = reader
+        .u16()
+        .ok_or(HeartbeatError::Malformed("truncated Eip count"))?;
+    let mut serving = BTreeSet::new();
+    for _ in 0..count {
+        serving.insert(
+            reader
+                .name()
+                .ok_or(HeartbeatError::Malformed("truncated Eip name"))?,
+        );
+    }
+    if reader.at != body.len() {
+        return Err(HeartbeatError::Malformed("trailing bytes"));
+    }
     Ok(Heartbeat {
         node,
-        incarnation: number(6 + name_len),
-        seq: number(6 + name_len + 8),
+        incarnation,
+        seq,
+        serving,
     })
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A bounds-checked cursor over a datagram.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let end = self.at.checked_add(n)?;
+        let slice = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(slice)
+    }
+
+    fn name(&mut self) -> Option<String> {
+        let len = usize::from(*self.take(1)?.first()?);
+        Some(String::from_utf8_lossy(self.take(len)?).into_owned())
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Heard {
     incarnation: u64,
     seq: u64,
     at: Duration,
+    serving: BTreeSet<String>,
 }
 
 /// What this speaker knows of the others.
@@ -212,6 +302,7 @@ impl Membership {
                     incarnation: heartbeat.incarnation,
                     seq: heartbeat.seq,
                     at: now,
+                    serving: heartbeat.serving.clone(),
                 },
             );
         }
@@ -228,6 +319,15 @@ impl Membership {
             .collect();
         alive.insert(self.me.clone());
         alive
+    }
+
+    /// The Eips each live peer can serve, as its last heartbeat said (this speaker not included).
+    pub fn serving(&self, now: Duration) -> BTreeMap<String, BTreeSet<String>> {
+        self.peers
+            .iter()
+            .filter(|(_, heard)| now.saturating_sub(heard.at) < self.config.dead_after)
+            .map(|(name, heard)| (name.clone(), heard.serving.clone()))
+            .collect()
     }
 
     /// When the next peer may die if nothing more is heard (for the caller's timer): the earliest
@@ -278,6 +378,7 @@ mod tests {
             node: node.into(),
             incarnation,
             seq,
+            serving: BTreeSet::new(),
         }
     }
 
@@ -288,8 +389,9 @@ mod tests {
     #[test]
     fn codec_round_trips_and_authenticates() {
         let key = HeartbeatKey::new(b"shared secret");
-        let beat = hb("node-a", 1_800_000_000_000, 42);
-        let bytes = encode(&beat, &key);
+        let mut beat = hb("node-a", 1_800_000_000_000, 42);
+        beat.serving = set(&["eip-l2", "eip-vip"]);
+        let bytes = encode(&beat, &key).unwrap();
         assert_eq!(decode(&bytes, &key).unwrap(), beat);
         assert_eq!(
             decode(&bytes, &HeartbeatKey::new(b"other secret")),
@@ -306,6 +408,30 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut], &key).is_err());
         }
+    }
+
+    #[test]
+    fn oversized_heartbeats_are_refused_not_cut() {
+        let key = HeartbeatKey::new(b"k");
+        let mut beat = hb("n", 1, 1);
+        beat.serving = (0..100)
+            .map(|i| format!("eip-with-a-rather-long-name-{i:03}"))
+            .collect();
+        assert_eq!(encode(&beat, &key), Err(EncodeError::TooLarge { count: 100 }));
+        let long = hb(&"x".repeat(254), 1, 1);
+        assert!(matches!(encode(&long, &key), Err(EncodeError::NameTooLong(_))));
+    }
+
+    #[test]
+    fn serving_sets_of_live_peers() {
+        let mut m = Membership::new("a", LivenessConfig::default());
+        let mut b = hb("b", 1, 0);
+        b.serving = set(&["l2"]);
+        m.heard(&b, ms(0));
+        m.heard(&hb("c", 1, 0), ms(300));
+        let serving = m.serving(ms(450));
+        assert_eq!(serving.keys().collect::<Vec<_>>(), vec!["c"], "b is dead by then");
+        assert_eq!(m.serving(ms(10))["b"], set(&["l2"]));
     }
 
     #[test]
@@ -386,7 +512,7 @@ mod tests {
             let key = HeartbeatKey::new(b"k");
             let _ = decode(&bytes, &key);
             // A valid prefix with random tails neither.
-            let mut valid = encode(&hb("n", 1, 2), &key);
+            let mut valid = encode(&hb("n", 1, 2), &key).unwrap();
             valid.extend_from_slice(&bytes);
             let _ = decode(&valid, &key);
         }
