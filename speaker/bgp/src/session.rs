@@ -1,0 +1,711 @@
+//! One BGP session as a sans-IO state machine after RFC 4271 section 8: [`Input`]s in (TCP events,
+//! received bytes, timer expiries, the desired route set), [`Output`]s out (connect, send, arm or
+//! cancel a timer, established, down). No socket and no clock inside: the driver turns outputs into
+//! I/O and timers, and feeds what happens back.
+//!
+//! Behaviour beyond the base FSM:
+//! - **Routes**: the caller hands the complete desired set ([`Input::Routes`]); the session sends
+//!   what changed since the last advertisement (announce, withdraw), only for negotiated families
+//!   with a next hop. Routes the router sends (echoes of ours included) are accepted and ignored.
+//! - **End-of-RIB and restarts**: the initial table and an End-of-RIB per family (RFC 4724
+//!   section 2) go out only after [`Input::TableReady`]: an early, empty End-of-RIB would make a
+//!   graceful-restart helper flush the routes it kept for us.
+//! - **Errors**: a bad header, OPEN or FSM event is answered with the NOTIFICATION of RFC 4271
+//!   section 6 and the session resets; path-attribute errors in received UPDATEs are
+//!   treat-as-withdraw (RFC 7606), which for a speaker that keeps no received routes means ignore.
+//! - **Automatic restart**: after any reset the session starts again when the ConnectRetry timer
+//!   fires (RFC 4271 section 8.1.1, AutomaticStart), until [`Input::Stop`].
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use crate::wire::{self, Family, OpenParams, Received, UpdateParams, WireError};
+
+/// A session's configuration (resolved by the speaker from BgpConf and BgpPeer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Our AS.
+    pub local_as: u32,
+    /// The peer's AS; an OPEN from another AS is refused (Bad Peer AS).
+    pub peer_as: u32,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Hold time we offer (0, or >= 3).
+    pub hold_time: u16,
+    /// Keepalive interval; `None`: a third of the negotiated hold time.
+    pub keepalive: Option<u16>,
+    /// Seconds between connection attempts (and before an automatic restart).
+    pub connect_retry: u16,
+    /// Families we offer.
+    pub families: BTreeSet<Family>,
+    /// Graceful restart time to advertise, if enabled.
+    pub graceful_restart: Option<u16>,
+    /// Advertise the Restart State bit: this speaker process restarted (RFC 4724 section 3).
+    pub restarting: bool,
+    /// Offer ADD-PATH send.
+    pub add_path_send: bool,
+    /// Never connect; wait for the router to.
+    pub passive: bool,
+    /// Next hop for IPv4 routes when the session itself is not IPv4.
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Next hop for IPv6 routes when the session itself is not IPv6.
+    pub next_hop_v6: Option<Ipv6Addr>,
+}
+
+/// The FSM states (RFC 4271 section 8.2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Not trying (stopped, or waiting for the automatic restart).
+    Idle,
+    /// Connecting.
+    Connect,
+    /// Waiting for the peer to connect (passive).
+    Active,
+    /// OPEN sent, waiting for the peer's.
+    OpenSent,
+    /// OPENs exchanged, waiting for the first KEEPALIVE.
+    OpenConfirm,
+    /// Up.
+    Established,
+}
+
+impl State {
+    /// The name as BgpPeer status writes it (GoBGP's session states).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "Idle",
+            State::Connect => "Connect",
+            State::Active => "Active",
+            State::OpenSent => "OpenSent",
+            State::OpenConfirm => "OpenConfirm",
+            State::Established => "Established",
+        }
+    }
+}
+
+/// The session's timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// Connection retry, and the delay before an automatic restart.
+    ConnectRetry,
+    /// No message from the peer for this long: the session is dead.
+    Hold,
+    /// Time to send a KEEPALIVE.
+    Keepalive,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Start (ManualStart).
+    Start,
+    /// Stop (ManualStop): Cease/Administrative Shutdown, no automatic restart.
+    Stop,
+    /// A TCP connection to the peer is up (ours, or accepted); `local` is our address on it.
+    Connected {
+        /// Our end's address (the next hop for its family).
+        local: IpAddr,
+    },
+    /// Our connection attempt failed.
+    ConnectFailed,
+    /// The TCP connection closed or failed.
+    Closed,
+    /// Bytes arrived.
+    Received(Vec<u8>),
+    /// A timer armed by [`Output::Arm`] fired.
+    Fired(Timer),
+    /// The complete set of host routes to announce (replaces the previous one).
+    Routes(BTreeSet<IpAddr>),
+    /// The route set is complete (the speaker's watches have synced): the initial table and
+    /// End-of-RIB may go out.
+    TableReady,
+}
+
+/// What the session decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Open a TCP connection to the peer.
+    Connect,
+    /// Close the TCP connection.
+    Disconnect,
+    /// Send these bytes.
+    Send(Vec<u8>),
+    /// (Re)arm a timer.
+    Arm(Timer, Duration),
+    /// Cancel a timer.
+    Cancel(Timer),
+    /// The session came up.
+    Established(Negotiated),
+    /// The session went down (or could not come up), and why.
+    Down(String),
+}
+
+/// What both sides agreed on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The hold time in use (the smaller offer).
+    pub hold_time: u16,
+    /// The keepalive interval in use (0 with hold time 0).
+    pub keepalive: u16,
+    /// Families both offered: the only ones announced.
+    pub families: BTreeSet<Family>,
+    /// Both have 4-octet AS.
+    pub four_octet_as: bool,
+    /// Families with ADD-PATH send.
+    pub add_path: BTreeSet<Family>,
+    /// The peer's BGP identifier.
+    pub peer_router_id: Ipv4Addr,
+    /// The peer supports graceful restart.
+    pub peer_graceful_restart: bool,
+    /// The peer supports route refresh.
+    pub peer_route_refresh: bool,
+}
+
+/// Messages per type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    /// OPEN.
+    pub open: u64,
+    /// UPDATE.
+    pub update: u64,
+    /// NOTIFICATION.
+    pub notification: u64,
+    /// KEEPALIVE.
+    pub keepalive: u64,
+    /// ROUTE-REFRESH.
+    pub refresh: u64,
+    /// All.
+    pub total: u64,
+}
+
+impl MessageCounts {
+    fn count(&mut self, frame: &[u8]) {
+        self.total += 1;
+        match frame.get(18) {
+            Some(1) => self.open += 1,
+            Some(2) => self.update += 1,
+            Some(3) => self.notification += 1,
+            Some(4) => self.keepalive += 1,
+            Some(5) => self.refresh += 1,
+            _ => {}
+        }
+    }
+}
+
+/// One session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    admin_stopped: bool,
+    buffer: Vec<u8>,
+    negotiated: Option<Negotiated>,
+    local: Option<IpAddr>,
+    desired: BTreeSet<IpAddr>,
+    advertised: BTreeSet<IpAddr>,
+    table_ready: bool,
+    initial_sent: bool,
+    /// Messages sent.
+    pub sent: MessageCounts,
+    /// Messages received.
+    pub received: MessageCounts,
+}
+
+/// The hold time an OPEN's sender uses until the peer's OPEN arrives (RFC 4271 section 8.2.2).
+const OPEN_HOLD: Duration = Duration::from_secs(240);
+
+fn secs(s: u16) -> Duration {
+    Duration::from_secs(u64::from(s))
+}
+
+impl Session {
+    /// A stopped session.
+    pub fn new(config: SessionConfig) -> Self {
+        Self {
+            config,
+            state: State::Idle,
+            admin_stopped: true,
+            buffer: Vec::new(),
+            negotiated: None,
+            local: None,
+            desired: BTreeSet::new(),
+            advertised: BTreeSet::new(),
+            table_ready: false,
+            initial_sent: false,
+            sent: MessageCounts::default(),
+            received: MessageCounts::default(),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// What was negotiated, while the session is up.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// The routes the peer has from us.
+    pub fn advertised(&self) -> &BTreeSet<IpAddr> {
+        &self.advertised
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Start => {
+                self.admin_stopped = false;
+                if self.state == State::Idle {
+                    self.begin(&mut out);
+                }
+            }
+            Input::Stop => {
+                self.admin_stopped = true;
+                if matches!(
+                    self.state,
+                    State::OpenSent | State::OpenConfirm | State::Established
+                ) {
+                    // Cease / Administrative Shutdown (RFC 4486).
+                    self.send(&mut out, wire::notification(6, 2, &[]));
+                }
+                if self.state != State::Idle {
+                    out.push(Output::Disconnect);
+                    out.push(Output::Down("stopped by configuration".into()));
+                }
+                self.go_idle(&mut out);
+            }
+            Input::Connected { local } => {
+                if matches!(self.state, State::Connect | State::Active) {
+                    self.local = Some(local);
+                    out.push(Output::Cancel(Timer::ConnectRetry));
+                    let open = wire::open(&OpenParams {
+                        local_as: self.config.local_as,
+                        hold_time: self.config.hold_time,
+                        router_id: self.config.router_id,
+                        families: self.config.families.clone(),
+                        graceful_restart: self.config.graceful_restart.map(|t| (t, self.config.restarting)),
+                        add_path_send: self.config.add_path_send,
+                    });
+                    self.send(&mut out, open);
+                    out.push(Output::Arm(Timer::Hold, OPEN_HOLD));
+                    self.state = State::OpenSent;
+                } else {
+                    // A second connection while one is in use (collision, RFC 4271 section 6.8):
+                    // the driver offered it; keep the one we have.
+                    out.push(Output::Disconnect);
+                }
+            }
+            Input::ConnectFailed => {
+                // Stay in Connect: the ConnectRetry timer tries again.
+            }
+            Input::Closed => {
+                if self.state != State::Idle && !matches!(self.state, State::Connect | State::Active) {
+                    out.push(Output::Down("TCP connection closed by the peer".into()));
+                    self.reset(&mut out);
+                }
+            }
+            Input::Received(bytes) => self.receive(bytes, &mut out),
+            Input::Fired(timer) => self.fired(timer, &mut out),
+            Input::Routes(routes) => {
+                self.desired = routes;
+                if self.state == State::Established && self.initial_sent {
+                    self.sync_routes(&mut out);
+                }
+            }
+            Input::TableReady => {
+                self.table_ready = true;
+                if self.state == State::Established && !self.initial_sent {
+                    self.send_initial(&mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn begin(&mut self, out: &mut Vec<Output>) {
+        self.buffer.clear();
+        if self.config.passive {
+            self.state = State::Active;
+        } else {
+            self.state = State::Connect;
+            out.push(Output::Connect);
+            out.push(Output::Arm(
+                Timer::ConnectRetry,
+                secs(self.config.connect_retry.max(1)),
+            ));
+        }
+    }
+
+    fn go_idle(&mut self, out: &mut Vec<Output>) {
+        self.state = State::Idle;
+        self.negotiated = None;
+        self.advertised.clear();
+        self.initial_sent = false;
+        self.buffer.clear();
+        out.push(Output::Cancel(Timer::Hold));
+        out.push(Output::Cancel(Timer::Keepalive));
+        out.push(Output::Cancel(Timer::ConnectRetry));
+    }
+
+    /// Back to Idle after an error, with the automatic restart armed.
+    fn reset(&mut self, out: &mut Vec<Output>) {
+        out.push(Output::Disconnect);
+        self.go_idle(out);
+        if !self.admin_stopped {
+            out.push(Output::Arm(
+                Timer::ConnectRetry,
+                secs(self.config.connect_retry.max(1)),
+            ));
+        }
+    }
+
+    fn send(&mut self, out: &mut Vec<Output>, bytes: Vec<u8>) {
+        self.sent.count(&bytes);
+        out.push(Output::Send(bytes));
+    }
+
+    fn fail(&mut self, out: &mut Vec<Output>, error: WireError) {
+        self.send(out, wire::notification(error.code, error.subcode, &error.data));
+        out.push(Output::Down(format!(
+            "sent NOTIFICATION {}/{} ({}): {}",
+            error.code,
+            error.subcode,
+            notification_name(error.code, error.subcode),
+            error.what
+        )));
+        self.reset(out);
+    }
+
+    fn fired(&mut self, timer: Timer, out: &mut Vec<Output>) {
+        match (timer, self.state) {
+            (Timer::ConnectRetry, State::Connect) => {
+                out.push(Output::Connect);
+                out.push(Output::Arm(
+                    Timer::ConnectRetry,
+                    secs(self.config.connect_retry.max(1)),
+                ));
+            }
+            (Timer::ConnectRetry, State::Idle) if !self.admin_stopped => self.begin(out),
+            (Timer::Hold, State::OpenSent | State::OpenConfirm | State::Established) => {
+                self.send(out, wire::notification(4, 0, &[]));
+                out.push(Output::Down(
+                    "hold timer expired: no message from the peer in time (sent NOTIFICATION 4/0)".into(),
+                ));
+                self.reset(out);
+            }
+            (Timer::Keepalive, State::OpenConfirm | State::Established) => {
+                self.send(out, wire::keepalive());
+                if let Some(n) = &self.negotiated
+                    && n.keepalive > 0
+                {
+                    out.push(Output::Arm(Timer::Keepalive, secs(n.keepalive)));
+                }
+            }
+            _ => {} // A timer of another state: stale, ignore.
+        }
+    }
+
+    fn receive(&mut self, bytes: Vec<u8>, out: &mut Vec<Output>) {
+        if matches!(self.state, State::Idle | State::Connect | State::Active) {
+            return; // Nothing to talk to: bytes of a connection we no longer use.
+        }
+        self.buffer.extend_from_slice(&bytes);
+        loop {
+            let frame = match wire::next_frame(&mut self.buffer) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return,
+                Err(error) => return self.fail(out, error),
+            };
+            self.received.count(&frame);
+            let four = self.negotiated.as_ref().is_some_and(|n| n.four_octet_as);
+            let message = match wire::decode(&frame, four) {
+                Ok(message) => message,
+                Err(error) => return self.fail(out, error),
+            };
+            if let Received::Notification { code, subcode } = message {
+                out.push(Output::Down(format!(
+                    "peer sent NOTIFICATION {code}/{subcode} ({})",
+                    notification_name(code, subcode)
+                )));
+                self.reset(out);
+                return;
+            }
+            self.message(message, out);
+            if self.state == State::Idle {
+                return; // Reset: the rest of the buffer belongs to a dead connection.
+            }
+        }
+    }
+
+    fn message(&mut self, message: Received, out: &mut Vec<Output>) {
+        match (self.state, message) {
+            (
+                State::OpenSent,
+                Received::Open {
+                    version,
+                    peer_as,
+                    hold_time,
+                    router_id,
+                    capabilities,
+                },
+            ) => {
+                // RFC 4271 section 6.2.
+                let error = |subcode: u8, data: Vec<u8>, what: String| WireError {
+                    code: 2,
+                    subcode,
+                    data,
+                    what,
+                };
+                if version != 4 {
+                    return self.fail(
+                        out,
+                        error(
+                            1,
+                            4u16.to_be_bytes().to_vec(),
+                            format!("peer speaks BGP version {version}"),
+                        ),
+                    );
+                }
+                if peer_as != self.config.peer_as {
+                    return self.fail(
+                        out,
+                        error(
+                            2,
+                            Vec::new(),
+                            format!("peer is AS {peer_as}, the BgpPeer says {}", self.config.peer_as),
+                        ),
+                    );
+                }
+                if hold_time == 1 || hold_time == 2 {
+                    return self.fail(
+                        out,
+                        error(6, Vec::new(), format!("peer offers hold time {hold_time}")),
+                    );
+                }
+                if router_id.is_unspecified() {
+                    return self.fail(
+                        out,
+                        error(3, Vec::new(), "peer's BGP identifier is 0.0.0.0".into()),
+                    );
+                }
+                let hold = self.config.hold_time.min(hold_time);
+                let keepalive = if hold == 0 {
+                    0
+                } else {
+                    self.config
+                        .keepalive
+                        .unwrap_or(hold / 3)
+                        .clamp(1, (hold / 3).max(1))
+                };
+                let families: BTreeSet<Family> = self
+                    .config
+                    .families
+                    .intersection(&capabilities.families)
+                    .copied()
+                    .collect();
+                let add_path = if self.config.add_path_send {
+                    families
+                        .intersection(&capabilities.add_path_receive)
+                        .copied()
+                        .collect()
+                } else {
+                    BTreeSet::new()
+                };
+                self.negotiated = Some(Negotiated {
+                    hold_time: hold,
+                    keepalive,
+                    families,
+                    four_octet_as: capabilities.four_octet_as.is_some(),
+                    add_path,
+                    peer_router_id: router_id,
+                    peer_graceful_restart: capabilities.graceful_restart,
+                    peer_route_refresh: capabilities.route_refresh,
+                });
+                self.send(out, wire::keepalive());
+                if hold > 0 {
+                    out.push(Output::Arm(Timer::Hold, secs(hold)));
+                    out.push(Output::Arm(Timer::Keepalive, secs(keepalive)));
+                } else {
+                    out.push(Output::Cancel(Timer::Hold));
+                }
+                self.state = State::OpenConfirm;
+            }
+            (State::OpenConfirm, Received::Keepalive) => {
+                self.restart_hold(out);
+                self.state = State::Established;
+                if let Some(n) = &self.negotiated {
+                    out.push(Output::Established(n.clone()));
+                }
+                if self.table_ready {
+                    self.send_initial(out);
+                }
+            }
+            (State::Established, Received::Keepalive | Received::Update { .. }) => {
+                // Routes from the router (its own, or ours echoed back) are accepted and ignored.
+                self.restart_hold(out);
+            }
+            (State::Established, Received::RouteRefresh(family)) => {
+                self.restart_hold(out);
+                // RFC 2918: send the Adj-RIB-Out of that family again, then End-of-RIB.
+                if let Some(family) = family
+                    && self
+                        .negotiated
+                        .as_ref()
+                        .is_some_and(|n| n.families.contains(&family))
+                    && self.initial_sent
+                {
+                    let routes: BTreeSet<IpAddr> = self
+                        .advertised
+                        .iter()
+                        .filter(|ip| Family::of(**ip) == family)
+                        .copied()
+                        .collect();
+                    if let Some(p) = self.update_params() {
+                        for m in wire::announce(&routes, family, &p) {
+                            self.send(out, m);
+                        }
+                    }
+                    self.send(out, wire::end_of_rib(family));
+                }
+            }
+            (state, message) => {
+                // RFC 6608 subcodes: unexpected message in OpenSent (1), OpenConfirm (2),
+                // Established (3).
+                let subcode = match state {
+                    State::OpenSent => 1,
+                    State::OpenConfirm => 2,
+                    _ => 3,
+                };
+                self.fail(
+                    out,
+                    WireError {
+                        code: 5,
+                        subcode,
+                        data: Vec::new(),
+                        what: format!("unexpected {} in state {}", kind_name(&message), state.as_str()),
+                    },
+                );
+            }
+        }
+    }
+
+    fn restart_hold(&self, out: &mut Vec<Output>) {
+        if let Some(n) = &self.negotiated
+            && n.hold_time > 0
+        {
+            out.push(Output::Arm(Timer::Hold, secs(n.hold_time)));
+        }
+    }
+
+    fn update_params(&self) -> Option<UpdateParams> {
+        let n = self.negotiated.as_ref()?;
+        let (mut v4, mut v6) = (self.config.next_hop_v4, self.config.next_hop_v6);
+        match self.local {
+            Some(IpAddr::V4(local)) => v4 = Some(local),
+            Some(IpAddr::V6(local)) => v6 = Some(local),
+            None => {}
+        }
+        Some(UpdateParams {
+            local_as: self.config.local_as,
+            ibgp: self.config.local_as == self.config.peer_as,
+            four_octet_as: n.four_octet_as,
+            next_hop_v4: v4,
+            next_hop_v6: v6,
+            add_path: n.add_path.clone(),
+        })
+    }
+
+    /// The routes of negotiated families that have a next hop.
+    fn announceable(&self) -> BTreeSet<IpAddr> {
+        let Some(n) = &self.negotiated else {
+            return BTreeSet::new();
+        };
+        let Some(p) = self.update_params() else {
+            return BTreeSet::new();
+        };
+        self.desired
+            .iter()
+            .filter(|ip| n.families.contains(&Family::of(**ip)))
+            .filter(|ip| match ip {
+                IpAddr::V4(_) => p.next_hop_v4.is_some(),
+                IpAddr::V6(_) => p.next_hop_v6.is_some(),
+            })
+            .copied()
+            .collect()
+    }
+
+    fn send_initial(&mut self, out: &mut Vec<Output>) {
+        self.initial_sent = true;
+        self.sync_routes(out);
+        let families: Vec<Family> = self
+            .negotiated
+            .iter()
+            .flat_map(|n| n.families.iter().copied())
+            .collect();
+        for family in families {
+            self.send(out, wire::end_of_rib(family));
+        }
+    }
+
+    fn sync_routes(&mut self, out: &mut Vec<Output>) {
+        let Some(p) = self.update_params() else { return };
+        let target = self.announceable();
+        let gone: BTreeSet<IpAddr> = self.advertised.difference(&target).copied().collect();
+        let new: BTreeSet<IpAddr> = target.difference(&self.advertised).copied().collect();
+        for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
+            for m in wire::withdraw(&gone, family, &p) {
+                self.send(out, m);
+            }
+            for m in wire::announce(&new, family, &p) {
+                self.send(out, m);
+            }
+        }
+        self.advertised = target;
+    }
+}
+
+fn kind_name(message: &Received) -> &'static str {
+    match message {
+        Received::Open { .. } => "OPEN",
+        Received::Update { .. } => "UPDATE",
+        Received::Notification { .. } => "NOTIFICATION",
+        Received::Keepalive => "KEEPALIVE",
+        Received::RouteRefresh(_) => "ROUTE-REFRESH",
+    }
+}
+
+/// A readable name of a NOTIFICATION code/subcode (RFC 4271 section 4.5, RFC 4486, RFC 6608).
+pub fn notification_name(code: u8, subcode: u8) -> &'static str {
+    match (code, subcode) {
+        (1, 1) => "Message Header Error/Connection Not Synchronized",
+        (1, 2) => "Message Header Error/Bad Message Length",
+        (1, 3) => "Message Header Error/Bad Message Type",
+        (1, _) => "Message Header Error",
+        (2, 1) => "OPEN Message Error/Unsupported Version Number",
+        (2, 2) => "OPEN Message Error/Bad Peer AS",
+        (2, 3) => "OPEN Message Error/Bad BGP Identifier",
+        (2, 4) => "OPEN Message Error/Unsupported Optional Parameter",
+        (2, 6) => "OPEN Message Error/Unacceptable Hold Time",
+        (2, 7) => "OPEN Message Error/Unsupported Capability",
+        (2, _) => "OPEN Message Error",
+        (3, _) => "UPDATE Message Error",
+        (4, _) => "Hold Timer Expired",
+        (5, _) => "Finite State Machine Error",
+        (6, 1) => "Cease/Maximum Number of Prefixes Reached",
+        (6, 2) => "Cease/Administrative Shutdown",
+        (6, 3) => "Cease/Peer De-configured",
+        (6, 4) => "Cease/Administrative Reset",
+        (6, 5) => "Cease/Connection Rejected",
+        (6, 6) => "Cease/Other Configuration Change",
+        (6, 7) => "Cease/Connection Collision Resolution",
+        (6, _) => "Cease",
+        (7, _) => "ROUTE-REFRESH Message Error",
+        _ => "unknown error",
+    }
+}

@@ -1,0 +1,789 @@
+//! BGP messages on the wire.
+//!
+//! - **Out**: what the speaker sends is built here, byte by byte (RFC 4271 section 4, RFC 4760,
+//!   RFC 6793, RFC 7911, RFC 4724), so UPDATE packing stays in our hands: as many host routes per
+//!   UPDATE as fit 4096 bytes. Tests check every builder against netgauze's decoder.
+//! - **In**: what routers send is framed here and parsed by `netgauze-bgp-pkt` (decodes FRR's and
+//!   GoBGP's messages correctly, `LAB-NOTES.md`), then reduced to what a load balancer needs.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use netgauze_bgp_pkt::{
+    BgpMessage,
+    capabilities::BgpCapability,
+    wire::deserializer::{BgpMessageParsingError, BgpParsingContext},
+};
+use netgauze_iana::address_family::AddressType;
+use netgauze_parse_utils::{reader::SliceReader, traits::ParseFromWithOneInput};
+
+/// The largest BGP message (RFC 4271 section 4.1).
+pub const MAX_MESSAGE: usize = 4096;
+/// The fixed header: marker, length, type.
+pub const HEADER_LEN: usize = 19;
+/// `AS_TRANS` (RFC 6793 section 9): the 2-octet stand-in for a 4-octet AS.
+pub const AS_TRANS: u16 = 23456;
+
+const OPEN: u8 = 1;
+const UPDATE: u8 = 2;
+const NOTIFICATION: u8 = 3;
+const KEEPALIVE: u8 = 4;
+const ROUTE_REFRESH: u8 = 5;
+
+/// A family a session may carry (only unicast: a load balancer announces host routes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// AFI 1, SAFI 1.
+    Ipv4Unicast,
+    /// AFI 2, SAFI 1.
+    Ipv6Unicast,
+}
+
+impl Family {
+    /// The family of `ip`.
+    pub fn of(ip: IpAddr) -> Self {
+        if ip.is_ipv4() {
+            Family::Ipv4Unicast
+        } else {
+            Family::Ipv6Unicast
+        }
+    }
+
+    fn afi(self) -> u16 {
+        match self {
+            Family::Ipv4Unicast => 1,
+            Family::Ipv6Unicast => 2,
+        }
+    }
+
+    fn of_address_type(t: AddressType) -> Option<Self> {
+        match t {
+            AddressType::Ipv4Unicast => Some(Family::Ipv4Unicast),
+            AddressType::Ipv6Unicast => Some(Family::Ipv6Unicast),
+            _ => None,
+        }
+    }
+}
+
+/// What we offer in OPEN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenParams {
+    /// Our AS (4-octet; AS_TRANS goes into the 2-octet field when it does not fit).
+    pub local_as: u32,
+    /// Hold time (0 or >= 3).
+    pub hold_time: u16,
+    /// BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Families to offer (multiprotocol capability per family).
+    pub families: BTreeSet<Family>,
+    /// Graceful restart: restart time, and whether we are restarting (R bit).
+    pub graceful_restart: Option<(u16, bool)>,
+    /// ADD-PATH: offer to send for every family.
+    pub add_path_send: bool,
+}
+
+/// The capabilities a peer offered, reduced to what we use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerCapabilities {
+    /// Multiprotocol unicast families (RFC 4760). A peer without the capability offers IPv4 only.
+    pub families: BTreeSet<Family>,
+    /// Its 4-octet AS, when it has the capability (RFC 6793).
+    pub four_octet_as: Option<u32>,
+    /// Route refresh (RFC 2918).
+    pub route_refresh: bool,
+    /// Graceful restart (RFC 4724).
+    pub graceful_restart: bool,
+    /// Families it will receive additional paths for (RFC 7911).
+    pub add_path_receive: BTreeSet<Family>,
+}
+
+/// A received message, as much as the speaker needs of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// OPEN.
+    Open {
+        /// BGP version.
+        version: u8,
+        /// The AS: the 4-octet capability's value, else the 2-octet field.
+        peer_as: u32,
+        /// Offered hold time.
+        hold_time: u16,
+        /// BGP identifier.
+        router_id: Ipv4Addr,
+        /// Capabilities.
+        capabilities: PeerCapabilities,
+    },
+    /// UPDATE: routes the router sends (its own, or ours echoed back) are accepted and ignored.
+    Update {
+        /// Path-attribute errors that were treated as withdraw (RFC 7606); we keep no routes, so
+        /// nothing else follows from them.
+        treat_as_withdraw: usize,
+    },
+    /// NOTIFICATION.
+    Notification {
+        /// Error code.
+        code: u8,
+        /// Error subcode.
+        subcode: u8,
+    },
+    /// KEEPALIVE.
+    Keepalive,
+    /// ROUTE-REFRESH for a family we carry (others are `None`).
+    RouteRefresh(Option<Family>),
+}
+
+/// Why received bytes are not a message we can accept: the session answers with NOTIFICATION
+/// `code`/`subcode` (RFC 4271 section 6) and resets.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{what} (NOTIFICATION {code}/{subcode})")]
+pub struct WireError {
+    /// Error code.
+    pub code: u8,
+    /// Error subcode.
+    pub subcode: u8,
+    /// The data field.
+    pub data: Vec<u8>,
+    /// What was wrong.
+    pub what: String,
+}
+
+impl WireError {
+    fn header(subcode: u8, data: Vec<u8>, what: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            subcode,
+            data,
+            what: what.into(),
+        }
+    }
+}
+
+/// Splits whole messages off the front of `buffer`: `Ok(Some(frame))` for a complete message,
+/// `Ok(None)` when more bytes are needed, `Err` for a bad header (RFC 4271 section 6.1).
+pub fn next_frame(buffer: &mut Vec<u8>) -> Result<Option<Vec<u8>>, WireError> {
+    if buffer.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    if buffer[..16].iter().any(|b| *b != 0xff) {
+        return Err(WireError::header(
+            1,
+            Vec::new(),
+            "connection not synchronized: bad marker",
+        ));
+    }
+    let length = usize::from(u16::from_be_bytes([buffer[16], buffer[17]]));
+    let kind = buffer[18];
+    let minimum = match kind {
+        OPEN => 29,
+        UPDATE => 23,
+        NOTIFICATION => 21,
+        KEEPALIVE => 19,
+        ROUTE_REFRESH => 23,
+        _ => {
+            return Err(WireError::header(
+                3,
+                vec![kind],
+                format!("bad message type {kind}"),
+            ));
+        }
+    };
+    if !(minimum..=MAX_MESSAGE).contains(&length) || (kind == KEEPALIVE && length != 19) {
+        return Err(WireError::header(
+            2,
+            buffer[16..18].to_vec(),
+            format!("bad message length {length} for type {kind}"),
+        ));
+    }
+    if buffer.len() < length {
+        return Ok(None);
+    }
+    Ok(Some(buffer.drain(..length).collect()))
+}
+
+/// Decodes one framed message. `four_octet_as`: whether both sides negotiated 4-octet AS (AS_PATH
+/// widths depend on it).
+pub fn decode(frame: &[u8], four_octet_as: bool) -> Result<Received, WireError> {
+    let kind = frame.get(18).copied().unwrap_or(0);
+    if kind == NOTIFICATION {
+        // Read directly: a NOTIFICATION is reported whatever its code, even ones a parser rejects.
+        return Ok(Received::Notification {
+            code: frame.get(19).copied().unwrap_or(0),
+            subcode: frame.get(20).copied().unwrap_or(0),
+        });
+    }
+    // Path-attribute errors are collected, not fatal (RFC 7606 treat-as-withdraw); header, OPEN and
+    // NLRI errors still fail.
+    let mut ctx = BgpParsingContext::new(
+        four_octet_as,
+        Default::default(),
+        Default::default(),
+        false,
+        false,
+        false,
+        false,
+    );
+    let mut reader = SliceReader::new(frame);
+    let message = BgpMessage::parse(&mut reader, &mut ctx).map_err(|e| parse_error(frame, &e))?;
+    Ok(match message {
+        BgpMessage::Open(open) => {
+            let mut capabilities = PeerCapabilities::default();
+            let mut saw_mp = false;
+            for capability in open.capabilities() {
+                match capability {
+                    BgpCapability::MultiProtocolExtensions(mp) => {
+                        saw_mp = true;
+                        if let Some(f) = Family::of_address_type(mp.address_type()) {
+                            capabilities.families.insert(f);
+                        }
+                    }
+                    BgpCapability::FourOctetAs(asn) => capabilities.four_octet_as = Some(asn.asn4()),
+                    BgpCapability::RouteRefresh
+                    | BgpCapability::EnhancedRouteRefresh
+                    | BgpCapability::CiscoRouteRefresh => {
+                        capabilities.route_refresh = true;
+                    }
+                    BgpCapability::GracefulRestartCapability(_) => capabilities.graceful_restart = true,
+                    BgpCapability::AddPath(add_path) => {
+                        for family in add_path.address_families() {
+                            if family.receive()
+                                && let Some(f) = Family::of_address_type(family.address_type())
+                            {
+                                capabilities.add_path_receive.insert(f);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // RFC 4760 section 8: no multiprotocol capability means IPv4 unicast only.
+            if !saw_mp {
+                capabilities.families.insert(Family::Ipv4Unicast);
+            }
+            Received::Open {
+                version: open.version(),
+                peer_as: capabilities.four_octet_as.unwrap_or(u32::from(open.my_as())),
+                hold_time: open.hold_time(),
+                router_id: open.bgp_id(),
+                capabilities,
+            }
+        }
+        BgpMessage::Update(_) => Received::Update {
+            treat_as_withdraw: ctx.reset_parsing_errors().path_attr_errors().len(),
+        },
+        BgpMessage::Notification(_) => Received::Notification {
+            code: frame.get(19).copied().unwrap_or(0),
+            subcode: frame.get(20).copied().unwrap_or(0),
+        },
+        BgpMessage::KeepAlive => Received::Keepalive,
+        BgpMessage::RouteRefresh(refresh) => {
+            Received::RouteRefresh(Family::of_address_type(refresh.address_type()))
+        }
+    })
+}
+
+/// The NOTIFICATION for a message netgauze refused. For OPEN the raw fields give the precise
+/// subcode (RFC 4271 section 6.2): version, hold time, identifier; else Unspecific.
+fn parse_error(frame: &[u8], error: &BgpMessageParsingError) -> WireError {
+    let kind = frame.get(18).copied().unwrap_or(0);
+    let what = format!("malformed message of type {kind}: {error}");
+    let (code, subcode, data) = match kind {
+        OPEN => {
+            let version = frame.get(19).copied();
+            let hold = frame.get(22..24).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            let id = frame.get(24..28);
+            if version != Some(4) {
+                (2, 1, 4u16.to_be_bytes().to_vec())
+            } else if matches!(hold, Some(1 | 2)) {
+                (2, 6, Vec::new())
+            } else if id == Some(&[0, 0, 0, 0][..]) {
+                (2, 3, Vec::new())
+            } else {
+                (2, 0, Vec::new())
+            }
+        }
+        // UPDATE Message Error / Malformed Attribute List (section 6.3): what still fails after
+        // treat-as-withdraw is structural.
+        UPDATE => (3, 1, Vec::new()),
+        ROUTE_REFRESH => (7, 1, Vec::new()),
+        _ => (1, 0, Vec::new()),
+    };
+    WireError {
+        code,
+        subcode,
+        data,
+        what,
+    }
+}
+
+/// Wraps `body` in the header of message type `kind`.
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![0xff; 16];
+    // Callers keep bodies within MAX_MESSAGE - HEADER_LEN.
+    out.extend_from_slice(&((HEADER_LEN + body.len()) as u16).to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+/// KEEPALIVE (RFC 4271 section 4.4).
+pub fn keepalive() -> Vec<u8> {
+    message(KEEPALIVE, &[])
+}
+
+/// NOTIFICATION (RFC 4271 section 4.5).
+pub fn notification(code: u8, subcode: u8, data: &[u8]) -> Vec<u8> {
+    let mut body = vec![code, subcode];
+    body.extend_from_slice(&data[..data.len().min(MAX_MESSAGE - HEADER_LEN - 2)]);
+    message(NOTIFICATION, &body)
+}
+
+/// OPEN with our capabilities (RFC 4271 section 4.2, RFC 5492).
+pub fn open(params: &OpenParams) -> Vec<u8> {
+    let mut caps: Vec<u8> = Vec::new();
+    let mut cap = |code: u8, value: &[u8]| {
+        caps.push(code);
+        caps.push(value.len() as u8);
+        caps.extend_from_slice(value);
+    };
+    for family in &params.families {
+        // RFC 4760 section 8: AFI, reserved, SAFI.
+        let afi = family.afi().to_be_bytes();
+        cap(1, &[afi[0], afi[1], 0, 1]);
+    }
+    cap(2, &[]); // Route refresh (RFC 2918).
+    if let Some((restart_time, restarting)) = params.graceful_restart {
+        // RFC 4724 section 3: R bit, 12-bit restart time, then AFI/SAFI with the F bit (we keep
+        // forwarding: the node's data plane does not restart with the speaker).
+        let mut value = (restart_time.min(0x0fff) | if restarting { 0x8000 } else { 0 })
+            .to_be_bytes()
+            .to_vec();
+        for family in &params.families {
+            value.extend_from_slice(&family.afi().to_be_bytes());
+            value.extend_from_slice(&[1, 0x80]);
+        }
+        cap(64, &value);
+    }
+    cap(65, &params.local_as.to_be_bytes()); // 4-octet AS (RFC 6793).
+    if params.add_path_send {
+        // RFC 7911 section 4: AFI, SAFI, send/receive = 2 (send).
+        let mut value = Vec::new();
+        for family in &params.families {
+            value.extend_from_slice(&family.afi().to_be_bytes());
+            value.extend_from_slice(&[1, 2]);
+        }
+        cap(69, &value);
+    }
+    let mut body = vec![4];
+    let my_as = u16::try_from(params.local_as).unwrap_or(AS_TRANS);
+    body.extend_from_slice(&my_as.to_be_bytes());
+    body.extend_from_slice(&params.hold_time.to_be_bytes());
+    body.extend_from_slice(&params.router_id.octets());
+    // One optional parameter of type 2 (capabilities) holding them all.
+    body.push((caps.len() + 2) as u8);
+    body.push(2);
+    body.push(caps.len() as u8);
+    body.extend_from_slice(&caps);
+    message(OPEN, &body)
+}
+
+/// How routes are encoded toward one peer (from the negotiation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateParams {
+    /// Our AS; empty AS_PATH and LOCAL_PREF for iBGP (`ibgp`).
+    pub local_as: u32,
+    /// The peer is in our AS.
+    pub ibgp: bool,
+    /// Both sides have 4-octet AS.
+    pub four_octet_as: bool,
+    /// Next hop for IPv4 routes.
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Next hop for IPv6 routes.
+    pub next_hop_v6: Option<Ipv6Addr>,
+    /// Families negotiated with ADD-PATH send (path id 1 precedes each prefix).
+    pub add_path: BTreeSet<Family>,
+}
+
+/// The AS_PATH (and, toward an old peer with a 4-octet AS, AS4_PATH) attributes.
+fn as_path_attributes(p: &UpdateParams) -> Vec<u8> {
+    let mut out = Vec::new();
+    if p.ibgp {
+        out.extend_from_slice(&[0x40, 2, 0]); // Well-known mandatory, empty.
+        return out;
+    }
+    if p.four_octet_as {
+        out.extend_from_slice(&[0x40, 2, 6, 2, 1]);
+        out.extend_from_slice(&p.local_as.to_be_bytes());
+    } else {
+        let two = u16::try_from(p.local_as).unwrap_or(AS_TRANS);
+        out.extend_from_slice(&[0x40, 2, 4, 2, 1]);
+        out.extend_from_slice(&two.to_be_bytes());
+        if two == AS_TRANS {
+            // RFC 6793 section 4.2.2: the real path in AS4_PATH (optional transitive, type 17).
+            out.extend_from_slice(&[0xc0, 17, 6, 2, 1]);
+            out.extend_from_slice(&p.local_as.to_be_bytes());
+        }
+    }
+    out
+}
+
+fn prefix_bytes(ip: IpAddr, path_id: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(21);
+    if path_id {
+        out.extend_from_slice(&1u32.to_be_bytes());
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            out.push(32);
+            out.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            out.push(128);
+            out.extend_from_slice(&v6.octets());
+        }
+    }
+    out
+}
+
+fn attribute(flags: u8, kind: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 4);
+    if value.len() > 255 {
+        out.extend_from_slice(&[flags | 0x10, kind]);
+        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+    } else {
+        out.extend_from_slice(&[flags, kind, value.len() as u8]);
+    }
+    out.extend_from_slice(value);
+    out
+}
+
+fn update(withdrawn: &[u8], attributes: &[u8], nlri: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(4 + withdrawn.len() + attributes.len() + nlri.len());
+    body.extend_from_slice(&(withdrawn.len() as u16).to_be_bytes());
+    body.extend_from_slice(withdrawn);
+    body.extend_from_slice(&(attributes.len() as u16).to_be_bytes());
+    body.extend_from_slice(attributes);
+    body.extend_from_slice(nlri);
+    message(UPDATE, &body)
+}
+
+/// Chunks of encoded prefixes that each fit `room` bytes.
+fn chunks(prefixes: &[Vec<u8>], room: usize) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    for p in prefixes {
+        if !current.is_empty() && current.len() + p.len() > room {
+            out.push(std::mem::take(&mut current));
+        }
+        current.extend_from_slice(p);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// UPDATEs announcing `routes` (host routes of one family), as few as fit 4096 bytes each. Empty
+/// when the family has no next hop.
+pub fn announce(routes: &BTreeSet<IpAddr>, family: Family, p: &UpdateParams) -> Vec<Vec<u8>> {
+    let path_id = p.add_path.contains(&family);
+    let prefixes: Vec<Vec<u8>> = routes
+        .iter()
+        .filter(|ip| Family::of(**ip) == family)
+        .map(|ip| prefix_bytes(*ip, path_id))
+        .collect();
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
+    let mut common = attribute(0x40, 1, &[0]); // ORIGIN IGP.
+    common.extend_from_slice(&as_path_attributes(p));
+    if p.ibgp {
+        common.extend_from_slice(&attribute(0x40, 5, &100u32.to_be_bytes())); // LOCAL_PREF.
+    }
+    match family {
+        Family::Ipv4Unicast => {
+            let Some(next_hop) = p.next_hop_v4 else {
+                return Vec::new();
+            };
+            let mut attrs = common;
+            attrs.extend_from_slice(&attribute(0x40, 3, &next_hop.octets()));
+            let room = MAX_MESSAGE - HEADER_LEN - 4 - attrs.len();
+            chunks(&prefixes, room)
+                .iter()
+                .map(|nlri| update(&[], &attrs, nlri))
+                .collect()
+        }
+        Family::Ipv6Unicast => {
+            let Some(next_hop) = p.next_hop_v6 else {
+                return Vec::new();
+            };
+            // MP_REACH_NLRI (RFC 4760 section 3), extended length: AFI, SAFI, next hop, reserved.
+            let fixed = 5 + 16;
+            let room = MAX_MESSAGE - HEADER_LEN - 4 - common.len() - 4 - fixed;
+            chunks(&prefixes, room)
+                .iter()
+                .map(|nlri| {
+                    let mut value = vec![0, 2, 1, 16];
+                    value.extend_from_slice(&next_hop.octets());
+                    value.push(0);
+                    value.extend_from_slice(nlri);
+                    let mut attrs = common.clone();
+                    attrs.extend_from_slice(&attribute_extended(0x80, 14, &value));
+                    update(&[], &attrs, &[])
+                })
+                .collect()
+        }
+    }
+}
+
+/// An attribute always written with the extended length (stable sizes for packing).
+fn attribute_extended(flags: u8, kind: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![flags | 0x10, kind];
+    out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// UPDATEs withdrawing `routes` of one family.
+pub fn withdraw(routes: &BTreeSet<IpAddr>, family: Family, p: &UpdateParams) -> Vec<Vec<u8>> {
+    let path_id = p.add_path.contains(&family);
+    let prefixes: Vec<Vec<u8>> = routes
+        .iter()
+        .filter(|ip| Family::of(**ip) == family)
+        .map(|ip| prefix_bytes(*ip, path_id))
+        .collect();
+    match family {
+        Family::Ipv4Unicast => chunks(&prefixes, MAX_MESSAGE - HEADER_LEN - 4)
+            .iter()
+            .map(|w| update(w, &[], &[]))
+            .collect(),
+        Family::Ipv6Unicast => chunks(&prefixes, MAX_MESSAGE - HEADER_LEN - 4 - 4 - 3)
+            .iter()
+            .map(|w| {
+                let mut value = vec![0, 2, 1];
+                value.extend_from_slice(w);
+                update(&[], &attribute_extended(0x80, 15, &value), &[])
+            })
+            .collect(),
+    }
+}
+
+/// End-of-RIB for `family` (RFC 4724 section 2): an empty UPDATE for IPv4 unicast, an
+/// MP_UNREACH_NLRI with only AFI/SAFI otherwise.
+pub fn end_of_rib(family: Family) -> Vec<u8> {
+    match family {
+        Family::Ipv4Unicast => update(&[], &[], &[]),
+        Family::Ipv6Unicast => update(&[], &attribute(0x80, 15, &[0, 2, 1]), &[]),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn params() -> UpdateParams {
+        UpdateParams {
+            local_as: 64512,
+            ibgp: false,
+            four_octet_as: true,
+            next_hop_v4: Some("192.0.2.11".parse().unwrap()),
+            next_hop_v6: Some("2001:db8::11".parse().unwrap()),
+            add_path: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn keepalive_and_notification_golden_bytes() {
+        let mut expected = vec![0xff; 16];
+        expected.extend_from_slice(&[0, 19, 4]);
+        assert_eq!(keepalive(), expected);
+        assert_eq!(decode(&keepalive(), true).unwrap(), Received::Keepalive);
+        let n = notification(4, 0, &[]);
+        assert_eq!(&n[16..], &[0, 21, 3, 4, 0]);
+        assert_eq!(
+            decode(&n, true).unwrap(),
+            Received::Notification { code: 4, subcode: 0 }
+        );
+    }
+
+    #[test]
+    fn open_golden_bytes_and_netgauze_reads_it() {
+        let p = OpenParams {
+            local_as: 64512,
+            hold_time: 90,
+            router_id: "192.0.2.11".parse().unwrap(),
+            families: [Family::Ipv4Unicast].into(),
+            graceful_restart: None,
+            add_path_send: false,
+        };
+        let bytes = open(&p);
+        // Header; version 4, AS 64512 (0xfc00), hold 90, id; params 16 bytes: capabilities MP
+        // IPv4/unicast, route refresh, 4-octet AS 64512.
+        let mut expected = vec![0xff; 16];
+        expected.extend_from_slice(&[0, 45, 1, 4, 0xfc, 0x00, 0, 90, 192, 0, 2, 11, 16, 2, 14]);
+        expected.extend_from_slice(&[1, 4, 0, 1, 0, 1, 2, 0, 65, 4, 0, 0, 0xfc, 0x00]);
+        assert_eq!(bytes, expected);
+        match decode(&bytes, true).unwrap() {
+            Received::Open {
+                version,
+                peer_as,
+                hold_time,
+                router_id,
+                capabilities,
+            } => {
+                assert_eq!((version, peer_as, hold_time), (4, 64512, 90));
+                assert_eq!(router_id, "192.0.2.11".parse::<Ipv4Addr>().unwrap());
+                assert_eq!(capabilities.families, [Family::Ipv4Unicast].into());
+                assert_eq!(capabilities.four_octet_as, Some(64512));
+                assert!(capabilities.route_refresh && !capabilities.graceful_restart);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn four_octet_as_uses_as_trans_and_every_capability_decodes() {
+        let p = OpenParams {
+            local_as: 4_200_000_000,
+            hold_time: 9,
+            router_id: "192.0.2.11".parse().unwrap(),
+            families: [Family::Ipv4Unicast, Family::Ipv6Unicast].into(),
+            graceful_restart: Some((120, true)),
+            add_path_send: true,
+        };
+        let bytes = open(&p);
+        assert_eq!(&bytes[20..22], &AS_TRANS.to_be_bytes());
+        match decode(&bytes, true).unwrap() {
+            Received::Open {
+                peer_as,
+                capabilities,
+                ..
+            } => {
+                assert_eq!(peer_as, 4_200_000_000, "the capability's AS wins over AS_TRANS");
+                assert_eq!(
+                    capabilities.families,
+                    [Family::Ipv4Unicast, Family::Ipv6Unicast].into()
+                );
+                assert!(capabilities.graceful_restart);
+                assert!(capabilities.add_path_receive.is_empty(), "we offered send only");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn updates_pack_800_v4_host_routes_per_message_and_decode() {
+        let routes: BTreeSet<IpAddr> = (0..2000u32)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i)))
+            .collect();
+        let messages = announce(&routes, Family::Ipv4Unicast, &params());
+        assert_eq!(messages.len(), 3, "2000 /32s in 3 UPDATEs");
+        for m in &messages {
+            assert!(m.len() <= MAX_MESSAGE);
+            assert_eq!(
+                decode(m, true).unwrap(),
+                Received::Update { treat_as_withdraw: 0 }
+            );
+        }
+        let per_first = (messages[0].len() - HEADER_LEN - 4 - 25) / 5;
+        assert!(per_first >= 800, "{per_first} per UPDATE");
+        let w = withdraw(&routes, Family::Ipv4Unicast, &params());
+        assert_eq!(w.len(), 3);
+        assert!(
+            w.iter()
+                .all(|m| m.len() <= MAX_MESSAGE && decode(m, true).is_ok())
+        );
+    }
+
+    #[test]
+    fn v6_updates_eor_ibgp_add_path_and_two_octet_peers_decode() {
+        let v6: BTreeSet<IpAddr> = (0..500u16)
+            .map(|i| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, i)))
+            .collect();
+        let messages = announce(&v6, Family::Ipv6Unicast, &params());
+        assert_eq!(messages.len(), 3, "about 220 /128s per UPDATE");
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.len() <= MAX_MESSAGE && decode(m, true).is_ok())
+        );
+        assert!(
+            withdraw(&v6, Family::Ipv6Unicast, &params())
+                .iter()
+                .all(|m| decode(m, true).is_ok())
+        );
+        for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
+            assert!(matches!(
+                decode(&end_of_rib(family), true).unwrap(),
+                Received::Update { .. }
+            ));
+        }
+        assert_eq!(end_of_rib(Family::Ipv4Unicast).len(), 23);
+        let ibgp = UpdateParams {
+            ibgp: true,
+            ..params()
+        };
+        assert!(
+            decode(
+                &announce(&ips(&["198.51.100.5"]), Family::Ipv4Unicast, &ibgp)[0],
+                true
+            )
+            .is_ok()
+        );
+        let two_octet = UpdateParams {
+            four_octet_as: false,
+            local_as: 4_200_000_000,
+            ..params()
+        };
+        let m = &announce(&ips(&["198.51.100.5"]), Family::Ipv4Unicast, &two_octet)[0];
+        assert!(
+            m.windows(2).any(|w| w == AS_TRANS.to_be_bytes()),
+            "AS_TRANS in AS_PATH"
+        );
+        assert!(decode(m, false).is_ok());
+        let no_v6_hop = UpdateParams {
+            next_hop_v6: None,
+            ..params()
+        };
+        assert!(announce(&v6, Family::Ipv6Unicast, &no_v6_hop).is_empty());
+    }
+
+    #[test]
+    fn framing() {
+        let mut buffer = keepalive();
+        buffer.extend_from_slice(&keepalive()[..10]);
+        assert_eq!(next_frame(&mut buffer).unwrap(), Some(keepalive()));
+        assert_eq!(next_frame(&mut buffer).unwrap(), None, "half a message waits");
+        let mut bad = vec![0u8; 19];
+        assert_eq!(
+            next_frame(&mut bad).unwrap_err().subcode,
+            1,
+            "bad marker: not synchronized"
+        );
+        let mut long = keepalive();
+        long[17] = 20;
+        assert_eq!(next_frame(&mut long).unwrap_err().subcode, 2, "bad length");
+        let mut kind = keepalive();
+        kind[18] = 9;
+        assert_eq!(next_frame(&mut kind).unwrap_err().subcode, 3, "bad type");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn framing_and_decoding_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut buffer = vec![0xff; 16];
+            buffer.extend_from_slice(&bytes);
+            while let Ok(Some(frame)) = next_frame(&mut buffer) {
+                let _ = decode(&frame, true);
+                let _ = decode(&frame, false);
+            }
+            let _ = decode(&bytes, true);
+        }
+    }
+}
