@@ -6,6 +6,7 @@
 
 pub mod bgp;
 pub mod desired;
+pub mod election;
 pub mod interface;
 pub mod liveness;
 pub mod node;
@@ -121,28 +122,41 @@ pub fn watch_all(app: &mut App) -> Indexes {
 pub async fn run(args: Args) -> Result<(), AppError> {
     let mut registry = Registry::default();
     let planner_metrics = planner::PlannerMetrics::register(&mut registry);
+    let bgp_metrics = bgp::manager::BgpMetrics::register(&mut registry);
     let mut app = App::start(&args.common, registry).await?;
     let indexes = watch_all(&mut app);
     let node_name = args.node_name();
     tracing::info!(node = %node_name, "speaking for this node");
-    // The announcers (layer2, BGP) subscribe to this; until they exist it only keeps the state.
-    let (publish, _state) =
+    // The announcers subscribe to the planner's state (BGP now; layer2 when it lands).
+    let (publish, states) =
         tokio::sync::watch::channel(std::sync::Arc::new(planner::SpeakerState::default()));
-    let planner = tokio::spawn(planner::run(
-        indexes,
-        app.source().writer(COMPONENT),
-        app.tracker().clone(),
-        app.shutdown().clone(),
-        node_name,
-        planner_metrics,
-        publish,
-    ));
+    let writer = app.source().writer(COMPONENT);
+    let tasks = [
+        tokio::spawn(planner::run(
+            indexes,
+            writer.clone(),
+            app.tracker().clone(),
+            app.shutdown().clone(),
+            node_name.clone(),
+            planner_metrics,
+            publish,
+        )),
+        tokio::spawn(bgp::manager::run(
+            states,
+            writer,
+            node_name,
+            bgp_metrics,
+            app.shutdown().clone(),
+        )),
+    ];
     let result = app.run().await;
-    if tokio::time::timeout(std::time::Duration::from_secs(5), planner)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the planner did not stop in time");
+    for task in tasks {
+        if tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a speaker task did not stop in time");
+        }
     }
     result
 }

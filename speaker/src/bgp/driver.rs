@@ -1,0 +1,324 @@
+//! One tokio task per BGP session: the I/O around `oxelb_bgp::session::Session`. It turns the
+//! session's outputs into TCP (connect, send, close) and timers, and feeds back what happens
+//! (connected, bytes, closed, timer fired); the manager feeds routes, accepted connections and stop.
+
+use std::{collections::BTreeMap, collections::BTreeSet, net::IpAddr, net::SocketAddr, time::Duration};
+
+use oxelb_bgp::{
+    session::{Input, MessageCounts, Output, Session, SessionConfig as FsmConfig, State, Timer},
+    wire::Family,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+    time::Instant,
+};
+use tracing::{debug, info, warn};
+
+use super::transport::{Dial, connect, set_ttl};
+use crate::sessions::{self, SessionConfig};
+
+/// What the manager tells a session.
+#[derive(Debug)]
+pub enum Command {
+    /// The complete set of host routes to announce.
+    Routes(BTreeSet<IpAddr>),
+    /// The route set is complete (initial table and End-of-RIB may go out).
+    TableReady,
+    /// The router connected to our listener.
+    Accepted(TcpStream),
+}
+
+/// What a session reports (metrics, BgpPeer status).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// The FSM state.
+    pub state: Option<State>,
+    /// Messages sent.
+    pub sent: MessageCounts,
+    /// Messages received.
+    pub received: MessageCounts,
+    /// The negotiated hold time while up.
+    pub negotiated_hold_time: Option<u16>,
+    /// When it came up (RFC 3339), while up.
+    pub up_since: Option<String>,
+    /// When it last went down (RFC 3339).
+    pub down_since: Option<String>,
+    /// Why it last went down.
+    pub last_error: Option<String>,
+    /// Routes the peer has from us.
+    pub advertised: usize,
+}
+
+/// A running session.
+pub struct SessionHandle {
+    /// Commands to the task.
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// Its reports.
+    pub status: watch::Receiver<SessionStatus>,
+    /// Dropping the sender stops the session (Cease) and ends the task.
+    pub task: JoinHandle<()>,
+}
+
+fn fsm_config(config: &SessionConfig, node_ips: &[IpAddr], restarting: bool) -> FsmConfig {
+    FsmConfig {
+        local_as: config.local_as,
+        peer_as: config.peer_as,
+        router_id: config.router_id,
+        hold_time: config.hold_time,
+        keepalive: Some(config.keepalive),
+        connect_retry: config.connect_retry,
+        families: config
+            .families
+            .iter()
+            .map(|f| match f {
+                sessions::Family::Ipv4Unicast => Family::Ipv4Unicast,
+                sessions::Family::Ipv6Unicast => Family::Ipv6Unicast,
+            })
+            .collect(),
+        graceful_restart: config.graceful_restart_time,
+        restarting,
+        add_path_send: config.add_path_send_max.is_some(),
+        passive: config.passive,
+        next_hop_v4: node_ips.iter().find_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        }),
+        next_hop_v6: node_ips.iter().find_map(|ip| match ip {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        }),
+    }
+}
+
+/// Starts the session `config` (of this node, whose InternalIPs are `node_ips`).
+pub fn spawn(config: SessionConfig, node_ips: Vec<IpAddr>, restarting: bool) -> SessionHandle {
+    let (commands, rx) = mpsc::unbounded_channel();
+    let (status_tx, status) = watch::channel(SessionStatus::default());
+    let task = tokio::spawn(run(config, node_ips, restarting, rx, status_tx));
+    SessionHandle {
+        commands,
+        status,
+        task,
+    }
+}
+
+struct Driver {
+    name: String,
+    peer: SocketAddr,
+    dial: Dial,
+    timeout: Duration,
+    session: Session,
+    stream: Option<TcpStream>,
+    deadlines: BTreeMap<Timer, Instant>,
+    connecting: bool,
+    connect_results: mpsc::Sender<std::io::Result<TcpStream>>,
+    status: watch::Sender<SessionStatus>,
+    feedback: Vec<Input>,
+}
+
+async fn run(
+    config: SessionConfig,
+    node_ips: Vec<IpAddr>,
+    restarting: bool,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    status: watch::Sender<SessionStatus>,
+) {
+    let peer = SocketAddr::new(config.neighbor, config.remote_port);
+    let (connect_results, mut results) = mpsc::channel(1);
+    let mut driver = Driver {
+        name: config.peer.clone(),
+        peer,
+        dial: Dial {
+            peer,
+            local: None,
+            md5_password: config.md5_password.clone(),
+            ttl: config.ttl,
+        },
+        timeout: Duration::from_secs(u64::from(config.connect_retry.max(1))),
+        session: Session::new(fsm_config(&config, &node_ips, restarting)),
+        stream: None,
+        deadlines: BTreeMap::new(),
+        connecting: false,
+        connect_results,
+        status,
+        feedback: Vec::new(),
+    };
+    if config.admin_down {
+        info!(peer = %driver.name, neighbor = %peer, "BgpPeer is adminDown: session kept down");
+    } else {
+        driver.input(Input::Start).await;
+    }
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let next = driver.deadlines.values().min().copied();
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => {
+                    driver.input(Input::Stop).await;
+                    break;
+                }
+                Some(Command::Routes(routes)) => driver.input(Input::Routes(routes)).await,
+                Some(Command::TableReady) => driver.input(Input::TableReady).await,
+                Some(Command::Accepted(stream)) => {
+                    if driver.stream.is_none() && matches!(driver.session.state(), State::Active | State::Connect) {
+                        if let Err(error) = set_ttl(&stream, peer, config.ttl) {
+                            warn!(peer = %driver.name, %error, "cannot set the TTL of an accepted connection");
+                        }
+                        driver.attach(stream).await;
+                    } else {
+                        debug!(peer = %driver.name, "connection from the router while one is in use: closed (collision)");
+                    }
+                }
+            },
+            result = results.recv() => {
+                driver.connecting = false;
+                match result {
+                    Some(Ok(stream)) if driver.stream.is_none() && driver.session.state() == State::Connect => driver.attach(stream).await,
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => {
+                        warn!(peer = %driver.name, neighbor = %peer, %error, "BGP connection failed");
+                        driver.input(Input::ConnectFailed).await;
+                    }
+                    None => {}
+                }
+            },
+            read = read_some(&mut driver.stream, &mut buf) => match read {
+                Ok(0) | Err(_) => {
+                    driver.stream = None;
+                    driver.input(Input::Closed).await;
+                }
+                Ok(n) => driver.input(Input::Received(buf[..n].to_vec())).await,
+            },
+            _ = sleep_until(next) => {
+                let now = Instant::now();
+                let due: Vec<Timer> = driver.deadlines.iter().filter(|(_, at)| **at <= now).map(|(t, _)| *t).collect();
+                for timer in due {
+                    driver.deadlines.remove(&timer);
+                    driver.input(Input::Fired(timer)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn read_some(stream: &mut Option<TcpStream>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match stream {
+        Some(stream) => stream.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+impl Driver {
+    async fn attach(&mut self, stream: TcpStream) {
+        let local = stream.local_addr().map(|a| a.ip());
+        self.stream = Some(stream);
+        match local {
+            Ok(local) => self.input(Input::Connected { local }).await,
+            Err(_) => {
+                self.stream = None;
+                self.input(Input::Closed).await;
+            }
+        }
+    }
+
+    /// Feeds one input and performs the outputs (which may feed back more inputs).
+    async fn input(&mut self, input: Input) {
+        self.feedback.push(input);
+        while let Some(input) = self.feedback.pop() {
+            let outputs = self.session.handle(input);
+            for output in outputs {
+                self.output(output).await;
+            }
+        }
+        self.report();
+    }
+
+    async fn output(&mut self, output: Output) {
+        match output {
+            Output::Connect => {
+                if !self.connecting && self.stream.is_none() {
+                    self.connecting = true;
+                    let dial = self.dial.clone();
+                    let timeout = self.timeout;
+                    let results = self.connect_results.clone();
+                    tokio::spawn(async move {
+                        let result = connect(&dial, timeout)
+                            .await
+                            .map_err(|e| std::io::Error::other(e.to_string()));
+                        let _ = results.send(result).await;
+                    });
+                }
+            }
+            Output::Disconnect => {
+                if let Some(mut stream) = self.stream.take() {
+                    let _ = stream.shutdown().await;
+                }
+            }
+            Output::Send(bytes) => {
+                if let Some(stream) = &mut self.stream
+                    && let Err(error) = stream.write_all(&bytes).await
+                {
+                    warn!(peer = %self.name, %error, "BGP write failed");
+                    self.stream = None;
+                    self.feedback.push(Input::Closed);
+                }
+            }
+            Output::Arm(timer, after) => {
+                self.deadlines.insert(timer, Instant::now() + after);
+            }
+            Output::Cancel(timer) => {
+                self.deadlines.remove(&timer);
+            }
+            Output::Established(negotiated) => {
+                info!(peer = %self.name, neighbor = %self.peer, hold_time = negotiated.hold_time, families = ?negotiated.families,
+                    four_octet_as = negotiated.four_octet_as, "BGP session established");
+                self.status.send_modify(|s| {
+                    s.up_since = Some(now_rfc3339());
+                    s.negotiated_hold_time = Some(negotiated.hold_time);
+                    s.last_error = None;
+                });
+            }
+            Output::Down(reason) => {
+                warn!(peer = %self.name, neighbor = %self.peer, reason = %reason, "BGP session down");
+                self.status.send_modify(|s| {
+                    s.up_since = None;
+                    s.down_since = Some(now_rfc3339());
+                    s.negotiated_hold_time = None;
+                    s.last_error = Some(reason.clone());
+                });
+            }
+        }
+    }
+
+    fn report(&self) {
+        let state = self.session.state();
+        let sent = self.session.sent;
+        let received = self.session.received;
+        let advertised = self.session.advertised().len();
+        self.status.send_if_modified(|s| {
+            let changed = s.state != Some(state)
+                || s.sent != sent
+                || s.received != received
+                || s.advertised != advertised;
+            s.state = Some(state);
+            s.sent = sent;
+            s.received = received;
+            s.advertised = advertised;
+            changed
+        });
+    }
+}
