@@ -47,13 +47,18 @@ spec: {type: LoadBalancer, ports: [{port: 80}]}
 ";
 
 fn node_overlay(name: &str, ip: &str) -> String {
+    let addresses: Vec<String> = ip
+        .split(',')
+        .map(|a| format!("{{type: InternalIP, address: '{a}'}}"))
+        .collect();
     format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nstatus:\n  conditions: [{{type: Ready, status: 'True'}}]\n  addresses: [{{type: InternalIP, address: {ip}}}]\n"
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nstatus:\n  conditions: [{{type: Ready, status: 'True'}}]\n  addresses: [{}]\n",
+        addresses.join(", ")
     )
 }
 
 fn service_overlay(ips: &[&str]) -> String {
-    let ingress: Vec<String> = ips.iter().map(|ip| format!("{{ip: {ip}}}")).collect();
+    let ingress: Vec<String> = ips.iter().map(|ip| format!("{{ip: '{ip}'}}")).collect();
     format!(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\n  finalizers: [finalizer.lb.kubesphere.io/v1alpha1]\nstatus:\n  loadBalancer:\n    ingress: [{}]\n",
         ingress.join(", ")
@@ -196,5 +201,312 @@ fn two_speakers_give_frr_ecmp_paths_and_withdraw_on_release() -> Result<(), LabE
         "{}",
         lab.log("speaker-n1")
     );
+    Ok(())
+}
+
+/// A lab with one router namespace (`router`, LAN bridge with `router_ips`) and node namespaces
+/// (`(name, "v4[,v6]")`), each on the LAN.
+fn lan(lab: &mut Lab, router_ips: &[&str], nodes: &[(&str, &str)]) -> Result<(Ns, Vec<Ns>), LabError> {
+    let router = lab.netns("router")?;
+    lab.bridge(&router, "lan")?;
+    for ip in router_ips {
+        lab.addr(&router, "lan", ip)?;
+    }
+    let mut out = Vec::new();
+    for (name, ips) in nodes {
+        let ns = lab.netns(name)?;
+        let port = format!("lan-{name}");
+        lab.veth(&router, &port, &ns, "eth0")?;
+        lab.attach(&router, &port, "lan")?;
+        for ip in ips.split(',') {
+            let prefix = if ip.contains(':') { 64 } else { 24 };
+            lab.addr(&ns, "eth0", &format!("{ip}/{prefix}"))?;
+        }
+        out.push(ns);
+    }
+    Ok((router, out))
+}
+
+/// The objects directory: `objects` plus the Node overlays and the Service's ingress.
+fn objects_dir(lab: &Lab, objects: &str, nodes: &[(&str, &str)], ingress: &[&str]) -> std::path::PathBuf {
+    let dir = lab.dir().join("objects");
+    write(&dir, "objects.yaml", objects);
+    for (name, ips) in nodes {
+        write(
+            &dir,
+            &format!("status/nodes.core/{name}.yaml"),
+            &node_overlay(name, ips),
+        );
+    }
+    write(
+        &dir,
+        "status/services.core/default/web.yaml",
+        &service_overlay(ingress),
+    );
+    dir
+}
+
+const SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default, annotations: {lb.kubesphere.io/v1alpha1: openelb}}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+";
+
+fn common_objects(conf: &str, peers: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: n1}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {{name: v4}}\nspec: {{address: 203.0.113.0/28}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {{name: v6}}\nspec: {{address: '2001:db8:ffff::/120'}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {{name: default}}\nspec: {conf}\n---\n{peers}---\n{SERVICE}"
+    )
+}
+
+#[test]
+fn bird_learns_ipv4_and_ipv6_host_routes_over_sessions_of_each_family() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("bird_learns_ipv4_and_ipv6_host_routes_over_sessions_of_each_family")?
+    else {
+        return Ok(());
+    };
+    let nodes = [("n1", "198.51.100.2,2001:db8:1::2")];
+    let (router, ns) = lan(&mut lab, &["198.51.100.1/24", "2001:db8:1::1/64"], &nodes)?;
+    let bird = oxelb_tests::routers::Bird::start(
+        &mut lab,
+        &router,
+        "router",
+        &(oxelb_tests::routers::bird_conf(
+            64513,
+            "198.51.100.1",
+            "198.51.100.1",
+            &[Neighbor::new("198.51.100.2", 64512)],
+            "",
+        ) + &oxelb_tests::routers::bird_conf(
+            64513,
+            "198.51.100.1",
+            "2001:db8:1::1",
+            &[Neighbor::new("2001:db8:1::2", 64512)],
+            "",
+        )
+        .lines()
+        .filter(|l| l.starts_with("protocol bgp") || l.starts_with("  ") || *l == "}")
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("protocol bgp peer0", "protocol bgp peer6")),
+    )?;
+    let peers = "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: r4}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.1}, timers: {config: {connectRetry: '1'}}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: r6}\nspec: {conf: {peerAs: 64513, neighborAddress: '2001:db8:1::1'}, timers: {config: {connectRetry: '1'}}}\n";
+    let dir = objects_dir(
+        &lab,
+        &common_objects("{as: 64512, listenPort: -1}", peers),
+        &nodes,
+        &["203.0.113.5", "2001:db8:ffff::5"],
+    );
+    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
+    for (prefix, via) in [
+        ("203.0.113.5/32", "198.51.100.2"),
+        ("2001:db8:ffff::5/128", "2001:db8:1::2"),
+    ] {
+        wait_until(&format!("BIRD installs {prefix} via {via}"), WAIT, POLL, || {
+            let route = bird.kernel_route(prefix).map_err(|e| e.to_string())?;
+            if route.contains(via) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{route:?}; bird: {}; speaker: {}",
+                    bird.birdc(&["show", "protocols"]).unwrap_or_default(),
+                    tail(&lab.log("speaker-n1"))
+                ))
+            }
+        })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn gobgp_with_tcp_md5_and_four_octet_ases() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("gobgp_with_tcp_md5_and_four_octet_ases")? else {
+        return Ok(());
+    };
+    let nodes = [("n1", "198.51.100.2")];
+    let (router, ns) = lan(&mut lab, &["198.51.100.1/24"], &nodes)?;
+    let mut neighbor = Neighbor::new("198.51.100.2", 4_200_000_000);
+    neighbor.password = Some("s3cret".into());
+    let gobgp = oxelb_tests::routers::Gobgp::start(
+        &mut lab,
+        &router,
+        "router",
+        &oxelb_tests::routers::gobgp_conf(4_200_000_001, "198.51.100.1", &[neighbor], 179),
+    )?;
+    let peers = "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: router}\nspec: {conf: {peerAs: 4200000001, neighborAddress: 198.51.100.1, authPassword: s3cret}, timers: {config: {connectRetry: '1'}}}\n";
+    let dir = objects_dir(
+        &lab,
+        &common_objects("{as: 4200000000, listenPort: -1}", peers),
+        &nodes,
+        &["203.0.113.5"],
+    );
+    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
+    wait_until(
+        "GoBGP learns 203.0.113.5/32 with AS path 4200000000",
+        WAIT,
+        POLL,
+        || {
+            let rib = gobgp
+                .cli(&["global", "rib", "-a", "ipv4"])
+                .map_err(|e| e.to_string())?;
+            if rib.contains("203.0.113.5/32") && rib.contains("4200000000") && rib.contains("198.51.100.2") {
+                Ok(())
+            } else {
+                Err(format!("{rib}; speaker: {}", tail(&lab.log("speaker-n1"))))
+            }
+        },
+    )?;
+    Ok(())
+}
+
+#[test]
+fn editing_one_bgppeer_leaves_the_other_session_up() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("editing_one_bgppeer_leaves_the_other_session_up")? else {
+        return Ok(());
+    };
+    let nodes = [("n1", "198.51.100.2")];
+    let (router, ns) = lan(&mut lab, &["198.51.100.1/24", "198.51.100.4/24"], &nodes)?;
+    // Two routers in one namespace: FRR on .1, GoBGP on .4 (each bound to its address).
+    let frr = Frr::start(
+        &mut lab,
+        &router,
+        "frr",
+        &frr_bgpd_conf(64513, "198.51.100.1", &[Neighbor::new("198.51.100.2", 64512)], ""),
+    )?;
+    // GoBGP does not listen (FRR has port 179): it dials the speaker's listenPort from .4, and the
+    // speaker's session to it is passive.
+    let mut dialler = Neighbor::new("198.51.100.2", 64512);
+    dialler.port = Some(17900);
+    dialler.local_address = Some("198.51.100.4".into());
+    let gobgp = oxelb_tests::routers::Gobgp::start(
+        &mut lab,
+        &router,
+        "gobgp",
+        &oxelb_tests::routers::gobgp_conf(64514, "198.51.100.4", &[dialler], -1),
+    )?;
+    let peers = |hold: &str| {
+        format!(
+            "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {{name: frr}}\nspec: {{conf: {{peerAs: 64513, neighborAddress: 198.51.100.1}}, timers: {{config: {{connectRetry: '1'}}}}}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {{name: gobgp}}\nspec: {{conf: {{peerAs: 64514, neighborAddress: 198.51.100.4}}, transport: {{passiveMode: true}}, timers: {{config: {{holdTime: '{hold}', connectRetry: '1'}}}}}}\n"
+        )
+    };
+    let dir = objects_dir(
+        &lab,
+        &common_objects("{as: 64512, listenPort: 17900}", &peers("90")),
+        &nodes,
+        &["203.0.113.5"],
+    );
+    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
+    frr.wait_established("198.51.100.2", WAIT)?;
+    let established = |frr: &Frr| -> Result<u64, LabError> {
+        Ok(
+            frr.json("show bgp neighbors 198.51.100.2 json")?["198.51.100.2"]["connectionsEstablished"]
+                .as_u64()
+                .unwrap_or(0),
+        )
+    };
+    let gobgp_up = || {
+        gobgp
+            .neighbor_state("198.51.100.2")
+            .map(|s| s.contains("ESTABLISHED"))
+            .unwrap_or(false)
+    };
+    wait_until("GoBGP session up", WAIT, POLL, || {
+        if gobgp_up() {
+            Ok(())
+        } else {
+            Err(tail(&lab.log("speaker-n1")))
+        }
+    })?;
+    let before = established(&frr)?;
+
+    // Edit the GoBGP BgpPeer: its session restarts with the new hold time; FRR's is untouched.
+    write(
+        &dir,
+        "objects.yaml",
+        &common_objects("{as: 64512, listenPort: 17900}", &peers("30")),
+    );
+    wait_until("the speaker restarts only the gobgp session", WAIT, POLL, || {
+        let log = lab.log("speaker-n1");
+        if log.contains("stopping BGP session") && log.matches("starting BGP session").count() >= 3 {
+            Ok(())
+        } else {
+            Err(tail(&log))
+        }
+    })?;
+    wait_until("GoBGP session back up", WAIT, POLL, || {
+        if gobgp_up() {
+            Ok(())
+        } else {
+            Err(tail(&lab.log("speaker-n1")))
+        }
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        established(&frr)?,
+        before,
+        "FRR's session was reset by an edit of another BgpPeer"
+    );
+    assert_eq!(frr.neighbor_state("198.51.100.2")?, "Established");
+    let log = lab.log("speaker-n1");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("stopping BGP session") && l.contains("peer=frr")),
+        "{log}"
+    );
+    Ok(())
+}
+
+#[test]
+fn graceful_restart_keeps_routes_through_a_speaker_crash() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("graceful_restart_keeps_routes_through_a_speaker_crash")? else {
+        return Ok(());
+    };
+    let nodes = [("n1", "198.51.100.2")];
+    let (router, ns) = lan(&mut lab, &["198.51.100.1/24"], &nodes)?;
+    let frr = Frr::start(
+        &mut lab,
+        &router,
+        "router",
+        &frr_bgpd_conf(
+            64513,
+            "198.51.100.1",
+            &[Neighbor::new("198.51.100.2", 64512)],
+            " bgp graceful-restart\n",
+        ),
+    )?;
+    let peers = "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: router}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.1}, gracefulRestart: {enabled: true, restartTime: 60}, timers: {config: {connectRetry: '1'}}}\n";
+    let dir = objects_dir(
+        &lab,
+        &common_objects("{as: 64512, listenPort: -1}", peers),
+        &nodes,
+        &["203.0.113.5"],
+    );
+    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
+    next_hops(&frr, &lab, &["198.51.100.2"])?;
+
+    // Crash (SIGKILL: no Cease): FRR keeps the route as stale for the restart time.
+    lab.kill("speaker-n1");
+    let watch_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < watch_until {
+        assert_eq!(
+            frr.bgp_next_hops("203.0.113.5/32")?,
+            vec!["198.51.100.2"],
+            "route withdrawn while the speaker was down"
+        );
+        std::thread::sleep(POLL);
+    }
+    // Back: the session comes up again, End-of-RIB follows the full table, and the route never left.
+    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
+    frr.wait_established("198.51.100.2", WAIT)?;
+    let watch_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < watch_until {
+        assert_eq!(
+            frr.bgp_next_hops("203.0.113.5/32")?,
+            vec!["198.51.100.2"],
+            "route lost across the restart"
+        );
+        std::thread::sleep(POLL);
+    }
+    let route = frr.vtysh("show ip bgp 203.0.113.5/32")?;
+    assert!(!route.contains("stale"), "still stale after End-of-RIB: {route}");
     Ok(())
 }

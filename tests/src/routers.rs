@@ -26,6 +26,8 @@ pub struct Neighbor {
     pub port: Option<u16>,
     /// Only accept connections, never connect.
     pub passive: bool,
+    /// The router's own address for this session (GoBGP `local-address`), when it has several.
+    pub local_address: Option<String>,
 }
 
 impl Neighbor {
@@ -37,6 +39,7 @@ impl Neighbor {
             password: None,
             port: None,
             passive: false,
+            local_address: None,
         }
     }
 }
@@ -241,8 +244,11 @@ pub fn gobgp_conf(asn: u32, router_id: &str, neighbors: &[Neighbor], listen_port
             conf.push_str(&format!("    auth-password = \"{password}\"\n"));
         }
         conf.push_str("  [neighbors.timers.config]\n    connect-retry = 1\n");
-        if n.port.is_some() || n.passive {
+        if n.port.is_some() || n.passive || n.local_address.is_some() {
             conf.push_str("  [neighbors.transport.config]\n");
+            if let Some(local) = &n.local_address {
+                conf.push_str(&format!("    local-address = \"{local}\"\n"));
+            }
             if let Some(port) = n.port {
                 conf.push_str(&format!("    remote-port = {port}\n"));
             }
