@@ -510,3 +510,55 @@ fn graceful_restart_keeps_routes_through_a_speaker_crash() -> Result<(), LabErro
     assert!(!route.contains("stale"), "still stale after End-of-RIB: {route}");
     Ok(())
 }
+
+#[test]
+fn route_refresh_from_frr_gets_the_table_again() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("route_refresh_from_frr_gets_the_table_again")? else {
+        return Ok(());
+    };
+    let nodes = [("n1", "198.51.100.2")];
+    let (router, ns) = lan(&mut lab, &["198.51.100.1/24"], &nodes)?;
+    let frr = Frr::start(
+        &mut lab,
+        &router,
+        "router",
+        &frr_bgpd_conf(64513, "198.51.100.1", &[Neighbor::new("198.51.100.2", 64512)], ""),
+    )?;
+    let peers = "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: router}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.1}, timers: {config: {connectRetry: '1'}}}\n";
+    let dir = objects_dir(
+        &lab,
+        &common_objects("{as: 64512, listenPort: -1}", peers),
+        &nodes,
+        &["203.0.113.5"],
+    );
+    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
+    next_hops(&frr, &lab, &["198.51.100.2"])?;
+    let stats = |frr: &Frr| -> Result<(u64, u64), LabError> {
+        let n = &frr.json("show bgp neighbors 198.51.100.2 json")?["198.51.100.2"]["messageStats"];
+        Ok((
+            n["routeRefreshSent"].as_u64().unwrap_or(0),
+            n["updatesRecv"].as_u64().unwrap_or(0),
+        ))
+    };
+    let (refresh_before, updates_before) = stats(&frr)?;
+    frr.vtysh("clear bgp ipv4 unicast 198.51.100.2 soft in")?;
+    let (refresh, updates) = wait_until("the table sent again after ROUTE-REFRESH", WAIT, POLL, || {
+        let (refresh, updates) = stats(&frr).map_err(|e| e.to_string())?;
+        if refresh > refresh_before && updates >= updates_before + 2 {
+            Ok((refresh, updates))
+        } else {
+            Err(format!("refresh {refresh}, updates {updates}"))
+        }
+    })?;
+    assert!(
+        refresh > refresh_before && updates >= updates_before + 2,
+        "one UPDATE and the End-of-RIB"
+    );
+    assert_eq!(frr.bgp_next_hops("203.0.113.5/32")?, vec!["198.51.100.2"]);
+    assert_eq!(
+        frr.neighbor_state("198.51.100.2")?,
+        "Established",
+        "a refresh never resets the session"
+    );
+    Ok(())
+}
