@@ -1,7 +1,8 @@
 //! BGP table benchmark (issue 5's figure): one speaker announces 10,000 /32 host routes to a real
-//! FRR router in a network-namespace lab; prints the time from the speaker's start until FRR's
-//! table holds all of them, the time until its kernel does, and the speaker's RSS with the routes
-//! and its session up. Needs root (network namespaces); prints why it skips otherwise.
+//! FRR router in a network-namespace lab, and in the same run gobgpd announces the same 10,000 into
+//! the same FRR. For each it prints the time from the moment FRR sees the session Established until
+//! FRR's table holds all of its routes (polled every 10 ms), the ratio, and both processes' RSS; for
+//! the speaker also the time from its start. Needs root (network namespaces); prints why it skips.
 //!
 //! `cargo bench -p oxelb-speaker --bench bgp_table`. Addresses: 198.51.100.0/24 for the LAN; the
 //! 10,000 Service IPs come from 198.18.0.0/16 (RFC 2544's benchmarking range, as the allocator
@@ -16,7 +17,7 @@ use std::{
 
 use oxelb_tests::{
     lab::{LabError, lab_or_skip, wait_until},
-    routers::{Frr, Neighbor, frr_bgpd_conf},
+    routers::{Frr, Gobgp, Neighbor, frr_bgpd_conf, gobgp_conf},
 };
 
 const ROUTES: u32 = 10_000;
@@ -36,15 +37,55 @@ fn main() -> Result<(), LabError> {
     };
     let router = lab.netns("router")?;
     let node = lab.netns("n1")?;
-    lab.veth(&router, "eth0", &node, "eth0")?;
-    lab.addr(&router, "eth0", "198.51.100.1/24")?;
-    lab.addr(&node, "eth0", "198.51.100.2/24")?;
+    let other = lab.netns("gobgp")?;
+    lab.bridge(&router, "lan")?;
+    lab.addr(&router, "lan", "198.51.100.1/24")?;
+    for (ns, port, ip) in [
+        (&node, "lan-n1", "198.51.100.2/24"),
+        (&other, "lan-g", "198.51.100.3/24"),
+    ] {
+        lab.veth(&router, port, ns, "eth0")?;
+        lab.attach(&router, port, "lan")?;
+        lab.addr(ns, "eth0", ip)?;
+    }
     let frr = Frr::start(
         &mut lab,
         &router,
         "router",
-        &frr_bgpd_conf(64513, "198.51.100.1", &[Neighbor::new("198.51.100.2", 64512)], ""),
+        &frr_bgpd_conf(
+            64513,
+            "198.51.100.1",
+            &[
+                Neighbor::new("198.51.100.2", 64512),
+                Neighbor::new("198.51.100.3", 64514),
+            ],
+            "",
+        ),
     )?;
+    // gobgpd with the neighbor administratively down until its 10,000 routes are loaded.
+    let gobgp_toml = gobgp_conf(64514, "198.51.100.3", &[Neighbor::new("198.51.100.1", 64513)], -1).replace(
+        "    peer-as = 64513\n",
+        "    peer-as = 64513\n    admin-down = true\n",
+    );
+    let gobgp = Gobgp::start(&mut lab, &other, "g", &gobgp_toml)?;
+    let loading = Instant::now();
+    let ips: Vec<String> = (0..ROUTES)
+        .map(|i| format!("{}/32", std::net::Ipv4Addr::from(0xc612_0001 + i)))
+        .collect();
+    std::thread::scope(|scope| {
+        for chunk in ips.chunks(ips.len().div_ceil(4)) {
+            let gobgp = &gobgp;
+            scope.spawn(move || {
+                for prefix in chunk {
+                    let _ = gobgp.announce_from_bench(prefix, "198.51.100.3");
+                }
+            });
+        }
+    });
+    println!(
+        "loaded {ROUTES} routes into gobgpd in {:.1} s (its CLI, one call per route)",
+        loading.elapsed().as_secs_f64()
+    );
 
     // 10,000 Services, each holding one IP of a /16 Eip, as the controller would have written them.
     let dir = lab.dir().join("objects");
@@ -87,22 +128,8 @@ fn main() -> Result<(), LabError> {
     command.env("RUST_LOG", "warn");
     let start = Instant::now();
     let pid = lab.spawn("speaker", command)?;
-    let table = wait_until(
-        "FRR's table complete",
-        Duration::from_secs(120),
-        Duration::from_millis(20),
-        || {
-            let summary = frr
-                .json("show bgp ipv4 unicast summary json")
-                .map_err(|e| e.to_string())?;
-            let received = summary["peers"]["198.51.100.2"]["pfxRcd"].as_u64().unwrap_or(0);
-            if received >= u64::from(ROUTES) {
-                Ok(start.elapsed())
-            } else {
-                Err(format!("{received} received"))
-            }
-        },
-    )?;
+    let ours = table_time(&frr, "198.51.100.2")?;
+    let from_start = start.elapsed();
     let kernel = wait_until(
         "FRR's kernel complete",
         Duration::from_secs(120),
@@ -121,24 +148,82 @@ fn main() -> Result<(), LabError> {
             }
         },
     )?;
-    // The speaker runs under `ip netns exec`, which execs it: the pid is the speaker's.
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+
+    gobgp.cli(&["neighbor", "198.51.100.1", "enable"])?;
+    let theirs = table_time(&frr, "198.51.100.3")?;
+
+    println!("routes:                                   {ROUTES} /32 from each announcer");
+    println!(
+        "oxelb speaker: Established -> FRR full:  {:>7.0} ms",
+        ours.as_secs_f64() * 1e3
+    );
+    println!(
+        "gobgpd:        Established -> FRR full:  {:>7.0} ms",
+        theirs.as_secs_f64() * 1e3
+    );
+    println!(
+        "ratio oxelb / gobgpd:                     {:>7.2}",
+        ours.as_secs_f64() / theirs.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "oxelb speaker: process start -> FRR table full {:>6.0} ms, kernel full {:>6.0} ms (includes reading {ROUTES} objects)",
+        from_start.as_secs_f64() * 1e3,
+        kernel.as_secs_f64() * 1e3
+    );
+    // `ip netns exec` execs the program: the spawned pid is the speaker's.
+    println!(
+        "RSS: oxelb speaker {} KiB (dir: source with {ROUTES} Service files), gobgpd {} KiB",
+        rss(pid),
+        rss_of("gobgpd")
+    );
+    Ok(())
+}
+
+/// Time from the session with `neighbor` coming up until FRR received all ROUTES, as an upper
+/// bound: measured from the last poll that saw the session not yet Established (each poll is one
+/// vtysh call, so the true figure lies below by up to one poll).
+fn table_time(frr: &Frr, neighbor: &str) -> Result<Duration, LabError> {
+    let mut not_yet = Instant::now();
+    wait_until(
+        &format!("FRR's table full from {neighbor}"),
+        Duration::from_secs(180),
+        Duration::from_millis(5),
+        || {
+            let polled = Instant::now();
+            let summary = frr
+                .json("show bgp ipv4 unicast summary json")
+                .map_err(|e| e.to_string())?;
+            let peer = &summary["peers"][neighbor];
+            if peer["state"].as_str() != Some("Established") {
+                not_yet = polled;
+            }
+            let received = peer["pfxRcd"].as_u64().unwrap_or(0);
+            if peer["state"].as_str() == Some("Established") && received >= u64::from(ROUTES) {
+                Ok(not_yet.elapsed())
+            } else {
+                Err(format!("{received} received, state {:?}", peer["state"]))
+            }
+        },
+    )
+}
+
+fn rss(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+                .and_then(|l| l.split_whitespace().nth(1))
+                .map(str::to_owned)
         })
-        .unwrap_or_default();
-    println!("routes:                         {ROUTES} /32");
-    println!(
-        "speaker start -> FRR table full: {:>8.0} ms (includes reading {ROUTES} objects and the session set-up)",
-        table.as_secs_f64() * 1e3
-    );
-    println!(
-        "speaker start -> FRR kernel full: {:>7.0} ms",
-        kernel.as_secs_f64() * 1e3
-    );
-    println!("speaker RSS with the routes and 1 session: {rss} KiB");
-    Ok(())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn rss_of(name: &str) -> String {
+    let pid = std::process::Command::new("pgrep")
+        .args(["-n", "-x", name])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok());
+    pid.map_or_else(|| "?".into(), rss)
 }

@@ -316,6 +316,19 @@ impl Gobgp {
         .map(drop)
     }
 
+    /// Announces `prefix` without the documentation-range check: only for benchmarks, whose
+    /// address sets (thousands of host routes) need RFC 2544's benchmarking range 198.18.0.0/15.
+    pub fn announce_from_bench(&self, prefix: &str, next_hop: &str) -> Result<(), LabError> {
+        let benchmarking = prefix.starts_with("198.18.") || prefix.starts_with("198.19.");
+        if !benchmarking {
+            assert_documentation_address(prefix)?;
+        }
+        self.cli(&[
+            "global", "rib", "add", "-a", "ipv4", prefix, "nexthop", next_hop, "origin", "igp",
+        ])
+        .map(drop)
+    }
+
     /// Withdraws `prefix`.
     pub fn withdraw(&self, prefix: &str) -> Result<(), LabError> {
         let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
