@@ -191,11 +191,18 @@ fn merge_contest<'a>(into: &mut Merged<'a>, contest: &'a Contest) {
 
 fn decide(facts: &BTreeMap<&str, Facts<'_>>, ip: IpAddr, contest: &Merged<'_>) -> Outcome {
     // The steps of the module docs, in order; the reason is the first step that leaves nobody.
-    let alive: Vec<(&str, &Facts<'_>)> = facts.iter().filter(|(_, f)| f.alive).map(|(n, f)| (*n, f)).collect();
+    let alive: Vec<(&str, &Facts<'_>)> = facts
+        .iter()
+        .filter(|(_, f)| f.alive)
+        .map(|(n, f)| (*n, f))
+        .collect();
     if alive.is_empty() {
         return Outcome::NoEligibleNode(NoEligibleReason::NoLiveSpeaker);
     }
-    let usable: Vec<_> = alive.into_iter().filter(|(_, f)| f.ready && !f.excluded).collect();
+    let usable: Vec<_> = alive
+        .into_iter()
+        .filter(|(_, f)| f.ready && !f.excluded)
+        .collect();
     if usable.is_empty() {
         return Outcome::NoEligibleNode(NoEligibleReason::AllExcludedOrNotReady);
     }
@@ -379,7 +386,11 @@ mod tests {
                     .map(|(_, n)| n)
                     .collect();
                 for local_policy in [false, true] {
-                    let contest = if local_policy { local(ip, &endpoints) } else { cluster(ip) };
+                    let contest = if local_policy {
+                        local(ip, &endpoints)
+                    } else {
+                        cluster(ip)
+                    };
                     let got = elect_one(&candidates, &contest);
                     let eligible: Vec<&str> = flags
                         .iter()
@@ -444,7 +455,13 @@ mod tests {
         let mut candidates = healthy(&["alpha", "bravo", "charlie", "delta"]);
         candidates[2].ready = false;
         let contests: Vec<Contest> = (0..200)
-            .map(|i| if i % 3 == 0 { local(v4(i), &["alpha", "delta"]) } else { cluster(v4(i)) })
+            .map(|i| {
+                if i % 3 == 0 {
+                    local(v4(i), &["alpha", "delta"])
+                } else {
+                    cluster(v4(i))
+                }
+            })
             .collect();
         let reference = elect(&candidates, &contests);
         // Every permutation of the candidates (Heap's algorithm), contests forwards and backwards.
@@ -487,7 +504,13 @@ mod tests {
             for c in &mut dead {
                 c.alive = c.name != leaving;
             }
-            let gone = healthy(&names.iter().copied().filter(|n| *n != leaving).collect::<Vec<_>>());
+            let gone = healthy(
+                &names
+                    .iter()
+                    .copied()
+                    .filter(|n| *n != leaving)
+                    .collect::<Vec<_>>(),
+            );
             let after = elect(&dead, &contests);
             assert_eq!(after, elect(&gone, &contests));
             let mut moved = 0;

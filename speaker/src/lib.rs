@@ -8,6 +8,7 @@ pub mod bgp;
 pub mod desired;
 pub mod election;
 pub mod interface;
+pub mod layer2;
 pub mod liveness;
 pub mod node;
 pub mod planner;

@@ -4,6 +4,10 @@
 //!
 //! - TCP-MD5 signatures for BGP sessions (RFC 2385, Linux `TCP_MD5SIG`), on connecting sockets and
 //!   on the listener (accepted sockets inherit the listener's keys).
+//! - [`packet`]: the layer2 AF_PACKET sockets (ARP; NS behind a BPF filter) under tokio, re-exported
+//!   as `layer2::socket`.
+
+pub mod packet;
 
 use std::{
     io,

@@ -1,0 +1,10 @@
+//! Layer2 announcing: answering ARP (IPv4) and Neighbor Solicitations (IPv6) for the IPs this node
+//! won ([`crate::election`]), and announcing them on take-over.
+//!
+//! - [`frames`]: parsing requests and building replies and announcements (pure).
+//! - [`socket`]: AF_PACKET sockets per interface (ARP; NS behind a BPF filter) under tokio.
+
+pub mod frames;
+/// The layer2 raw sockets. Their code lives in the workspace's one unsafe module, [`crate::sys`]:
+/// `bind(sockaddr_ll)`, `SOL_PACKET` options and `if_nametoindex` have no safe wrapper.
+pub use crate::sys::packet as socket;
