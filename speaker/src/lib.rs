@@ -128,7 +128,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let indexes = watch_all(&mut app);
     let node_name = args.node_name();
     tracing::info!(node = %node_name, "speaking for this node");
-    // The announcers subscribe to the planner's state (BGP now; layer2 when it lands).
+    // The announcers (layer2, BGP) subscribe to the planner's state.
     let (publish, states) =
         tokio::sync::watch::channel(std::sync::Arc::new(planner::SpeakerState::default()));
     let writer = app.source().writer(COMPONENT);
@@ -142,6 +142,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             planner_metrics,
             publish,
         )),
+        tokio::spawn(layer2::announcer::run(states.clone(), node_name.clone())),
         tokio::spawn(bgp::manager::run(
             states,
             writer,

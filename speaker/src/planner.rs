@@ -47,6 +47,8 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 pub struct SpeakerState {
     /// This node's facts; `None` while the Node object is unknown (nothing is announced then).
     pub node: Option<NodeFacts>,
+    /// Every node's facts (layer2 election candidates).
+    pub nodes: Vec<NodeFacts>,
     /// Every IP the cluster announces, with how.
     pub announcements: BTreeMap<IpAddr, Announcement>,
     /// The BGP sessions and listener of this node.
@@ -89,6 +91,7 @@ pub fn compute(snapshot: &SpeakerSnapshot, node_name: &str) -> SpeakerState {
     };
     SpeakerState {
         node,
+        nodes: snapshot.nodes.iter().map(NodeFacts::of).collect(),
         announcements,
         sessions,
         bgp_routes,

@@ -1,9 +1,12 @@
 //! Layer2 announcing: answering ARP (IPv4) and Neighbor Solicitations (IPv6) for the IPs this node
 //! won ([`crate::election`]), and announcing them on take-over.
 //!
+//! - [`announcer`]: the responder: which IPs this node answers for, per NIC, and take-over
+//!   announcements.
 //! - [`frames`]: parsing requests and building replies and announcements (pure).
 //! - [`socket`]: AF_PACKET sockets per interface (ARP; NS behind a BPF filter) under tokio.
 
+pub mod announcer;
 pub mod frames;
 /// The layer2 raw sockets. Their code lives in the workspace's one unsafe module, [`crate::sys`]:
 /// `bind(sockaddr_ll)`, `SOL_PACKET` options and `if_nametoindex` have no safe wrapper.
