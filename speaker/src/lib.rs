@@ -53,6 +53,16 @@ pub struct Args {
     /// `spec.nodeName`); default: the host name.
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
+
+    /// A file holding the key all speakers share for their layer2 heartbeats (a Secret mounted into
+    /// the pod). Without it heartbeats are off, and layer2 failover waits for the Node to turn
+    /// NotReady.
+    #[arg(long, env = "OXELB_HEARTBEAT_KEY_FILE")]
+    pub heartbeat_key_file: Option<std::path::PathBuf>,
+
+    /// UDP port of the heartbeats (on every node's IPv4 InternalIP).
+    #[arg(long, env = "OXELB_HEARTBEAT_PORT", default_value_t = 9643)]
+    pub heartbeat_port: u16,
 }
 
 impl Args {
@@ -132,6 +142,20 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let (publish, states) =
         tokio::sync::watch::channel(std::sync::Arc::new(planner::SpeakerState::default()));
     let writer = app.source().writer(COMPONENT);
+    let heartbeat = match &args.heartbeat_key_file {
+        Some(path) => match std::fs::read(path) {
+            Ok(key) if !key.is_empty() => Some((args.heartbeat_port, key)),
+            Ok(_) => {
+                tracing::warn!(file = %path.display(), "heartbeat key file is empty: heartbeats off");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot read the heartbeat key: heartbeats off");
+                None
+            }
+        },
+        None => None,
+    };
     let tasks = [
         tokio::spawn(planner::run(
             indexes,
@@ -142,7 +166,11 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             planner_metrics,
             publish,
         )),
-        tokio::spawn(layer2::announcer::run(states.clone(), node_name.clone())),
+        tokio::spawn(layer2::announcer::run(
+            states.clone(),
+            node_name.clone(),
+            heartbeat,
+        )),
         tokio::spawn(bgp::manager::run(
             states,
             writer,

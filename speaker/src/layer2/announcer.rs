@@ -2,11 +2,12 @@
 //! announces them on take-over (gratuitous ARP in the request form and unsolicited NA, repeated),
 //! and stops answering an IP the moment it loses it.
 //!
-//! **Interim liveness** (until the heartbeat transport of [`crate::liveness`] is on the wire): a
-//! speaker counts as alive while its Node is Ready, and every other node is assumed to have each
-//! layer2 pool's interface. Failover is then as fast as the Node turning NotReady (tens of seconds),
-//! and a node without the interface could win an IP it cannot serve; both go away with heartbeats,
-//! which carry each speaker's serving pools.
+//! **Liveness**: with heartbeats on (`--heartbeat-key-file`, [`super::heartbeat`]) a speaker is alive
+//! while its heartbeats arrive (dead after 400 ms of silence), each candidate's pools are the ones
+//! its heartbeats list, and a speaker without standing (no majority, see [`crate::liveness`]) answers
+//! nothing. The whole choice is re-evaluated every 100 ms. Without heartbeats a speaker counts as
+//! alive while its Node is Ready, and every node is assumed to have each pool's interface: failover
+//! is then as slow as the Node turning NotReady.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -23,6 +24,7 @@ use super::{frames, socket::PacketSocket};
 use crate::{
     election::{Candidate, Contest, announced_by, elect},
     interface::{Nic, resolve},
+    liveness::Standing,
     planner::SpeakerState,
 };
 
@@ -35,9 +37,23 @@ const ANNOUNCE_AT: [Duration; 4] = [
     Duration::from_secs(3),
 ];
 
+/// What the heartbeats say about the other speakers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerView {
+    /// The speakers alive, this one included.
+    pub alive: BTreeSet<String>,
+    /// The pools each live peer can serve.
+    pub serving: BTreeMap<String, BTreeSet<String>>,
+}
+
 /// The IPs this node must answer for, with their pool (pure). `my_pools` are the layer2/vip pools
-/// whose interface this node has.
-pub fn my_ips(state: &SpeakerState, me: &str, my_pools: &BTreeSet<String>) -> BTreeMap<IpAddr, String> {
+/// whose interface this node has; `view` what heartbeats say (`None`: heartbeats off).
+pub fn my_ips(
+    state: &SpeakerState,
+    me: &str,
+    my_pools: &BTreeSet<String>,
+    view: Option<&PeerView>,
+) -> BTreeMap<IpAddr, String> {
     let layer2: BTreeMap<IpAddr, &crate::desired::Announcement> = state
         .announcements
         .iter()
@@ -50,13 +66,19 @@ pub fn my_ips(state: &SpeakerState, me: &str, my_pools: &BTreeSet<String>) -> BT
         .iter()
         .map(|n| Candidate {
             name: n.name.clone(),
-            alive: n.ready,
+            alive: match view {
+                Some(view) => n.name == me || view.alive.contains(&n.name),
+                None => n.ready,
+            },
             ready: n.ready && !n.network_unavailable,
             excluded: n.excluded,
             pools: if n.name == me {
                 my_pools.clone()
             } else {
-                all_pools.clone()
+                match view {
+                    Some(view) => view.serving.get(&n.name).cloned().unwrap_or_default(),
+                    None => all_pools.clone(),
+                }
             },
         })
         .collect();
@@ -92,11 +114,35 @@ impl Drop for Responder {
     }
 }
 
-/// Runs the responders of this node until the state channel closes.
-pub async fn run(mut states: watch::Receiver<Arc<SpeakerState>>, node_name: String) {
+/// Runs the responders of this node until the state channel closes. `heartbeat`: the UDP port and
+/// shared key of the heartbeats (`None`: off).
+pub async fn run(
+    mut states: watch::Receiver<Arc<SpeakerState>>,
+    node_name: String,
+    heartbeat: Option<(u16, Vec<u8>)>,
+) {
+    let (serving_tx, serving_rx) = watch::channel(BTreeSet::new());
+    let liveness = match heartbeat {
+        Some((port, key)) => {
+            match super::heartbeat::start(node_name.clone(), port, key, states.clone(), serving_rx).await {
+                Ok(liveness) => Some(liveness),
+                Err(error) => {
+                    warn!(port, %error, "cannot bind the heartbeat port: layer2 liveness falls back to Node readiness");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let mut responders: BTreeMap<String, Responder> = BTreeMap::new();
     let mut warned: BTreeMap<String, String> = BTreeMap::new();
-    while states.changed().await.is_ok() {
+    let mut standing_lost = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            changed = states.changed() => if changed.is_err() { break },
+            _ = tick.tick(), if liveness.is_some() => {}
+        }
         let state = states.borrow_and_update().clone();
         // This node's NIC for each layer2 pool.
         let mut nics: BTreeMap<String, Nic> = BTreeMap::new();
@@ -123,7 +169,43 @@ pub async fn run(mut states: watch::Receiver<Arc<SpeakerState>>, node_name: Stri
             }
         }
         let my_pools: BTreeSet<String> = nics.keys().cloned().collect();
-        let mine = my_ips(&state, &node_name, &my_pools);
+        serving_tx.send_if_modified(|s| {
+            let changed = *s != my_pools;
+            *s = my_pools.clone();
+            changed
+        });
+        let view = liveness.as_ref().map(|l| PeerView {
+            alive: l.alive(),
+            serving: l.serving(),
+        });
+        let mut mine = my_ips(&state, &node_name, &my_pools, view.as_ref());
+        if let Some(liveness) = &liveness {
+            let expected: BTreeSet<String> = state
+                .nodes
+                .iter()
+                .filter(|n| n.ready && !n.network_unavailable && !n.excluded)
+                .map(|n| n.name.clone())
+                .collect();
+            match liveness.standing(&expected) {
+                Standing::Good { .. } => {
+                    if standing_lost {
+                        info!("standing regained: answering again");
+                    }
+                    standing_lost = false;
+                }
+                Standing::Lost { seen, needed } => {
+                    if !standing_lost {
+                        warn!(
+                            seen,
+                            needed,
+                            "lost standing (sees no majority of the speakers): answering nothing until it returns"
+                        );
+                    }
+                    standing_lost = true;
+                    mine.clear();
+                }
+            }
+        }
         let mut by_nic: BTreeMap<String, (Nic, BTreeSet<IpAddr>)> = BTreeMap::new();
         for (ip, pool) in &mine {
             if let Some(nic) = nics.get(pool) {
@@ -325,7 +407,7 @@ mod tests {
         );
         let winners: Vec<&str> = ["n1", "n2", "n3"]
             .into_iter()
-            .filter(|me| !my_ips(&s, me, &pools).is_empty())
+            .filter(|me| !my_ips(&s, me, &pools, None).is_empty())
             .collect();
         assert_eq!(winners.len(), 1, "{winners:?}");
         // The winner going NotReady moves the IP to exactly one other node.
@@ -336,17 +418,17 @@ mod tests {
         let s2 = state(down, EipProtocol::Layer2);
         let next: Vec<&str> = ["n1", "n2", "n3"]
             .into_iter()
-            .filter(|me| !my_ips(&s2, me, &pools).is_empty())
+            .filter(|me| !my_ips(&s2, me, &pools, None).is_empty())
             .collect();
         assert_eq!(next.len(), 1);
         assert_ne!(next[0], winners[0]);
         // A node without the pool's interface never answers; BGP IPs are not layer2's.
-        assert!(my_ips(&s, winners[0], &BTreeSet::new()).is_empty());
+        assert!(my_ips(&s, winners[0], &BTreeSet::new(), None).is_empty());
         let bgp = state(vec![node("n1", true)], EipProtocol::Bgp);
-        assert!(my_ips(&bgp, "n1", &pools).is_empty());
+        assert!(my_ips(&bgp, "n1", &pools, None).is_empty());
         let vip = state(vec![node("n1", true)], EipProtocol::Vip);
         assert_eq!(
-            my_ips(&vip, "n1", &pools).len(),
+            my_ips(&vip, "n1", &pools, None).len(),
             1,
             "vip is announced like layer2"
         );
