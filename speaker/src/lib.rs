@@ -134,6 +134,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let mut registry = Registry::default();
     let planner_metrics = planner::PlannerMetrics::register(&mut registry);
     let bgp_metrics = bgp::manager::BgpMetrics::register(&mut registry);
+    let layer2_metrics = layer2::announcer::Layer2Metrics::register(&mut registry);
     let mut app = App::start(&args.common, registry).await?;
     let indexes = watch_all(&mut app);
     let node_name = args.node_name();
@@ -170,6 +171,8 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             states.clone(),
             node_name.clone(),
             heartbeat,
+            writer.clone(),
+            layer2_metrics,
         )),
         tokio::spawn(bgp::manager::run(
             states,

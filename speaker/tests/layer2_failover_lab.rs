@@ -173,3 +173,30 @@ fn killing_the_winner_moves_the_ip_and_pings_resume() -> Result<(), LabError> {
     );
     Ok(())
 }
+
+#[test]
+fn a_partitioned_winner_goes_silent_and_exactly_one_other_node_answers() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("a_partitioned_winner_goes_silent_and_exactly_one_other_node_answers")?
+    else {
+        return Ok(());
+    };
+    let (nodes, client, _dir) = topology(&mut lab)?;
+    let first = winner(&nodes, &client)?;
+    std::thread::sleep(Duration::from_secs(1));
+    // Cut the winner off from the other nodes both ways (blackhole routes; its link stays up, so the
+    // client still reaches it): no heartbeats cross the cut.
+    let winner_ip = format!("192.0.2.1{}/32", first + 1);
+    for (i, (_, other)) in nodes.iter().enumerate().filter(|(i, _)| *i != first) {
+        nodes[first]
+            .1
+            .ip(&["route", "add", "blackhole", &format!("192.0.2.1{}/32", i + 1)])?;
+        other.ip(&["route", "add", "blackhole", &winner_ip])?;
+    }
+    // It sees 1 of 3 (no majority) and stops; the other two see 2 of 3 and one of them takes over.
+    std::thread::sleep(Duration::from_secs(1));
+    let second = winner(&nodes, &client)?;
+    assert_ne!(second, first, "the partitioned node still answers");
+    let log = lab.log(&format!("speaker-{}", nodes[first].0));
+    assert!(log.contains("lost standing"), "{log}");
+    Ok(())
+}

@@ -16,7 +16,13 @@ use std::{
     time::Duration,
 };
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use oxelb_crds::v1alpha2::EipProtocol;
+use oxelb_runtime::source::{EventRecord, EventType, Writer};
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{debug, info, warn};
 
@@ -54,6 +60,20 @@ pub fn my_ips(
     my_pools: &BTreeSet<String>,
     view: Option<&PeerView>,
 ) -> BTreeMap<IpAddr, String> {
+    let outcomes = layer2_outcomes(state, me, my_pools, view);
+    announced_by(&outcomes, me)
+        .into_iter()
+        .filter_map(|ip| Some((ip, state.announcements.get(&ip)?.pool.clone())))
+        .collect()
+}
+
+/// The election outcome of every layer2/vip IP, as this node sees it (pure).
+pub fn layer2_outcomes(
+    state: &SpeakerState,
+    me: &str,
+    my_pools: &BTreeSet<String>,
+    view: Option<&PeerView>,
+) -> BTreeMap<IpAddr, crate::election::Outcome> {
     let layer2: BTreeMap<IpAddr, &crate::desired::Announcement> = state
         .announcements
         .iter()
@@ -90,11 +110,85 @@ pub fn my_ips(
             local_nodes: a.local_nodes.clone(),
         })
         .collect();
-    let outcomes = elect(&candidates, &contests);
-    announced_by(&outcomes, me)
-        .into_iter()
-        .filter_map(|ip| Some((ip, layer2.get(&ip)?.pool.clone())))
-        .collect()
+    elect(&candidates, &contests)
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The layer2 metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Layer2Metrics {
+    requests: Family<Labels, Counter>,
+    replies: Family<Labels, Counter>,
+    announcements: Counter,
+    foreign: Counter,
+    answered: Gauge,
+    standing: Gauge,
+}
+
+impl Layer2Metrics {
+    /// Creates and registers the families.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "oxelb_layer2_requests",
+            "ARP requests and Neighbor Solicitations received for IPs this node answers, by family",
+            m.requests.clone(),
+        );
+        registry.register(
+            "oxelb_layer2_replies",
+            "ARP replies and Neighbor Advertisements sent, by family",
+            m.replies.clone(),
+        );
+        registry.register(
+            "oxelb_layer2_announcements",
+            "Gratuitous ARPs and unsolicited Neighbor Advertisements sent on take-over",
+            m.announcements.clone(),
+        );
+        registry.register(
+            "oxelb_layer2_foreign_claims",
+            "ARP from another MAC claiming an IP this node answers for (split brain, or kube-proxy IPVS without strictARP)",
+            m.foreign.clone(),
+        );
+        registry.register(
+            "oxelb_layer2_ips_answered",
+            "IPs this node answers ARP/NDP for",
+            m.answered.clone(),
+        );
+        registry.register(
+            "oxelb_layer2_standing",
+            "1 while this speaker has standing (sees a majority, or heartbeats are off)",
+            m.standing.clone(),
+        );
+        m
+    }
+
+    fn family(ip: IpAddr) -> Labels {
+        vec![("family", if ip.is_ipv4() { "ipv4" } else { "ipv6" }.to_owned())]
+    }
+}
+
+/// An ARP frame in which another MAC claims an IP we answer for: a reply (RFC 826 operation 2) or a
+/// gratuitous ARP. Reads the sender fields of a reply directly (bounds-checked): the request parser
+/// only describes requests.
+pub fn foreign_claim(
+    frame: &[u8],
+    served: &BTreeSet<IpAddr>,
+    ours: frames::MacAddr,
+) -> Option<(IpAddr, frames::MacAddr)> {
+    let (mac, ip) = match frames::parse(frame) {
+        Err(frames::Ignored::GratuitousArp { sender_mac, ip }) => (sender_mac, ip),
+        Err(frames::Ignored::ArpNotRequest(2)) => {
+            let m = frame.get(22..28)?;
+            let i = frame.get(28..32)?;
+            (
+                frames::MacAddr(m[0], m[1], m[2], m[3], m[4], m[5]),
+                std::net::Ipv4Addr::new(i[0], i[1], i[2], i[3]),
+            )
+        }
+        _ => return None,
+    };
+    (mac != ours && served.contains(&IpAddr::V4(ip))).then_some((IpAddr::V4(ip), mac))
 }
 
 /// One NIC's responder: its sockets' tasks and the IPs it answers for.
@@ -104,6 +198,7 @@ struct Responder {
     tasks: Vec<JoinHandle<()>>,
     v6: Option<Arc<PacketSocket>>,
     arp: Arc<PacketSocket>,
+    metrics: Layer2Metrics,
 }
 
 impl Drop for Responder {
@@ -120,7 +215,11 @@ pub async fn run(
     mut states: watch::Receiver<Arc<SpeakerState>>,
     node_name: String,
     heartbeat: Option<(u16, Vec<u8>)>,
+    writer: Writer,
+    metrics: Layer2Metrics,
 ) {
+    let mut announced: BTreeSet<IpAddr> = BTreeSet::new();
+    let mut unannounceable: BTreeMap<IpAddr, String> = BTreeMap::new();
     let (serving_tx, serving_rx) = watch::channel(BTreeSet::new());
     let liveness = match heartbeat {
         Some((port, key)) => {
@@ -178,7 +277,12 @@ pub async fn run(
             alive: l.alive(),
             serving: l.serving(),
         });
-        let mut mine = my_ips(&state, &node_name, &my_pools, view.as_ref());
+        let outcomes = layer2_outcomes(&state, &node_name, &my_pools, view.as_ref());
+        let mut mine: BTreeMap<IpAddr, String> = announced_by(&outcomes, &node_name)
+            .into_iter()
+            .filter_map(|ip| Some((ip, state.announcements.get(&ip)?.pool.clone())))
+            .collect();
+        report_unannounceable(&writer, &state, &node_name, &outcomes, &mut unannounceable).await;
         if let Some(liveness) = &liveness {
             let expected: BTreeSet<String> = state
                 .nodes
@@ -188,6 +292,7 @@ pub async fn run(
                 .collect();
             match liveness.standing(&expected) {
                 Standing::Good { .. } => {
+                    metrics.standing.set(1);
                     if standing_lost {
                         info!("standing regained: answering again");
                     }
@@ -202,6 +307,7 @@ pub async fn run(
                         );
                     }
                     standing_lost = true;
+                    metrics.standing.set(0);
                     mine.clear();
                 }
             }
@@ -230,7 +336,7 @@ pub async fn run(
         }
         for (name, (nic, ips)) in by_nic {
             if !responders.contains_key(&name) {
-                match Responder::start(nic.clone()) {
+                match Responder::start(nic.clone(), metrics.clone()) {
                     Ok(responder) => {
                         responders.insert(name.clone(), responder);
                     }
@@ -244,11 +350,96 @@ pub async fn run(
                 responder.update(ips);
             }
         }
+        // Newly announced IPs: an Event on each of their Services.
+        let now: BTreeSet<IpAddr> = responders
+            .values()
+            .flat_map(|r| r.served.read().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect();
+        if liveness.is_none() {
+            metrics.standing.set(1);
+        }
+        metrics.answered.set(i64::try_from(now.len()).unwrap_or(i64::MAX));
+        for ip in now.difference(&announced) {
+            let Some(a) = state.announcements.get(ip) else {
+                continue;
+            };
+            let nic = nics.get(&a.pool).map(|n| n.name.clone()).unwrap_or_default();
+            for service in &a.services {
+                let event = EventRecord {
+                    regarding: service_ref(service),
+                    type_: EventType::Normal,
+                    reason: "AnnouncingFrom".into(),
+                    action: "Announce".into(),
+                    note: Some(format!("{ip} answered by node {node_name} on {nic} (ARP/NDP)")),
+                };
+                if let Err(error) = writer.publish_event(event).await {
+                    debug!(%error, "Event not published");
+                }
+            }
+        }
+        announced = now;
     }
 }
 
+fn service_ref(key: &str) -> ObjectReference {
+    let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Service".into()),
+        namespace: Some(namespace.to_owned()),
+        name: Some(name.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// One Warning per IP that no node may announce, published by one speaker only (the Ready node
+/// first by name), so N speakers do not say it N times.
+async fn report_unannounceable(
+    writer: &Writer,
+    state: &SpeakerState,
+    me: &str,
+    outcomes: &BTreeMap<IpAddr, crate::election::Outcome>,
+    said: &mut BTreeMap<IpAddr, String>,
+) {
+    let reporter = state
+        .nodes
+        .iter()
+        .filter(|n| n.ready)
+        .map(|n| n.name.as_str())
+        .min();
+    let mut now: BTreeMap<IpAddr, String> = BTreeMap::new();
+    for (ip, outcome) in outcomes {
+        if let crate::election::Outcome::NoEligibleNode(reason) = outcome {
+            now.insert(*ip, reason.to_string());
+        }
+    }
+    for (ip, reason) in &now {
+        if said.get(ip) == Some(reason) {
+            continue;
+        }
+        warn!(%ip, reason = %reason, "no node may announce this IP");
+        if reporter == Some(me)
+            && let Some(a) = state.announcements.get(ip)
+        {
+            for service in &a.services {
+                let event = EventRecord {
+                    regarding: service_ref(service),
+                    type_: EventType::Warning,
+                    reason: "NoEligibleNode".into(),
+                    action: "Announce".into(),
+                    note: Some(format!("{ip} is not announced: {reason}")),
+                };
+                if let Err(error) = writer.publish_event(event).await {
+                    debug!(%error, "Event not published");
+                }
+            }
+        }
+    }
+    *said = now;
+}
+
 impl Responder {
-    fn start(nic: Nic) -> Result<Self, super::socket::SocketError> {
+    fn start(nic: Nic, metrics: Layer2Metrics) -> Result<Self, super::socket::SocketError> {
         let arp = Arc::new(PacketSocket::arp(nic.index)?);
         let v6 = match PacketSocket::neighbor_solicitation(nic.index) {
             Ok(socket) => Some(Arc::new(socket)),
@@ -259,9 +450,19 @@ impl Responder {
         };
         let served: Arc<RwLock<BTreeSet<IpAddr>>> = Arc::default();
         let mac = frames::MacAddr::from(nic.mac);
-        let mut tasks = vec![tokio::spawn(answer(arp.clone(), served.clone(), mac))];
+        let mut tasks = vec![tokio::spawn(answer(
+            arp.clone(),
+            served.clone(),
+            mac,
+            metrics.clone(),
+        ))];
         if let Some(v6) = &v6 {
-            tasks.push(tokio::spawn(answer(v6.clone(), served.clone(), mac)));
+            tasks.push(tokio::spawn(answer(
+                v6.clone(),
+                served.clone(),
+                mac,
+                metrics.clone(),
+            )));
         }
         info!(interface = %nic.name, "answering ARP/NDP");
         Ok(Self {
@@ -270,6 +471,7 @@ impl Responder {
             tasks,
             v6,
             arp,
+            metrics,
         })
     }
 
@@ -303,7 +505,9 @@ impl Responder {
                 IpAddr::V4(_) => Some(self.arp.clone()),
                 IpAddr::V6(_) => self.v6.clone(),
             };
-            let (Some(socket), served, ip) = (socket, self.served.clone(), *won) else {
+            let (Some(socket), served, ip, metrics) =
+                (socket, self.served.clone(), *won, self.metrics.clone())
+            else {
                 continue;
             };
             self.tasks.push(tokio::spawn(async move {
@@ -314,8 +518,11 @@ impl Responder {
                     if !served.read().unwrap_or_else(|e| e.into_inner()).contains(&ip) {
                         return;
                     }
-                    if let Err(error) = socket.send(&frame).await {
-                        debug!(%ip, %error, "announcement not sent");
+                    match socket.send(&frame).await {
+                        Ok(()) => {
+                            metrics.announcements.inc();
+                        }
+                        Err(error) => debug!(%ip, %error, "announcement not sent"),
                     }
                 }
             }));
@@ -324,9 +531,16 @@ impl Responder {
     }
 }
 
-/// Answers requests for served IPs on one socket.
-async fn answer(socket: Arc<PacketSocket>, served: Arc<RwLock<BTreeSet<IpAddr>>>, mac: frames::MacAddr) {
+/// Answers requests for served IPs on one socket; warns (at most every 10 s per IP and MAC) when
+/// another MAC claims one of them.
+async fn answer(
+    socket: Arc<PacketSocket>,
+    served: Arc<RwLock<BTreeSet<IpAddr>>>,
+    mac: frames::MacAddr,
+    metrics: Layer2Metrics,
+) {
     let mut buf = vec![0u8; 2048];
+    let mut warned: BTreeMap<(IpAddr, frames::MacAddr), tokio::time::Instant> = BTreeMap::new();
     loop {
         let n = match socket.recv(&mut buf).await {
             Ok(n) => n,
@@ -337,27 +551,36 @@ async fn answer(socket: Arc<PacketSocket>, served: Arc<RwLock<BTreeSet<IpAddr>>>
             }
         };
         let Some(frame) = buf.get(..n) else { continue };
-        let reply = match frames::parse(frame) {
-            Ok(frames::Request::Arp(request))
-                if served
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&IpAddr::V4(request.target_ip)) =>
-            {
-                frames::arp_reply(&request, mac)
+        let current = served.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let (ip, reply) = match frames::parse(frame) {
+            Ok(frames::Request::Arp(request)) if current.contains(&IpAddr::V4(request.target_ip)) => {
+                (IpAddr::V4(request.target_ip), frames::arp_reply(&request, mac))
             }
-            Ok(frames::Request::NeighborSolicitation(ns))
-                if served
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(&IpAddr::V6(ns.target)) =>
-            {
-                frames::neighbor_advertisement(&ns, mac)
+            Ok(frames::Request::NeighborSolicitation(ns)) if current.contains(&IpAddr::V6(ns.target)) => {
+                (IpAddr::V6(ns.target), frames::neighbor_advertisement(&ns, mac))
             }
-            _ => continue,
+            _ => {
+                if let Some((ip, other)) = foreign_claim(frame, &current, mac) {
+                    metrics.foreign.inc();
+                    let now = tokio::time::Instant::now();
+                    if warned
+                        .get(&(ip, other))
+                        .is_none_or(|at| now.duration_since(*at) > Duration::from_secs(10))
+                    {
+                        warn!(%ip, other_mac = %other, our_mac = %mac,
+                            "another MAC claims an IP this node answers for: split brain, or kube-proxy in IPVS mode without strictARP (arp_ignore=1, arp_announce=2)");
+                        warned.insert((ip, other), now);
+                    }
+                }
+                continue;
+            }
         };
-        if let Err(error) = socket.send(&reply).await {
-            debug!(%error, "layer2 reply not sent");
+        metrics.requests.get_or_create(&Layer2Metrics::family(ip)).inc();
+        match socket.send(&reply).await {
+            Ok(()) => {
+                metrics.replies.get_or_create(&Layer2Metrics::family(ip)).inc();
+            }
+            Err(error) => debug!(%error, "layer2 reply not sent"),
         }
     }
 }
@@ -424,13 +647,98 @@ mod tests {
         assert_ne!(next[0], winners[0]);
         // A node without the pool's interface never answers; BGP IPs are not layer2's.
         assert!(my_ips(&s, winners[0], &BTreeSet::new(), None).is_empty());
-        let bgp = state(vec![node("n1", true)], EipProtocol::Bgp);
-        assert!(my_ips(&bgp, "n1", &pools, None).is_empty());
-        let vip = state(vec![node("n1", true)], EipProtocol::Vip);
+        assert!(
+            my_ips(
+                &state(vec![node("n1", true)], EipProtocol::Bgp),
+                "n1",
+                &pools,
+                None
+            )
+            .is_empty()
+        );
         assert_eq!(
-            my_ips(&vip, "n1", &pools, None).len(),
+            my_ips(
+                &state(vec![node("n1", true)], EipProtocol::Vip),
+                "n1",
+                &pools,
+                None
+            )
+            .len(),
             1,
             "vip is announced like layer2"
         );
+    }
+
+    #[test]
+    fn with_heartbeats_only_live_speakers_with_the_pool_win() {
+        let pools: BTreeSet<String> = ["l2".to_owned()].into();
+        let s = state(
+            vec![node("n1", true), node("n2", true), node("n3", true)],
+            EipProtocol::Layer2,
+        );
+        // n1's view: n2 alive and serving l2, n3 silent. Exactly one of n1, n2 wins, never n3.
+        let view = PeerView {
+            alive: ["n1".to_owned(), "n2".to_owned()].into(),
+            serving: [("n2".to_owned(), pools.clone())].into(),
+        };
+        let outcome = layer2_outcomes(&s, "n1", &pools, Some(&view));
+        let winner = outcome
+            .values()
+            .next()
+            .and_then(|o| o.winner())
+            .unwrap()
+            .to_owned();
+        assert!(winner == "n1" || winner == "n2", "{winner}");
+        // n2 alive but without the pool: only n1 may win.
+        let no_pool = PeerView {
+            serving: [("n2".to_owned(), BTreeSet::new())].into(),
+            ..view
+        };
+        assert_eq!(my_ips(&s, "n1", &pools, Some(&no_pool)).len(), 1);
+    }
+
+    #[test]
+    fn another_mac_claiming_our_ip_is_noticed() {
+        let ours = frames::MacAddr(2, 0, 0, 0, 0, 1);
+        let other = frames::MacAddr(2, 0, 0, 0, 0, 2);
+        let ip: std::net::Ipv4Addr = "192.0.2.50".parse().unwrap();
+        let served: BTreeSet<IpAddr> = [IpAddr::V4(ip)].into();
+        // A reply from `other` to a client's request for our IP (IPVS without strictARP, say).
+        let request = frames::ArpRequest {
+            sender_mac: frames::MacAddr(2, 0, 0, 0, 0, 9),
+            sender_ip: "192.0.2.100".parse().unwrap(),
+            target_ip: ip,
+        };
+        let reply = frames::arp_reply(&request, other);
+        assert_eq!(
+            foreign_claim(&reply, &served, ours),
+            Some((IpAddr::V4(ip), other))
+        );
+        assert_eq!(
+            foreign_claim(&frames::gratuitous_arp(ip, other), &served, ours),
+            Some((IpAddr::V4(ip), other))
+        );
+        // Our own frames, frames about other IPs, and requests are not claims.
+        assert_eq!(
+            foreign_claim(&frames::arp_reply(&request, ours), &served, ours),
+            None
+        );
+        assert_eq!(
+            foreign_claim(
+                &frames::gratuitous_arp("192.0.2.51".parse().unwrap(), other),
+                &served,
+                ours
+            ),
+            None
+        );
+        assert_eq!(
+            foreign_claim(
+                &frames::arp_request(other, "192.0.2.100".parse().unwrap(), ip),
+                &served,
+                ours
+            ),
+            None
+        );
+        assert_eq!(foreign_claim(&reply[..25], &served, ours), None, "truncated");
     }
 }
