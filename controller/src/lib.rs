@@ -8,6 +8,7 @@
 //! - [`leader`]: Lease election with self-fencing; only the holder writes.
 //! - [`metrics`]: pool sizes and usage, failures, pending Services, writes, pass latency.
 //! - [`webhook`]: the validating admission webhook with its self-managed certificate.
+//! - [`heartbeat_key`]: the Secret holding the speakers' shared heartbeat key.
 //!
 //! The loop ([`run`]) waits until every watch has synced, then, while this replica leads, runs a
 //! pass whenever an object changes (debounced), after a failed write (with backoff), and every
@@ -15,6 +16,7 @@
 
 pub mod apply;
 pub mod handling;
+pub mod heartbeat_key;
 pub mod inputs;
 pub mod leader;
 pub mod metrics;
@@ -50,6 +52,9 @@ pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:8080";
 
 /// The component name in Events and logs.
 pub const COMPONENT: &str = "oxelb-controller";
+
+/// The Secret holding the speakers' shared heartbeat key (the speaker DaemonSet mounts it).
+pub const HEARTBEAT_SECRET: &str = "oxelb-speaker-heartbeat";
 
 /// A pass runs at least this often, even when nothing changed (a safety net; changes trigger
 /// passes at once).
@@ -271,6 +276,27 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             Leadership::always()
         }
     };
+    if let Some(client) = app.source().kube_client() {
+        let (namespace, shutdown) = (args.webhook_namespace.clone(), app.shutdown().clone());
+        tasks.push(tokio::spawn(async move {
+            let mut delay = Duration::from_secs(1);
+            loop {
+                match heartbeat_key::ensure(client.clone(), &namespace, HEARTBEAT_SECRET).await {
+                    Ok(true) => {
+                        info!(secret = %format!("{namespace}/{HEARTBEAT_SECRET}"), "created the speakers' heartbeat key");
+                        return;
+                    }
+                    Ok(false) => return,
+                    Err(error) => warn!(%error, "speakers' heartbeat key not ensured; speakers wait for it"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.wait() => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }));
+    }
     match (app.source().kube_client(), args.webhook) {
         (Some(client), true) => {
             let gate = app.ready_gate();

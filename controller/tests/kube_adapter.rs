@@ -265,3 +265,66 @@ async fn a_live_lease_of_another_replica_is_not_taken() {
     }
     tokio::time::timeout(WAIT, election).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_heartbeat_key_secret_is_created_once_and_never_changed() {
+    use oxelb_controller::heartbeat_key::ensure;
+    let path = "/api/v1/namespaces/oxelb-system/secrets/oxelb-speaker-heartbeat";
+    // Absent: created with 32 random bytes.
+    let (client, mut handle) = mock_client();
+    let server = tokio::spawn(async move {
+        let (method, uri, _, _, send) = next(&mut handle).await;
+        assert_eq!((method, uri.as_str()), (Method::GET, path));
+        send.send_response(respond(StatusCode::NOT_FOUND, &status_error(404, "NotFound")));
+        let (method, uri, _, body, send) = next(&mut handle).await;
+        assert_eq!(method, Method::POST);
+        assert!(
+            uri.starts_with("/api/v1/namespaces/oxelb-system/secrets?"),
+            "{uri}"
+        );
+        use base64::Engine as _;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(body["data"]["key"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(key.len(), 32);
+        assert!(key.iter().any(|b| *b != 0));
+        send.send_response(respond(StatusCode::CREATED, &body));
+    });
+    assert!(
+        ensure(client, "oxelb-system", "oxelb-speaker-heartbeat")
+            .await
+            .unwrap()
+    );
+    tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+
+    // Present: nothing written. Lost race: AlreadyExists is fine.
+    let (client, mut handle) = mock_client();
+    let server = tokio::spawn(async move {
+        let (method, _, _, _, send) = next(&mut handle).await;
+        assert_eq!(method, Method::GET);
+        send.send_response(respond(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "oxelb-speaker-heartbeat"}, "data": {"key": "AAAA"}})));
+        handle
+    });
+    assert!(
+        !ensure(client, "oxelb-system", "oxelb-speaker-heartbeat")
+            .await
+            .unwrap()
+    );
+    let mut handle = tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+    // The client is gone (None) or silent (timeout): no request after the GET.
+    let after = tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await;
+    assert!(!matches!(after, Ok(Some(_))), "a write after finding the Secret");
+    let (client, mut handle) = mock_client();
+    let server = tokio::spawn(async move {
+        let (_, _, _, _, send) = next(&mut handle).await;
+        send.send_response(respond(StatusCode::NOT_FOUND, &status_error(404, "NotFound")));
+        let (_, _, _, _, send) = next(&mut handle).await;
+        send.send_response(respond(StatusCode::CONFLICT, &status_error(409, "AlreadyExists")));
+    });
+    assert!(
+        !ensure(client, "oxelb-system", "oxelb-speaker-heartbeat")
+            .await
+            .unwrap()
+    );
+    tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+}
