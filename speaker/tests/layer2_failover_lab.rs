@@ -200,3 +200,87 @@ fn a_partitioned_winner_goes_silent_and_exactly_one_other_node_answers() -> Resu
     assert!(log.contains("lost standing"), "{log}");
     Ok(())
 }
+
+fn endpoints_on(node: &str) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: web-x, namespace: default, labels: {{kubernetes.io/service-name: web}}}}\naddressType: IPv4\nendpoints: [{{addresses: [198.51.100.7], nodeName: {node}, conditions: {{ready: true}}}}]\n"
+    )
+}
+
+#[test]
+fn with_traffic_policy_local_the_ip_follows_the_ready_endpoint() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("with_traffic_policy_local_the_ip_follows_the_ready_endpoint")? else {
+        return Ok(());
+    };
+    let (nodes, client, dir) = topology(&mut lab)?;
+    // Make the Service Local, with its one endpoint on n2.
+    let objects = std::fs::read_to_string(dir.join("objects.yaml"))
+        .unwrap()
+        .replace(
+            "spec: {type: LoadBalancer, ports: [{port: 80}]}",
+            "spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{port: 80}]}",
+        );
+    write(&dir, "objects.yaml", &objects);
+    write(&dir, "endpoints.yaml", &endpoints_on("n2"));
+    let index = |name: &str| nodes.iter().position(|(n, _)| n == name).unwrap();
+    wait_until(
+        "n2 answers (its endpoint)",
+        WAIT,
+        Duration::from_millis(200),
+        || {
+            let who = winner(&nodes, &client).map_err(|e| e.to_string())?;
+            if who == index("n2") {
+                Ok(())
+            } else {
+                Err(format!("{} answers", nodes[who].0))
+            }
+        },
+    )?;
+    // The endpoint moves to n3: so does the IP.
+    write(&dir, "endpoints.yaml", &endpoints_on("n3"));
+    wait_until(
+        "n3 answers after the endpoint moved",
+        WAIT,
+        Duration::from_millis(200),
+        || {
+            let who = winner(&nodes, &client).map_err(|e| e.to_string())?;
+            if who == index("n3") {
+                Ok(())
+            } else {
+                Err(format!("{} answers", nodes[who].0))
+            }
+        },
+    )?;
+    Ok(())
+}
+
+#[test]
+fn a_missing_interface_is_an_event_on_the_eip_not_a_crash() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("a_missing_interface_is_an_event_on_the_eip_not_a_crash")? else {
+        return Ok(());
+    };
+    let (nodes, client, dir) = topology(&mut lab)?;
+    winner(&nodes, &client)?;
+    let objects = std::fs::read_to_string(dir.join("objects.yaml"))
+        .unwrap()
+        .replace("interface: eth0", "interface: eth9");
+    write(&dir, "objects.yaml", &objects);
+    wait_until("InterfaceMissing Event", WAIT, Duration::from_millis(200), || {
+        let events = std::fs::read_to_string(dir.join("status/events.yaml")).unwrap_or_default();
+        if events.contains("InterfaceMissing") && events.contains("eth9") {
+            Ok(())
+        } else {
+            Err(events)
+        }
+    })?;
+    // Nobody answers now, and every speaker still runs.
+    let out = client.output("arping", &["-c", "1", "-w", "1", "-I", "eth0", "192.0.2.50"])?;
+    assert!(!out.status.success());
+    for (name, _) in &nodes {
+        assert!(
+            !lab.log(&format!("speaker-{name}")).contains("panicked"),
+            "{name} crashed"
+        );
+    }
+    Ok(())
+}

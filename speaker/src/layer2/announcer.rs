@@ -262,6 +262,23 @@ pub async fn run(
                     let message = error.to_string();
                     if warned.get(&a.pool) != Some(&message) {
                         warn!(eip = %a.pool, %error, "layer2 interface unusable on this node: its IPs are not answered here");
+                        let event = EventRecord {
+                            regarding: ObjectReference {
+                                api_version: Some(oxelb_crds::names::API_VERSION_V1ALPHA2.into()),
+                                kind: Some(oxelb_crds::names::KIND_EIP.into()),
+                                name: Some(a.pool.clone()),
+                                ..Default::default()
+                            },
+                            type_: EventType::Warning,
+                            reason: "InterfaceMissing".into(),
+                            action: "Announce".into(),
+                            note: Some(format!(
+                                "node {node_name}: {message}; this node does not answer for the Eip's IPs"
+                            )),
+                        };
+                        if let Err(error) = writer.publish_event(event).await {
+                            debug!(%error, "Event not published");
+                        }
                         warned.insert(a.pool.clone(), message);
                     }
                 }
