@@ -3,7 +3,12 @@
 //! and link). Prints every outage (the longest pause between the client's ping replies) and p50/p99.
 //! Target: p50 <= 0.5 s, p99 <= 1 s. Needs root (network namespaces); prints why it skips otherwise.
 //!
-//! `cargo bench -p oxelb-speaker --bench failover`. Addresses: 192.0.2.0/24 only, inside the lab.
+//! Then it prints the speaker's RSS idle (no IP) and answering 1,000 layer2 IPs (target: under
+//! 15 MiB idle). Those 1,000 IPs come from 198.18.0.0/22 (RFC 2544's benchmarking range; the
+//! documentation ranges hold 256 addresses each); no frame leaves the lab.
+//!
+//! `cargo bench -p oxelb-speaker --bench failover`. Addresses: 192.0.2.0/24 and 198.18.0.0/22 only,
+//! inside the lab.
 
 use std::time::Duration;
 
@@ -45,7 +50,92 @@ fn one_run() -> Result<Option<Duration>, LabError> {
     Ok(failover_lab::longest_gap(&lab.log("ping")))
 }
 
+/// The speaker's RSS (KiB) on one node with `ips` layer2 IPs, once it answers for all of them.
+fn rss_with(ips: u32) -> Result<Option<u64>, LabError> {
+    use std::fmt::Write as _;
+    let Some(mut lab) = lab_or_skip("failover benchmark (RSS)")? else {
+        return Ok(None);
+    };
+    let node = lab.netns("n1")?;
+    let peer = lab.netns("peer")?;
+    lab.veth(&node, "eth0", &peer, "eth0")?;
+    lab.addr(&node, "eth0", "192.0.2.11/24")?;
+    let dir = lab.dir().join("objects");
+    let mut objects = String::from(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {name: l2}\nspec: {address: 198.18.0.0/22, protocol: layer2, interface: eth0}\n",
+    );
+    let write = |rel: &str, body: &str| -> Result<(), LabError> {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap_or(&dir)).map_err(|source| LabError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::write(&path, body).map_err(|source| LabError::Io { path, source })
+    };
+    for i in 0..ips {
+        let ip = std::net::Ipv4Addr::from(0xc612_0001 + i);
+        let _ = write!(
+            objects,
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default}}\nspec: {{type: LoadBalancer}}\n"
+        );
+        write(
+            &format!("status/services.core/default/s{i}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default, finalizers: [finalizer.lb.kubesphere.io/v1alpha1]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
+            ),
+        )?;
+    }
+    write("objects.yaml", &objects)?;
+    write(
+        "status/nodes.core/n1.yaml",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {conditions: [{type: Ready, status: 'True'}], addresses: [{type: InternalIP, address: 192.0.2.11}]}\n",
+    )?;
+    let mut command = node.command(env!("CARGO_BIN_EXE_oxelb-speaker"));
+    command.args([
+        "--source",
+        &format!("dir:{}", dir.display()),
+        "--node-name",
+        "n1",
+        "--metrics-addr",
+        "127.0.0.1:9641",
+    ]);
+    command.env("RUST_LOG", "info");
+    let pid = lab.spawn("speaker", command)?;
+    let expected = "answering ARP/NDP";
+    wait_until(
+        "the speaker settled",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let log = lab.log("speaker");
+            let announced = log.matches("announcing from this node").count() as u32;
+            if (ips == 0 && log.contains("all watches synced"))
+                || (announced >= ips && log.contains(expected))
+            {
+                Ok(())
+            } else {
+                Err(format!("{announced} announced"))
+            }
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        });
+    Ok(rss)
+}
+
 fn main() -> Result<(), LabError> {
+    if let (Some(idle), Some(loaded)) = (rss_with(0)?, rss_with(1000)?) {
+        println!(
+            "speaker RSS: idle {} KiB, answering 1000 layer2 IPs {} KiB (dir: source, 1000 Service files)",
+            idle, loaded
+        );
+    }
     let mut outages = Vec::new();
     for run in 1..=RUNS {
         match one_run()? {
