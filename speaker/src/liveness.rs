@@ -69,6 +69,20 @@ pub struct Heartbeat {
     /// The layer2/vip Eips the sender can announce (their interface exists on its node): only the
     /// sender knows its NICs, and election needs every candidate's answer (sorted, deduplicated).
     pub serving: BTreeSet<String>,
+    /// Whom the sender hears, as [`name_hash`]es: a peer counts as alive only while it hears us too
+    /// (mutual), so a one-way partition cannot leave two answerers.
+    pub hears: BTreeSet<u32>,
+}
+
+/// The 32-bit FNV-1a hash of a node name, as heartbeats list whom their sender hears (4 bytes a
+/// node keeps a heartbeat of 250 listed speakers within one datagram).
+pub fn name_hash(name: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in name.as_bytes() {
+        hash ^= u32::from(*b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
 }
 
 /// The largest datagram a heartbeat may be (fits a 1280-byte IPv6 minimum MTU with headers).
@@ -152,6 +166,15 @@ pub fn encode(heartbeat: &Heartbeat, key: &HeartbeatKey) -> Result<Vec<u8>, Enco
     for pool in &heartbeat.serving {
         push_name(&mut out, pool)?;
     }
+    let heard = heartbeat.hears.len();
+    out.extend_from_slice(
+        &u16::try_from(heard)
+            .map_err(|_| EncodeError::TooLarge { count: heard })?
+            .to_be_bytes(),
+    );
+    for hash in &heartbeat.hears {
+        out.extend_from_slice(&hash.to_be_bytes());
+    }
     if out.len() + TAG_LEN > MAX_DATAGRAM {
         return Err(EncodeError::TooLarge { count });
     }
@@ -200,6 +223,16 @@ pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, Heartbea
                 .ok_or(HeartbeatError::Malformed("truncated Eip name"))?,
         );
     }
+    let heard = reader
+        .u16()
+        .ok_or(HeartbeatError::Malformed("truncated heard count"))?;
+    let mut hears = BTreeSet::new();
+    for _ in 0..heard {
+        let bytes = reader
+            .take(4)
+            .ok_or(HeartbeatError::Malformed("truncated heard list"))?;
+        hears.insert(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+    }
     if reader.at != body.len() {
         return Err(HeartbeatError::Malformed("trailing bytes"));
     }
@@ -208,6 +241,7 @@ pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, Heartbea
         incarnation,
         seq,
         serving,
+        hears,
     })
 }
 
@@ -245,6 +279,7 @@ struct Heard {
     seq: u64,
     at: Duration,
     serving: BTreeSet<String>,
+    hears: BTreeSet<u32>,
 }
 
 /// What this speaker knows of the others.
@@ -303,29 +338,46 @@ impl Membership {
                     seq: heartbeat.seq,
                     at: now,
                     serving: heartbeat.serving.clone(),
+                    hears: heartbeat.hears.clone(),
                 },
             );
         }
         newer
     }
 
-    /// The speakers alive at `now`, this one included.
+    /// The peers this speaker heard within `dead_after` (whether or not they hear it): what its own
+    /// heartbeats list.
+    pub fn hearing(&self, now: Duration) -> BTreeSet<String> {
+        self.peers
+            .iter()
+            .filter(|(_, heard)| now.saturating_sub(heard.at) < self.config.dead_after)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The speakers alive at `now`, this one included: heard within `dead_after` **and** hearing this
+    /// speaker (their last heartbeat lists it). Requiring both directions is what keeps a one-way
+    /// partition from leaving two answerers: the side that is not heard loses its majority.
     pub fn alive(&self, now: Duration) -> BTreeSet<String> {
+        let me = name_hash(&self.me);
         let mut alive: BTreeSet<String> = self
             .peers
             .iter()
-            .filter(|(_, heard)| now.saturating_sub(heard.at) < self.config.dead_after)
+            .filter(|(_, heard)| {
+                now.saturating_sub(heard.at) < self.config.dead_after && heard.hears.contains(&me)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         alive.insert(self.me.clone());
         alive
     }
 
-    /// The Eips each live peer can serve, as its last heartbeat said (this speaker not included).
+    /// The Eips each live (mutually heard) peer can serve, as its last heartbeat said.
     pub fn serving(&self, now: Duration) -> BTreeMap<String, BTreeSet<String>> {
+        let alive = self.alive(now);
         self.peers
             .iter()
-            .filter(|(_, heard)| now.saturating_sub(heard.at) < self.config.dead_after)
+            .filter(|(name, _)| alive.contains(*name))
             .map(|(name, heard)| (name.clone(), heard.serving.clone()))
             .collect()
     }
@@ -373,12 +425,17 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A heartbeat whose sender hears every name the tests use.
     fn hb(node: &str, incarnation: u64, seq: u64) -> Heartbeat {
         Heartbeat {
             node: node.into(),
             incarnation,
             seq,
             serving: BTreeSet::new(),
+            hears: ["a", "b", "c", "n0", "n1", "n2", "n3", "n4"]
+                .iter()
+                .map(|n| name_hash(n))
+                .collect(),
         }
     }
 
@@ -420,6 +477,31 @@ mod tests {
         assert_eq!(encode(&beat, &key), Err(EncodeError::TooLarge { count: 100 }));
         let long = hb(&"x".repeat(254), 1, 1);
         assert!(matches!(encode(&long, &key), Err(EncodeError::NameTooLong(_))));
+    }
+
+    #[test]
+    fn a_peer_that_does_not_hear_us_is_not_alive() {
+        // One-way partition: b's heartbeats reach a, but b does not hear a.
+        let mut m = Membership::new("a", LivenessConfig::default());
+        let mut b = hb("b", 1, 0);
+        b.hears = [name_hash("c")].into();
+        m.heard(&b, ms(0));
+        m.heard(&hb("c", 1, 0), ms(0));
+        assert_eq!(m.hearing(ms(10)), set(&["b", "c"]), "a hears both, and says so");
+        assert_eq!(m.alive(ms(10)), set(&["a", "c"]), "only c hears a back");
+        // Three expected: a sees a and c, still a majority; with c gone too, a loses standing.
+        assert!(matches!(
+            m.standing(ms(10), &set(&["a", "b", "c"]), true),
+            Standing::Good { .. }
+        ));
+        let mut c = hb("c", 1, 1);
+        c.hears = [name_hash("b")].into();
+        m.heard(&c, ms(20));
+        assert_eq!(
+            m.standing(ms(30), &set(&["a", "b", "c"]), true),
+            Standing::Lost { seen: 1, needed: 2 }
+        );
+        assert_eq!(name_hash("a"), 0xe40c_292c, "FNV-1a 32, pinned");
     }
 
     #[test]

@@ -284,3 +284,24 @@ fn a_missing_interface_is_an_event_on_the_eip_not_a_crash() -> Result<(), LabErr
     }
     Ok(())
 }
+
+#[test]
+fn a_one_way_partition_leaves_exactly_one_answerer() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("a_one_way_partition_leaves_exactly_one_answerer")? else {
+        return Ok(());
+    };
+    let (nodes, client, _dir) = topology(&mut lab)?;
+    let first = winner(&nodes, &client)?;
+    std::thread::sleep(Duration::from_secs(1));
+    // The winner can no longer send to the other nodes, but still hears them: they stop hearing it
+    // and elect another node; it must notice that they no longer hear it, and go silent.
+    for (i, _) in nodes.iter().enumerate().filter(|(i, _)| *i != first) {
+        nodes[first]
+            .1
+            .ip(&["route", "add", "blackhole", &format!("192.0.2.1{}/32", i + 1)])?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let second = winner(&nodes, &client)?;
+    assert_ne!(second, first, "the winner that is not heard still answers");
+    Ok(())
+}

@@ -14,7 +14,7 @@ use tokio::{net::UdpSocket, sync::watch, time::Instant};
 use tracing::{debug, info, warn};
 
 use crate::{
-    liveness::{Heartbeat, HeartbeatKey, LivenessConfig, Membership, Standing, decode, encode},
+    liveness::{Heartbeat, HeartbeatKey, LivenessConfig, Membership, Standing, decode, encode, name_hash},
     planner::SpeakerState,
 };
 
@@ -85,6 +85,7 @@ pub async fn start(
     {
         let socket = socket.clone();
         let key = key.clone();
+        let liveness = liveness.clone();
         tokio::spawn(async move {
             let incarnation = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -95,11 +96,23 @@ pub async fn start(
             loop {
                 tick.tick().await;
                 let state = states.borrow().clone();
+                let hears = {
+                    let now = liveness.now();
+                    liveness
+                        .membership
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .hearing(now)
+                        .iter()
+                        .map(|n| name_hash(n))
+                        .collect()
+                };
                 let beat = Heartbeat {
                     node: node_name.clone(),
                     incarnation,
                     seq,
                     serving: serving.borrow().clone(),
+                    hears,
                 };
                 seq += 1;
                 let bytes = match encode(&beat, &key) {
