@@ -23,12 +23,7 @@ use oxelb_tests::{
 const ROUTES: u32 = 10_000;
 
 fn write(dir: &Path, rel: &str, body: &str) -> Result<(), LabError> {
-    let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap_or(dir)).map_err(|source| LabError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    std::fs::write(&path, body).map_err(|source| LabError::Io { path, source })
+    oxelb_tests::lab::write_file(dir, rel, body)
 }
 
 fn main() -> Result<(), LabError> {
@@ -208,15 +203,7 @@ fn table_time(frr: &Frr, neighbor: &str) -> Result<Duration, LabError> {
 }
 
 fn rss(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "?".into())
+    oxelb_tests::lab::rss_kib(pid).map_or_else(|| "?".into(), |k| k.to_string())
 }
 
 fn rss_of(name: &str) -> String {

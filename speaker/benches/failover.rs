@@ -64,14 +64,7 @@ fn rss_with(ips: u32) -> Result<Option<u64>, LabError> {
     let mut objects = String::from(
         "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {name: l2}\nspec: {address: 198.18.0.0/22, protocol: layer2, interface: eth0}\n",
     );
-    let write = |rel: &str, body: &str| -> Result<(), LabError> {
-        let path = dir.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap_or(&dir)).map_err(|source| LabError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        std::fs::write(&path, body).map_err(|source| LabError::Io { path, source })
-    };
+    let write = |rel: &str, body: &str| oxelb_tests::lab::write_file(&dir, rel, body);
     for i in 0..ips {
         let ip = std::net::Ipv4Addr::from(0xc612_0001 + i);
         let _ = write!(
@@ -119,13 +112,7 @@ fn rss_with(ips: u32) -> Result<Option<u64>, LabError> {
         },
     )?;
     std::thread::sleep(Duration::from_secs(2));
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        });
+    let rss = oxelb_tests::lab::rss_kib(pid);
     Ok(rss)
 }
 

@@ -66,12 +66,7 @@ fn service_overlay(ips: &[&str]) -> String {
 }
 
 fn write(dir: &Path, rel: &str, body: &str) {
-    let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    // Atomically, as the controller's dir store does: readers never see half a file.
-    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().unwrap().to_string_lossy()));
-    std::fs::write(&tmp, body).unwrap();
-    std::fs::rename(tmp, path).unwrap();
+    oxelb_tests::lab::write_file(dir, rel, body).unwrap();
 }
 
 fn start_speaker(lab: &mut Lab, ns: &Ns, node: &str, dir: &Path) -> Result<(), LabError> {

@@ -12,11 +12,7 @@ use oxelb_tests::lab::{Lab, LabError, Ns, lab_or_skip, wait_until};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn write(dir: &Path, rel: &str, body: &str) {
-    let path = dir.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().unwrap().to_string_lossy()));
-    std::fs::write(&tmp, body).unwrap();
-    std::fs::rename(tmp, path).unwrap();
+    oxelb_tests::lab::write_file(dir, rel, body).unwrap();
 }
 
 /// The lab's nodes (name, namespace), the client, and the objects directory.

@@ -157,6 +157,37 @@ pub fn output(program: &str, args: &[&str]) -> Result<Output, LabError> {
         })
 }
 
+/// Writes `body` to `dir/rel` atomically (a hidden temporary file renamed over it), creating the
+/// directories: a `dir:` source polling the tree never reads half a file.
+pub fn write_file(dir: &Path, rel: &str, body: &str) -> Result<(), LabError> {
+    let path = dir.join(rel);
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| LabError::Io { path, source }
+    };
+    let parent = path.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, body).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))
+}
+
+/// The resident set size of process `pid` in KiB (`VmRSS`), if it runs.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Polls `probe` every `every` until it returns `Some`, for at most `timeout`.
 pub fn wait_until<T>(
     what: &str,
