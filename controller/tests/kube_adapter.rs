@@ -174,17 +174,22 @@ async fn writes_are_merge_patches_a_conflict_is_never_overwritten_and_repeats_ar
     );
 }
 
+/// The Lease `oxelb-system/oxelb-controller` with client-go's timing, for replica `identity`.
+fn lease_config(identity: &str, retry_period: Duration) -> LeaseConfig {
+    LeaseConfig {
+        namespace: "oxelb-system".into(),
+        name: "oxelb-controller".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period,
+    }
+}
+
 #[tokio::test]
 async fn election_creates_the_lease_leads_and_releases_on_stop() {
     let (client, mut handle) = mock_client();
-    let config = LeaseConfig {
-        namespace: "oxelb-system".into(),
-        name: "oxelb-controller".into(),
-        identity: "replica-a".into(),
-        lease_duration: Duration::from_secs(15),
-        renew_deadline: Duration::from_secs(10),
-        retry_period: Duration::from_secs(2),
-    };
+    let config = lease_config("replica-a", Duration::from_secs(2));
     let (fence_tx, fence_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let election = tokio::spawn(run_election(client, config, fence_tx, async move {
@@ -234,14 +239,7 @@ async fn election_creates_the_lease_leads_and_releases_on_stop() {
 #[tokio::test]
 async fn a_live_lease_of_another_replica_is_not_taken() {
     let (client, mut handle) = mock_client();
-    let config = LeaseConfig {
-        namespace: "oxelb-system".into(),
-        name: "oxelb-controller".into(),
-        identity: "replica-b".into(),
-        lease_duration: Duration::from_secs(15),
-        renew_deadline: Duration::from_secs(10),
-        retry_period: Duration::from_millis(50),
-    };
+    let config = lease_config("replica-b", Duration::from_millis(50));
     let (fence_tx, fence_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let election = tokio::spawn(run_election(client, config, fence_tx, async move {

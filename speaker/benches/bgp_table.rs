@@ -110,17 +110,7 @@ fn main() -> Result<(), LabError> {
         write(&dir, &format!("status/services.core/default/s{i}.yaml"), doc)?;
     }
 
-    let binary = env!("CARGO_BIN_EXE_oxelb-speaker");
-    let mut command = node.command(binary);
-    command.args([
-        "--source",
-        &format!("dir:{}", dir.display()),
-        "--node-name",
-        "n1",
-        "--metrics-addr",
-        "127.0.0.1:9641",
-    ]);
-    command.env("RUST_LOG", "warn");
+    let command = node.speaker(env!("CARGO_BIN_EXE_oxelb-speaker"), &dir, "n1", "warn");
     let start = Instant::now();
     let pid = lab.spawn("speaker", command)?;
     let ours = table_time(&frr, "198.51.100.2")?;

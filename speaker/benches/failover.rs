@@ -83,17 +83,10 @@ fn rss_with(ips: u32) -> Result<Option<u64>, LabError> {
         "status/nodes.core/n1.yaml",
         "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {conditions: [{type: Ready, status: 'True'}], addresses: [{type: InternalIP, address: 192.0.2.11}]}\n",
     )?;
-    let mut command = node.command(env!("CARGO_BIN_EXE_oxelb-speaker"));
-    command.args([
-        "--source",
-        &format!("dir:{}", dir.display()),
-        "--node-name",
-        "n1",
-        "--metrics-addr",
-        "127.0.0.1:9641",
-    ]);
-    command.env("RUST_LOG", "info");
-    let pid = lab.spawn("speaker", command)?;
+    let pid = lab.spawn(
+        "speaker",
+        node.speaker(env!("CARGO_BIN_EXE_oxelb-speaker"), &dir, "n1", "info"),
+    )?;
     let expected = "answering ARP/NDP";
     wait_until(
         "the speaker settled",

@@ -221,11 +221,14 @@ mod tests {
         let slices = [
             slice(
                 "web",
-                json!([{"addresses": ["10.0.0.1"], "nodeName": "n1", "conditions": {"ready": true}},
-                                {"addresses": ["10.0.0.2"], "nodeName": "n2", "conditions": {"ready": false}}]),
+                json!([{"addresses": ["198.51.100.71"], "nodeName": "n1", "conditions": {"ready": true}},
+                                {"addresses": ["198.51.100.72"], "nodeName": "n2", "conditions": {"ready": false}}]),
             ),
-            slice("dns", json!([{"addresses": ["10.0.0.3"], "nodeName": "n3"}])),
-            slice("other", json!([{"addresses": ["10.0.0.4"], "nodeName": "n4"}])),
+            slice("dns", json!([{"addresses": ["198.51.100.73"], "nodeName": "n3"}])),
+            slice(
+                "other",
+                json!([{"addresses": ["198.51.100.74"], "nodeName": "n4"}]),
+            ),
         ];
         let d = desired(&services, &eips, &slices);
         let ann = &d[&"192.0.2.5".parse().unwrap()];
@@ -262,7 +265,7 @@ mod tests {
         ];
         let slices = [slice(
             "local",
-            json!([{"addresses": ["10.0.0.1"], "nodeName": "n2"}]),
+            json!([{"addresses": ["198.51.100.71"], "nodeName": "n2"}]),
         )];
         let d = desired(&services, &eips, &slices);
         let facts = |name: &str, ready: bool| {

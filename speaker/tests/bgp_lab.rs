@@ -70,16 +70,7 @@ fn write(dir: &Path, rel: &str, body: &str) {
 }
 
 fn start_speaker(lab: &mut Lab, ns: &Ns, node: &str, dir: &Path) -> Result<(), LabError> {
-    let mut command = ns.command(env!("CARGO_BIN_EXE_oxelb-speaker"));
-    command.args([
-        "--source",
-        &format!("dir:{}", dir.display()),
-        "--node-name",
-        node,
-        "--metrics-addr",
-        "127.0.0.1:9641",
-    ]);
-    command.env("RUST_LOG", "info");
+    let command = ns.speaker(env!("CARGO_BIN_EXE_oxelb-speaker"), dir, node, "info");
     lab.spawn(&format!("speaker-{node}"), command).map(drop)
 }
 
@@ -450,6 +441,20 @@ fn editing_one_bgppeer_leaves_the_other_session_up() -> Result<(), LabError> {
     Ok(())
 }
 
+/// Asserts, polling for 3 s, that FRR's only path to 203.0.113.5/32 stays via 198.51.100.2.
+fn route_stays(frr: &Frr, what: &str) -> Result<(), LabError> {
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        assert_eq!(
+            frr.bgp_next_hops("203.0.113.5/32")?,
+            vec!["198.51.100.2"],
+            "{what}"
+        );
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}
+
 #[test]
 fn graceful_restart_keeps_routes_through_a_speaker_crash() -> Result<(), LabError> {
     let Some(mut lab) = lab_or_skip("graceful_restart_keeps_routes_through_a_speaker_crash")? else {
@@ -480,27 +485,11 @@ fn graceful_restart_keeps_routes_through_a_speaker_crash() -> Result<(), LabErro
 
     // Crash (SIGKILL: no Cease): FRR keeps the route as stale for the restart time.
     lab.kill("speaker-n1");
-    let watch_until = std::time::Instant::now() + Duration::from_secs(3);
-    while std::time::Instant::now() < watch_until {
-        assert_eq!(
-            frr.bgp_next_hops("203.0.113.5/32")?,
-            vec!["198.51.100.2"],
-            "route withdrawn while the speaker was down"
-        );
-        std::thread::sleep(POLL);
-    }
+    route_stays(&frr, "route withdrawn while the speaker was down")?;
     // Back: the session comes up again, End-of-RIB follows the full table, and the route never left.
     start_speaker(&mut lab, &ns[0], "n1", &dir)?;
     frr.wait_established("198.51.100.2", WAIT)?;
-    let watch_until = std::time::Instant::now() + Duration::from_secs(3);
-    while std::time::Instant::now() < watch_until {
-        assert_eq!(
-            frr.bgp_next_hops("203.0.113.5/32")?,
-            vec!["198.51.100.2"],
-            "route lost across the restart"
-        );
-        std::thread::sleep(POLL);
-    }
+    route_stays(&frr, "route lost across the restart")?;
     let route = frr.vtysh("show ip bgp 203.0.113.5/32")?;
     assert!(!route.contains("stale"), "still stale after End-of-RIB: {route}");
     Ok(())

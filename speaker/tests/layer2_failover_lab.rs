@@ -67,18 +67,11 @@ pub fn topology(lab: &mut Lab) -> Result<Topology, LabError> {
     );
     std::fs::write(dir.join("..").join("heartbeat.key"), b"lab-shared-secret").unwrap();
     for (name, ns) in &nodes {
-        let mut command = ns.command(env!("CARGO_BIN_EXE_oxelb-speaker"));
+        let mut command = ns.speaker(env!("CARGO_BIN_EXE_oxelb-speaker"), &dir, name, "info");
         command.args([
-            "--source",
-            &format!("dir:{}", dir.display()),
-            "--node-name",
-            name,
-            "--metrics-addr",
-            "127.0.0.1:9641",
             "--heartbeat-key-file",
             &dir.join("..").join("heartbeat.key").display().to_string(),
         ]);
-        command.env("RUST_LOG", "info");
         lab.spawn(&format!("speaker-{name}"), command)?;
     }
     Ok((nodes, client, dir))
@@ -91,10 +84,7 @@ pub fn winner(nodes: &[(String, Ns)], client: &Ns) -> Result<usize, LabError> {
         WAIT,
         Duration::from_millis(200),
         || {
-            let out = client
-                .output("arping", &["-c", "1", "-w", "1", "-I", "eth0", "192.0.2.50"])
-                .map_err(|e| e.to_string())?;
-            let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+            let (_, text) = client.arping("eth0", "192.0.2.50").map_err(|e| e.to_string())?;
             let hits: Vec<usize> = (0..nodes.len())
                 .filter(|i| {
                     nodes[*i]
@@ -270,8 +260,8 @@ fn a_missing_interface_is_an_event_on_the_eip_not_a_crash() -> Result<(), LabErr
         }
     })?;
     // Nobody answers now, and every speaker still runs.
-    let out = client.output("arping", &["-c", "1", "-w", "1", "-I", "eth0", "192.0.2.50"])?;
-    assert!(!out.status.success());
+    let (answered, _) = client.arping("eth0", "192.0.2.50")?;
+    assert!(!answered);
     for (name, _) in &nodes {
         assert!(
             !lab.log(&format!("speaker-{name}")).contains("panicked"),

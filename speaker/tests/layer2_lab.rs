@@ -70,17 +70,10 @@ fn a_client_resolves_the_service_ip_to_the_node_and_not_after_release() -> Resul
         "status/services.core/default/web.yaml",
         &service(&["192.0.2.50", "2001:db8::42"]),
     );
-    let mut command = node.command(env!("CARGO_BIN_EXE_oxelb-speaker"));
-    command.args([
-        "--source",
-        &format!("dir:{}", dir.display()),
-        "--node-name",
-        "n1",
-        "--metrics-addr",
-        "127.0.0.1:9641",
-    ]);
-    command.env("RUST_LOG", "info");
-    lab.spawn("speaker", command)?;
+    lab.spawn(
+        "speaker",
+        node.speaker(env!("CARGO_BIN_EXE_oxelb-speaker"), &dir, "n1", "info"),
+    )?;
 
     // IPv4: the client's kernel resolves the IP to the node's MAC.
     wait_until(
@@ -88,10 +81,7 @@ fn a_client_resolves_the_service_ip_to_the_node_and_not_after_release() -> Resul
         WAIT,
         Duration::from_millis(200),
         || {
-            let out = client
-                .output("arping", &["-c", "1", "-w", "1", "-I", "eth0", "192.0.2.50"])
-                .map_err(|e| e.to_string())?;
-            let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+            let (_, text) = client.arping("eth0", "192.0.2.50").map_err(|e| e.to_string())?;
             if text.contains(&node_mac.to_lowercase()) {
                 Ok(())
             } else {
@@ -106,8 +96,8 @@ fn a_client_resolves_the_service_ip_to_the_node_and_not_after_release() -> Resul
     let ndp = client.run("ndisc6", &["-1", "-r", "3", "2001:db8::42", "eth0"])?;
     assert!(ndp.to_lowercase().contains(&node_mac.to_lowercase()), "{ndp}");
     // An IP nobody holds gets no answer.
-    let out = client.output("arping", &["-c", "1", "-w", "1", "-I", "eth0", "192.0.2.51"])?;
-    assert!(!out.status.success(), "an unassigned IP was answered");
+    let (answered, _) = client.arping("eth0", "192.0.2.51")?;
+    assert!(!answered, "an unassigned IP was answered");
 
     // Released: the node stops answering at once.
     write(&dir, "status/services.core/default/web.yaml", &service(&[]));
@@ -116,10 +106,8 @@ fn a_client_resolves_the_service_ip_to_the_node_and_not_after_release() -> Resul
         WAIT,
         Duration::from_millis(200),
         || {
-            let out = client
-                .output("arping", &["-c", "1", "-w", "1", "-I", "eth0", "192.0.2.50"])
-                .map_err(|e| e.to_string())?;
-            if out.status.success() {
+            let (answered, _) = client.arping("eth0", "192.0.2.50").map_err(|e| e.to_string())?;
+            if answered {
                 Err("still answered".into())
             } else {
                 Ok(())

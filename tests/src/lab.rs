@@ -269,6 +269,32 @@ impl Ns {
         }))
     }
 
+    /// One `arping` from `ifname` to `ip` (1 s at most): whether a reply came, and the output in
+    /// lower case (the replying MAC is in it).
+    pub fn arping(&self, ifname: &str, ip: &str) -> Result<(bool, String), LabError> {
+        let out = self.output("arping", &["-c", "1", "-w", "1", "-I", ifname, ip])?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_lowercase(),
+        ))
+    }
+
+    /// The speaker binary `binary` in this namespace on the `dir:` source `dir`, as node `node`,
+    /// with `RUST_LOG=log_level`; add flags to the returned command before spawning it.
+    pub fn speaker(&self, binary: &str, dir: &Path, node: &str, log_level: &str) -> Command {
+        let mut command = self.command(binary);
+        command.args([
+            "--source",
+            &format!("dir:{}", dir.display()),
+            "--node-name",
+            node,
+            "--metrics-addr",
+            "127.0.0.1:9641",
+        ]);
+        command.env("RUST_LOG", log_level);
+        command
+    }
+
     /// A `Command` that runs `program` inside the namespace (for long-running processes).
     pub fn command(&self, program: &str) -> Command {
         let mut command = Command::new("ip");

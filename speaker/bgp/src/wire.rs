@@ -484,15 +484,21 @@ fn chunks(prefixes: &[Vec<u8>], room: usize) -> Vec<Vec<u8>> {
     out
 }
 
-/// UPDATEs announcing `routes` (host routes of one family), as few as fit 4096 bytes each. Empty
-/// when the family has no next hop.
-pub fn announce(routes: &BTreeSet<IpAddr>, family: Family, p: &UpdateParams) -> Vec<Vec<u8>> {
+/// The NLRI encodings of the `family` routes of `routes` (with path identifier 1 when ADD-PATH is
+/// negotiated for the family).
+fn family_prefixes(routes: &BTreeSet<IpAddr>, family: Family, p: &UpdateParams) -> Vec<Vec<u8>> {
     let path_id = p.add_path.contains(&family);
-    let prefixes: Vec<Vec<u8>> = routes
+    routes
         .iter()
         .filter(|ip| Family::of(**ip) == family)
         .map(|ip| prefix_bytes(*ip, path_id))
-        .collect();
+        .collect()
+}
+
+/// UPDATEs announcing `routes` (host routes of one family), as few as fit 4096 bytes each. Empty
+/// when the family has no next hop.
+pub fn announce(routes: &BTreeSet<IpAddr>, family: Family, p: &UpdateParams) -> Vec<Vec<u8>> {
+    let prefixes = family_prefixes(routes, family, p);
     if prefixes.is_empty() {
         return Vec::new();
     }
@@ -547,12 +553,7 @@ fn attribute_extended(flags: u8, kind: u8, value: &[u8]) -> Vec<u8> {
 
 /// UPDATEs withdrawing `routes` of one family.
 pub fn withdraw(routes: &BTreeSet<IpAddr>, family: Family, p: &UpdateParams) -> Vec<Vec<u8>> {
-    let path_id = p.add_path.contains(&family);
-    let prefixes: Vec<Vec<u8>> = routes
-        .iter()
-        .filter(|ip| Family::of(**ip) == family)
-        .map(|ip| prefix_bytes(*ip, path_id))
-        .collect();
+    let prefixes = family_prefixes(routes, family, p);
     match family {
         Family::Ipv4Unicast => chunks(&prefixes, MAX_MESSAGE - HEADER_LEN - 4)
             .iter()
