@@ -416,6 +416,41 @@ impl Membership {
     }
 }
 
+/// Holds a speaker silent for a while after it gains standing (at start, or when a partition
+/// heals), so it never answers on a half-learnt view of its peers.
+///
+/// Why: speakers that start together each gain standing as soon as they hear a majority, but not
+/// all in the same 100 ms; two whose views still differ elect different winners for the same IP,
+/// and both answer until the views agree (seen in the end-to-end lab: three answerers for ~60 ms
+/// at cluster start). After `settle` (one `dead_after`), every live peer has been heard several
+/// times and has heard us: the views agree, so the election agrees. A speaker that keeps standing
+/// is never held back, so failover (the survivors keep standing) is not slowed.
+#[derive(Clone, Debug)]
+pub struct SettleGate {
+    settle: Duration,
+    good_since: Option<Duration>,
+}
+
+impl SettleGate {
+    /// A gate that opens `settle` after standing is gained.
+    pub fn new(settle: Duration) -> Self {
+        Self {
+            settle,
+            good_since: None,
+        }
+    }
+
+    /// Whether the speaker may answer at `now`, given whether it has standing now.
+    pub fn open(&mut self, now: Duration, standing: bool) -> bool {
+        if !standing {
+            self.good_since = None;
+            return false;
+        }
+        let since = *self.good_since.get_or_insert(now);
+        now.saturating_sub(since) >= self.settle
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -441,6 +476,21 @@ mod tests {
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_gate_opens_one_settle_after_standing_and_closes_at_once_without_it() {
+        let mut gate = SettleGate::new(ms(400));
+        assert!(!gate.open(ms(0), false), "no standing, no answer");
+        assert!(!gate.open(ms(100), true), "standing just gained: settling");
+        assert!(!gate.open(ms(499), true), "still settling");
+        assert!(gate.open(ms(500), true), "settled");
+        assert!(gate.open(ms(5000), true), "stays open while standing holds");
+        assert!(!gate.open(ms(5001), false), "closed the moment standing is lost");
+        assert!(!gate.open(ms(5002), true), "regained: settles again");
+        assert!(gate.open(ms(5402), true));
+        let mut zero = SettleGate::new(Duration::ZERO);
+        assert!(zero.open(ms(0), true), "a zero settle opens at once");
     }
 
     #[test]

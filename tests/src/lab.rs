@@ -311,7 +311,14 @@ pub struct Lab {
     namespaces: Vec<Ns>,
     children: Vec<(String, Child)>,
     pidfiles: Vec<PathBuf>,
-    dir: tempfile::TempDir,
+    dir: LabDir,
+}
+
+/// Where a lab keeps its files: a temporary directory removed with the lab, or a directory the
+/// caller chose (the demo's, which its script removes, also after a crash).
+enum LabDir {
+    Temporary(tempfile::TempDir),
+    Given(PathBuf),
 }
 
 impl Lab {
@@ -334,7 +341,25 @@ impl Lab {
             namespaces: Vec::new(),
             children: Vec::new(),
             pidfiles: Vec::new(),
-            dir,
+            dir: LabDir::Temporary(dir),
+        })
+    }
+
+    /// A lab whose namespaces are named `<prefix>-...` and whose files go to `dir` (created when
+    /// missing, left in place on drop): for the demo, whose script finds and removes what a killed
+    /// run left by that prefix and directory. [`LabError::Skip`] when labs cannot run here.
+    pub fn named(prefix: &str, dir: PathBuf) -> Result<Self, LabError> {
+        can_run()?;
+        std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            pidfiles: Vec::new(),
+            dir: LabDir::Given(dir),
         })
     }
 
@@ -345,7 +370,10 @@ impl Lab {
 
     /// The lab's directory (configuration files, logs, sockets).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        match &self.dir {
+            LabDir::Temporary(dir) => dir.path(),
+            LabDir::Given(dir) => dir,
+        }
     }
 
     /// Writes a file under the lab's directory and returns its path.
@@ -526,6 +554,13 @@ impl Drop for Lab {
         // Deleting a namespace destroys the interfaces in it (and the veth peers elsewhere).
         for ns in self.namespaces.iter().rev() {
             let _ = output("ip", &["netns", "delete", ns.name()]);
+        }
+        // OXELB_LAB_KEEP=1 keeps the files (configs, every process's log) for a post-mortem.
+        if std::env::var_os("OXELB_LAB_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, LabDir::Given(PathBuf::new()));
+            if let LabDir::Temporary(dir) = dir {
+                eprintln!("lab files kept in {}", dir.keep().display());
+            }
         }
     }
 }

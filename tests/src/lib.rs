@@ -5,8 +5,11 @@
 //! in a shipped manifest fails a test instead of being silently dropped by the API server.
 
 //! [`lab`] builds network-namespace labs (hosts, veths, bridges, processes, torn down on drop) and
-//! [`routers`] runs real FRR, BIRD and GoBGP routers in them.
+//! [`routers`] runs real FRR, BIRD and GoBGP routers in them. [`cluster`] builds on both: the whole
+//! demo topology (router, clients, three nodes running the real controller and speakers), shared
+//! by the demo (`examples/lab/demo.sh`, binary `oxelb-demo`) and the end-to-end tests.
 
+pub mod cluster;
 pub mod lab;
 pub mod manifest;
 pub mod routers;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use ipnet::IpNet;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
 use oxelb_crds::address::{self, IpRange};
 use oxelb_crds::interface::{self, InterfaceSelector};
 use oxelb_crds::names;
@@ -57,6 +57,7 @@ fn typed(doc: &Document) -> Result<Example, String> {
         (Some("v1"), Some("ConfigMap")) => round_trip::<ConfigMap>(doc)
             .map(|_| Example::Checked)
             .map_err(rt)?,
+        (Some("v1"), Some("Node")) => round_trip::<Node>(doc).map(|_| Example::Checked).map_err(rt)?,
         (Some("v1"), Some("Secret")) => round_trip::<Secret>(doc).map(|_| Example::Checked).map_err(rt)?,
         (Some("apps/v1"), Some("Deployment")) => Example::Deployment(round_trip(doc).map_err(rt)?),
         _ => {
@@ -104,8 +105,20 @@ fn examples() -> Vec<(Document, Example)> {
     ok
 }
 
-fn eips() -> Vec<Eip> {
-    examples()
+/// Whether a document belongs to the demo lab's object set (`examples/lab/`), which runs on its
+/// own (`--source dir:` on a copy of that directory): pools, Services and the BgpConf are checked
+/// per set, since the two sets never meet.
+fn in_lab(doc: &Document) -> bool {
+    doc.path
+        .starts_with(workspace_root().join("examples").join(LAB_DIR))
+}
+
+fn examples_of(lab: bool) -> Vec<(Document, Example)> {
+    examples().into_iter().filter(|(d, _)| in_lab(d) == lab).collect()
+}
+
+fn eips(lab: bool) -> Vec<Eip> {
+    examples_of(lab)
         .into_iter()
         .filter_map(|(_, e)| match e {
             Example::Eip(eip) => Some(*eip),
@@ -114,8 +127,8 @@ fn eips() -> Vec<Eip> {
         .collect()
 }
 
-fn services() -> Vec<(Document, Service)> {
-    examples()
+fn services(lab: bool) -> Vec<(Document, Service)> {
+    examples_of(lab)
         .into_iter()
         .filter_map(|(d, e)| match e {
             Example::Service(s) => Some((d, *s)),
@@ -242,7 +255,12 @@ fn example_addresses_are_documentation_addresses() {
 
 #[test]
 fn example_pools_are_valid_and_do_not_overlap() {
-    let eips = eips();
+    for lab in [false, true] {
+        pools_are_valid_and_do_not_overlap(&eips(lab), lab);
+    }
+}
+
+fn pools_are_valid_and_do_not_overlap(eips: &[Eip], lab: bool) {
     let mut defaults = Vec::new();
     for (i, eip) in eips.iter().enumerate() {
         let name = eip.metadata.name.clone().unwrap_or_default();
@@ -268,21 +286,28 @@ fn example_pools_are_valid_and_do_not_overlap() {
             );
         }
     }
+    // The main set shows the default-pool annotation once; the lab names its pools instead.
     assert_eq!(
         defaults.len(),
-        1,
-        "exactly one example Eip is the default pool: {defaults:?}"
+        usize::from(!lab),
+        "example Eips that are the default pool (lab: {lab}): {defaults:?}"
     );
 }
 
 #[test]
 fn example_services_name_existing_pools_and_request_ips_inside_them() {
-    let pools: BTreeMap<String, IpRange> = eips()
+    for lab in [false, true] {
+        services_name_existing_pools(lab);
+    }
+}
+
+fn services_name_existing_pools(lab: bool) {
+    let pools: BTreeMap<String, IpRange> = eips(lab)
         .iter()
         .map(|e| (e.metadata.name.clone().unwrap_or_default(), parse_pool(e)))
         .collect();
-    let services = services();
-    assert!(!services.is_empty(), "examples/ has no Service");
+    let services = services(lab);
+    assert!(!services.is_empty(), "examples/ has no Service (lab: {lab})");
     for (doc, service) in services {
         let spec = service.spec.as_ref().unwrap_or_else(|| panic!("{doc}: spec"));
         assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"), "{doc}");
@@ -322,7 +347,8 @@ fn example_services_select_the_example_deployment() {
             _ => None,
         })
         .collect();
-    for (doc, service) in services() {
+    // Only the main set: the lab's Services have no Pods (its kube-proxy stand-in answers).
+    for (doc, service) in services(false) {
         let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
         let selected = deployments
             .iter()
@@ -336,8 +362,14 @@ fn example_services_select_the_example_deployment() {
 
 #[test]
 fn example_bgp_objects_use_the_names_speakers_read() {
+    for lab in [false, true] {
+        bgp_objects_use_the_names_speakers_read(lab);
+    }
+}
+
+fn bgp_objects_use_the_names_speakers_read(lab: bool) {
     let mut confs = Vec::new();
-    for (doc, example) in examples() {
+    for (doc, example) in examples_of(lab) {
         match example {
             Example::BgpConf(conf) => confs.push(conf.metadata.name.clone().unwrap_or_default()),
             Example::BgpPeer(peer) => {
@@ -374,7 +406,7 @@ fn example_bgp_objects_use_the_names_speakers_read() {
     assert_eq!(
         confs,
         vec![names::DEFAULT_BGP_CONF_NAME.to_string()],
-        "only the BgpConf named default is read"
+        "only the BgpConf named default is read (lab: {lab})"
     );
 }
 

@@ -236,6 +236,8 @@ pub async fn run(
     let mut responders: BTreeMap<String, Responder> = BTreeMap::new();
     let mut warned: BTreeMap<String, String> = BTreeMap::new();
     let mut standing_lost = false;
+    // At start nothing is answered until standing is gained and has settled.
+    let mut settling = true;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
@@ -307,13 +309,24 @@ pub async fn run(
                 .filter(|n| n.ready && !n.network_unavailable && !n.excluded)
                 .map(|n| n.name.clone())
                 .collect();
-            match liveness.standing(&expected) {
-                Standing::Good { .. } => {
+            let standing = liveness.standing(&expected);
+            let settled = liveness.settled(matches!(standing, Standing::Good { .. }));
+            match standing {
+                Standing::Good { alive } => {
                     metrics.standing.set(1);
                     if standing_lost {
-                        info!("standing regained: answering again");
+                        info!(
+                            alive = alive.len(),
+                            "standing gained: answering once the view of the peers has settled"
+                        );
                     }
                     standing_lost = false;
+                    if !settled {
+                        mine.clear();
+                    } else if settling {
+                        info!(alive = alive.len(), "view of the peers settled: answering");
+                    }
+                    settling = !settled;
                 }
                 Standing::Lost { seen, needed } => {
                     if !standing_lost {
@@ -324,6 +337,7 @@ pub async fn run(
                         );
                     }
                     standing_lost = true;
+                    settling = true;
                     metrics.standing.set(0);
                     mine.clear();
                 }

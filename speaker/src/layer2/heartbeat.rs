@@ -14,7 +14,9 @@ use tokio::{net::UdpSocket, sync::watch, time::Instant};
 use tracing::{debug, info, warn};
 
 use crate::{
-    liveness::{Heartbeat, HeartbeatKey, LivenessConfig, Membership, Standing, decode, encode, name_hash},
+    liveness::{
+        Heartbeat, HeartbeatKey, LivenessConfig, Membership, SettleGate, Standing, decode, encode, name_hash,
+    },
     planner::SpeakerState,
 };
 
@@ -22,6 +24,7 @@ use crate::{
 #[derive(Clone)]
 pub struct Liveness {
     membership: Arc<Mutex<Membership>>,
+    gate: Arc<Mutex<SettleGate>>,
     origin: Instant,
 }
 
@@ -58,6 +61,16 @@ impl Liveness {
             .unwrap_or_else(|e| e.into_inner())
             .standing(now, expected, true)
     }
+
+    /// Whether this speaker may answer now, given whether it has standing: only once it has held
+    /// standing for one `dead_after` (see [`SettleGate`]).
+    pub fn settled(&self, standing: bool) -> bool {
+        let now = self.now();
+        self.gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open(now, standing)
+    }
 }
 
 /// Binds the heartbeat port and starts sending and receiving; returns the shared view.
@@ -72,6 +85,7 @@ pub async fn start(
     let socket = Arc::new(UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?);
     let liveness = Liveness {
         membership: Arc::new(Mutex::new(Membership::new(node_name.clone(), config))),
+        gate: Arc::new(Mutex::new(SettleGate::new(config.dead_after))),
         origin: Instant::now(),
     };
     let key = Arc::new(HeartbeatKey::new(&key));

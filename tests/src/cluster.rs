@@ -1,0 +1,640 @@
+//! A whole cluster's worth of oxelb in network namespaces, with no Kubernetes: the topology of the
+//! demo (`examples/lab/demo.sh`) and of the end-to-end tests (`tests/tests/e2e.rs`), built by this
+//! one piece of code so the two cannot drift.
+//!
+//! ```text
+//!            routed client 198.51.100.10 ── router (FRR, AS 64513) 198.51.100.1
+//!                                             │ 192.0.2.1, BGP to every node
+//!   LAN 192.0.2.0/24 (bridge) ────┬──────┬────┴─┬──────────┐
+//!                                n1 .11  n2 .12  n3 .13    LAN client .100
+//! ```
+//!
+//! - Nodes run the real `oxelb-speaker` (AS 64512) and `oxelb-lab proxy`, the kube-proxy stand-in
+//!   that keeps the Service IPs on the node's `kube-ipvs0` and answers HTTP with the node's name.
+//!   Nodes have `arp_ignore=1`/`arp_announce=2` (kube-proxy IPVS with strictARP), so only the
+//!   speaker answers ARP for a Service IP.
+//! - The controller runs the real `oxelb-controller` in a namespace of its own. Both binaries run
+//!   on a `dir:` source: a copy of `examples/lab/`, plus what the controller writes under
+//!   `status/` (how the speakers learn the allocations).
+//! - Addresses come only from the documentation ranges; every wait is bounded; the [`Lab`] under
+//!   it removes everything on drop.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::{
+    lab::{Lab, LabError, Ns, run, wait_until, write_file},
+    routers::{Frr, Neighbor, frr_bgpd_conf},
+};
+
+/// The nodes' AS (`examples/lab/bgpconf.yaml`).
+pub const NODE_AS: u32 = 64512;
+/// The router's AS (`examples/lab/bgppeer-router.yaml`).
+pub const ROUTER_AS: u32 = 64513;
+/// The router's address on the LAN.
+pub const ROUTER_LAN_IP: &str = "192.0.2.1";
+/// The LAN client's address.
+pub const LAN_CLIENT_IP: &str = "192.0.2.100";
+/// The routed client's address, behind the router.
+pub const ROUTED_CLIENT_IP: &str = "198.51.100.10";
+/// The nodes: name and LAN address (`examples/lab/nodes.yaml`).
+pub const NODES: [(&str, &str); 3] = [("n1", "192.0.2.11"), ("n2", "192.0.2.12"), ("n3", "192.0.2.13")];
+
+/// How long an outcome may take to show: the dir source polls every 200 ms, BGP connect retry is
+/// 1 s, FRR installs within a second.
+pub const WAIT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(100);
+
+/// Where the binaries are.
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    /// `oxelb-controller`.
+    pub controller: PathBuf,
+    /// `oxelb-speaker`.
+    pub speaker: PathBuf,
+    /// `oxelb-lab` (the kube-proxy stand-in and HTTP probe).
+    pub lab_tool: PathBuf,
+}
+
+impl Binaries {
+    /// The three binaries in `dir` (e.g. `target/release`), or an error naming the missing one and
+    /// how to build it.
+    pub fn in_dir(dir: &Path) -> Result<Self, LabError> {
+        let find = |name: &str| {
+            let path = dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(LabError::Command {
+                    command: format!("find {}", path.display()),
+                    status: "missing".into(),
+                    stderr: format!(
+                        "{name} is not built in {}: run `cargo build -p oxelb-controller -p oxelb-speaker -p oxelb-tests --bins` (add --release for target/release)",
+                        dir.display()
+                    ),
+                })
+            }
+        };
+        Ok(Self {
+            controller: find("oxelb-controller")?,
+            speaker: find("oxelb-speaker")?,
+            lab_tool: find("oxelb-lab")?,
+        })
+    }
+}
+
+/// One node of the lab.
+#[derive(Clone, Debug)]
+pub struct LabNode {
+    /// The Node's name (`n1`...).
+    pub name: String,
+    /// Its namespace.
+    pub ns: Ns,
+    /// Its LAN address (InternalIP, BGP next hop).
+    pub ip: String,
+}
+
+/// What a failover measured.
+#[derive(Clone, Debug)]
+pub struct Failover {
+    /// The node that answered before (killed).
+    pub from: String,
+    /// The node that answered after.
+    pub to: String,
+    /// The longest time without an answer, from the last answer before to the first after.
+    pub outage: Duration,
+    /// Probes sent and probes that failed.
+    pub probes: (usize, usize),
+}
+
+/// The lab cluster: topology, router, and the oxelb processes.
+pub struct LabCluster {
+    /// The lab (namespaces, processes, files).
+    pub lab: Lab,
+    bins: Binaries,
+    /// The FRR router.
+    pub router: Frr,
+    /// The three nodes.
+    pub nodes: Vec<LabNode>,
+    /// The client on the nodes' LAN.
+    pub lan_client: Ns,
+    /// The client behind the router.
+    pub routed_client: Ns,
+    control: Ns,
+    objects: PathBuf,
+    heartbeat_key: PathBuf,
+    probes: u32,
+}
+
+impl LabCluster {
+    /// Builds the topology, starts the router and a kube-proxy stand-in per node, and copies the
+    /// `*.yaml` of `manifests` into the objects directory. Starts no oxelb process yet:
+    /// [`start_all`](Self::start_all).
+    pub fn build(mut lab: Lab, bins: Binaries, manifests: &Path) -> Result<Self, LabError> {
+        let objects = lab.dir().join("objects");
+        copy_manifests(manifests, &objects)?;
+        let heartbeat_key = lab.write("heartbeat.key", "oxelb-lab-heartbeat-secret")?;
+
+        let switch = lab.netns("sw")?;
+        lab.bridge(&switch, "lan")?;
+
+        let router_ns = lab.netns("router")?;
+        lab.veth(&switch, "lan-r", &router_ns, "eth0")?;
+        lab.attach(&switch, "lan-r", "lan")?;
+        lab.addr(&router_ns, "eth0", &format!("{ROUTER_LAN_IP}/24"))?;
+        router_ns.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"])?;
+
+        let routed_client = lab.netns("rclient")?;
+        lab.veth(&router_ns, "eth1", &routed_client, "eth0")?;
+        lab.addr(&router_ns, "eth1", "198.51.100.1/24")?;
+        lab.addr(&routed_client, "eth0", &format!("{ROUTED_CLIENT_IP}/24"))?;
+        routed_client.ip(&["route", "add", "default", "via", "198.51.100.1"])?;
+
+        let lan_client = lab.netns("lclient")?;
+        lab.veth(&switch, "lan-c", &lan_client, "eth0")?;
+        lab.attach(&switch, "lan-c", "lan")?;
+        lab.addr(&lan_client, "eth0", &format!("{LAN_CLIENT_IP}/24"))?;
+
+        let mut nodes = Vec::new();
+        for (name, ip) in NODES {
+            let ns = lab.netns(name)?;
+            let port = format!("lan-{name}");
+            lab.veth(&switch, &port, &ns, "eth0")?;
+            lab.attach(&switch, &port, "lan")?;
+            lab.addr(&ns, "eth0", &format!("{ip}/24"))?;
+            ns.ip(&["route", "add", "default", "via", ROUTER_LAN_IP])?;
+            // kube-proxy IPVS with strictARP: the Service IPs on kube-ipvs0 are never answered by
+            // the kernel's ARP, only by the speaker.
+            ns.run(
+                "sysctl",
+                &[
+                    "-qw",
+                    "net.ipv4.conf.all.arp_ignore=1",
+                    "net.ipv4.conf.all.arp_announce=2",
+                ],
+            )?;
+            // The kubelet's part: the Node is Ready and has its InternalIP (a `dir:` source takes
+            // status only from overlay files, as a cluster takes it only from the kubelet).
+            write_file(
+                &objects,
+                &format!("status/nodes.core/{name}.yaml"),
+                &format!(
+                    "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nstatus:\n  conditions: [{{type: Ready, status: 'True'}}]\n  addresses: [{{type: InternalIP, address: '{ip}'}}]\n"
+                ),
+            )?;
+            let mut proxy = ns.command(&bins.lab_tool.display().to_string());
+            proxy.args([
+                "proxy",
+                "--node",
+                name,
+                "--objects",
+                &objects.display().to_string(),
+            ]);
+            lab.spawn(&format!("proxy-{name}"), proxy)?;
+            nodes.push(LabNode {
+                name: name.to_owned(),
+                ns,
+                ip: ip.to_owned(),
+            });
+        }
+
+        let neighbors: Vec<Neighbor> = NODES.iter().map(|(_, ip)| Neighbor::new(ip, NODE_AS)).collect();
+        let conf = frr_bgpd_conf(ROUTER_AS, ROUTER_LAN_IP, &neighbors, " bgp graceful-restart\n");
+        let router = Frr::start(&mut lab, &router_ns, "router", &conf)?;
+        let control = lab.netns("cp")?;
+        Ok(Self {
+            lab,
+            bins,
+            router,
+            nodes,
+            lan_client,
+            routed_client,
+            control,
+            objects,
+            heartbeat_key,
+            probes: 0,
+        })
+    }
+
+    /// The objects directory (the `dir:` source of every oxelb process).
+    pub fn objects(&self) -> &Path {
+        &self.objects
+    }
+
+    /// Starts the controller and every speaker.
+    pub fn start_all(&mut self) -> Result<(), LabError> {
+        self.start_controller()?;
+        for i in 0..self.nodes.len() {
+            self.start_speaker(i)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the controller (log `controller`).
+    pub fn start_controller(&mut self) -> Result<(), LabError> {
+        let mut command = self.control.command(&self.bins.controller.display().to_string());
+        command
+            .args(["--source", &format!("dir:{}", self.objects.display())])
+            .args(["--metrics-addr", "127.0.0.1:9640"])
+            .env("RUST_LOG", "info");
+        self.lab.spawn("controller", command).map(drop)
+    }
+
+    /// Kills the controller at once (SIGKILL: a crash, or a node lost with it).
+    pub fn kill_controller(&mut self) -> bool {
+        self.lab.kill("controller")
+    }
+
+    /// Starts the speaker of node `i` (log `speaker-<name>`).
+    pub fn start_speaker(&mut self, i: usize) -> Result<(), LabError> {
+        let node = self.node(i)?.clone();
+        let mut command = node.ns.speaker(
+            &self.bins.speaker.display().to_string(),
+            &self.objects,
+            &node.name,
+            "info",
+        );
+        command.args(["--heartbeat-key-file", &self.heartbeat_key.display().to_string()]);
+        self.lab
+            .spawn(&format!("speaker-{}", node.name), command)
+            .map(drop)
+    }
+
+    /// Kills the speaker of node `i` at once (SIGKILL: no Cease, no goodbye).
+    pub fn kill_speaker(&mut self, i: usize) -> Result<bool, LabError> {
+        let name = self.node(i)?.name.clone();
+        Ok(self.lab.kill(&format!("speaker-{name}")))
+    }
+
+    fn node(&self, i: usize) -> Result<&LabNode, LabError> {
+        self.nodes.get(i).ok_or_else(|| LabError::Command {
+            command: format!("node {i}"),
+            status: "no such node".into(),
+            stderr: format!("the lab has {} nodes", self.nodes.len()),
+        })
+    }
+
+    /// Writes an object file `rel` (relative to the objects directory), atomically.
+    pub fn put_object(&self, rel: &str, yaml: &str) -> Result<(), LabError> {
+        write_file(&self.objects, rel, yaml)
+    }
+
+    /// Removes the object file `rel` (the objects in it are deleted).
+    pub fn remove_object(&self, rel: &str) -> Result<(), LabError> {
+        let path = self.objects.join(rel);
+        std::fs::remove_file(&path).map_err(|source| LabError::Io { path, source })
+    }
+
+    /// The IPs the controller wrote into the Service's `status.loadBalancer.ingress`.
+    pub fn service_ips(&self, namespace: &str, name: &str) -> Vec<String> {
+        let doc = self.status_doc(&format!("services.core/{namespace}/{name}.yaml"));
+        doc["status"]["loadBalancer"]["ingress"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry["ip"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The finalizers the controller's overlay gives an object (`rel` under `status/`, e.g.
+    /// `eips.network.kubesphere.io/lab-bgp.yaml`).
+    pub fn overlay_finalizers(&self, rel: &str) -> Vec<String> {
+        let doc = self.status_doc(rel);
+        doc["metadata"]["finalizers"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// An overlay file under `status/`, parsed (`Null` when missing or unreadable).
+    pub fn status_doc(&self, rel: &str) -> serde_yaml::Value {
+        std::fs::read_to_string(self.objects.join("status").join(rel))
+            .ok()
+            .and_then(|text| serde_yaml::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the Service has ingress IPs, and returns them.
+    pub fn wait_service_ips(&self, namespace: &str, name: &str) -> Result<Vec<String>, LabError> {
+        wait_until(
+            &format!("an IP for Service {namespace}/{name}"),
+            WAIT,
+            POLL,
+            || {
+                let ips = self.service_ips(namespace, name);
+                if ips.is_empty() {
+                    Err(format!(
+                        "no ingress yet; controller log tail: {}",
+                        tail(&self.lab.log("controller"))
+                    ))
+                } else {
+                    Ok(ips)
+                }
+            },
+        )
+    }
+
+    /// The Events the controller published (`status/events.yaml`).
+    pub fn events(&self) -> String {
+        std::fs::read_to_string(self.objects.join("status/events.yaml")).unwrap_or_default()
+    }
+
+    /// One HTTP GET from `from` to `ip` port 80: the answering node's name.
+    pub fn get(&self, from: &Ns, ip: &str) -> Result<String, LabError> {
+        let tool = self.bins.lab_tool.display().to_string();
+        from.run(&tool, &["get", ip, "--timeout-ms", "1000"])
+            .map(|out| out.trim().to_owned())
+    }
+
+    /// Waits until `ip` answers HTTP from `from`; the answering node.
+    pub fn wait_reachable(&self, from: &Ns, ip: &str) -> Result<String, LabError> {
+        wait_until(
+            &format!("{ip} to answer HTTP from {}", from.name()),
+            WAIT,
+            POLL,
+            || self.get(from, ip).map_err(|e| e.to_string()),
+        )
+    }
+
+    /// Waits until `ip` no longer answers HTTP from `from`.
+    pub fn wait_unreachable(&self, from: &Ns, ip: &str) -> Result<(), LabError> {
+        wait_until(
+            &format!("{ip} to stop answering from {}", from.name()),
+            WAIT,
+            POLL,
+            || match self.get(from, ip) {
+                Ok(node) => Err(format!("{node} still answers")),
+                Err(_) => Ok(()),
+            },
+        )
+    }
+
+    /// The router's BGP next hops for `ip`/32 (or /128).
+    pub fn next_hops(&self, ip: &str) -> Result<Vec<String>, LabError> {
+        self.router.bgp_next_hops(&host_prefix(ip))
+    }
+
+    /// Waits until the router's next hops for `ip` are exactly `want` (sorted node IPs).
+    pub fn wait_next_hops(&self, ip: &str, want: &[&str]) -> Result<(), LabError> {
+        wait_until(&format!("router next hops {want:?} for {ip}"), WAIT, POLL, || {
+            let hops = self.next_hops(ip).map_err(|e| e.to_string())?;
+            if hops == want {
+                Ok(())
+            } else {
+                Err(format!("{hops:?}"))
+            }
+        })
+    }
+
+    /// The node whose MAC answers ARP for `ip` on the LAN (exactly one must), waiting for it.
+    pub fn layer2_answerer(&self, ip: &str) -> Result<usize, LabError> {
+        wait_until(
+            &format!("exactly one node answers ARP for {ip}"),
+            WAIT,
+            Duration::from_millis(200),
+            || {
+                let (_, text) = self.lan_client.arping("eth0", ip).map_err(|e| e.to_string())?;
+                let hits: Vec<usize> = (0..self.nodes.len())
+                    .filter(|i| {
+                        self.nodes[*i]
+                            .ns
+                            .mac("eth0")
+                            .is_ok_and(|mac| text.contains(&mac.to_lowercase()))
+                    })
+                    .collect();
+                match hits.as_slice() {
+                    [one] => Ok(*one),
+                    _ => Err(format!("answers from nodes {hits:?}: {}", text.trim())),
+                }
+            },
+        )
+    }
+
+    /// Whether any node answers ARP for `ip` (one arping of 1 s).
+    pub fn answers_arp(&self, ip: &str) -> Result<bool, LabError> {
+        Ok(self.lan_client.arping("eth0", ip)?.0)
+    }
+
+    /// Probes `ip` from `from` with an HTTP GET every 10 ms (100 ms timeout) while `act` runs
+    /// after one second, for `seconds` in all; returns what the probe saw.
+    pub fn probe_while(
+        &mut self,
+        from: &Ns,
+        ip: &str,
+        seconds: u64,
+        act: impl FnOnce(&mut Self) -> Result<(), LabError>,
+    ) -> Result<ProbeLog, LabError> {
+        self.probes += 1;
+        let log = format!("probe-{}", self.probes);
+        let mut probe = from.command(&self.bins.lab_tool.display().to_string());
+        let count = (seconds * 100).to_string();
+        probe.args([
+            "probe",
+            ip,
+            "--interval-ms",
+            "10",
+            "--timeout-ms",
+            "100",
+            "--count",
+            &count,
+        ]);
+        self.lab.spawn(&log, probe)?;
+        std::thread::sleep(Duration::from_secs(1));
+        act(self)?;
+        let want = usize::try_from(seconds * 100).unwrap_or(usize::MAX);
+        let text = wait_until(
+            &format!("the probe of {ip} to finish"),
+            Duration::from_secs(seconds + 30),
+            POLL,
+            || {
+                let text = self.lab.log(&log);
+                if text
+                    .lines()
+                    .filter(|l| l.contains(" ok ") || l.contains(" fail "))
+                    .count()
+                    >= want
+                {
+                    Ok(text)
+                } else {
+                    Err(format!("{} lines", text.lines().count()))
+                }
+            },
+        )?;
+        Ok(ProbeLog::parse(&text))
+    }
+
+    /// Kills the speaker of the node answering ARP for the layer2 `ip` and takes its LAN link
+    /// down (the node is lost), while the LAN client probes `ip`; returns the measured outage.
+    pub fn fail_layer2_winner(&mut self, ip: &str) -> Result<Failover, LabError> {
+        let first = self.layer2_answerer(ip)?;
+        let from = self.wait_reachable(&self.lan_client.clone(), ip)?;
+        // Heartbeats settle (every node hears every other) before the node is lost.
+        std::thread::sleep(Duration::from_secs(1));
+        let lan_client = self.lan_client.clone();
+        let log = self.probe_while(&lan_client, ip, 8, |cluster| {
+            cluster.kill_speaker(first)?;
+            cluster.nodes[first]
+                .ns
+                .ip(&["link", "set", "eth0", "down"])
+                .map(drop)
+        })?;
+        let to = log.last_answer().unwrap_or_default();
+        Ok(Failover {
+            from,
+            to,
+            outage: log.longest_gap(),
+            probes: (log.sent(), log.failed()),
+        })
+    }
+
+    /// Prints the last `lines` lines of every oxelb process's log to stderr (for a failed test).
+    pub fn dump_logs(&self, lines: usize) {
+        let mut names = vec!["controller".to_owned()];
+        for node in &self.nodes {
+            names.push(format!("speaker-{}", node.name));
+            names.push(format!("proxy-{}", node.name));
+        }
+        for name in names {
+            let log = self.lab.log(&name);
+            let all: Vec<&str> = log.lines().collect();
+            eprintln!("----- {name} (last {lines} of {} lines) -----", all.len());
+            for line in &all[all.len().saturating_sub(lines)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    /// The process log `name` (controller, speaker-n1, proxy-n1, frr-router-bgpd...).
+    pub fn log(&self, name: &str) -> String {
+        self.lab.log(name)
+    }
+}
+
+/// What `oxelb-lab probe` printed: `(ms, Some(node))` per answer, `(ms, None)` per failure.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeLog {
+    /// The attempts in order.
+    pub attempts: Vec<(u64, Option<String>)>,
+}
+
+impl ProbeLog {
+    /// Parses the probe's output (lines `<ms> ok <node>` / `<ms> fail <error>`).
+    pub fn parse(text: &str) -> Self {
+        let attempts = text
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let ms = words.next()?.parse().ok()?;
+                match words.next()? {
+                    "ok" => Some((ms, Some(words.next().unwrap_or_default().to_owned()))),
+                    "fail" => Some((ms, None)),
+                    _ => None,
+                }
+            })
+            .collect();
+        Self { attempts }
+    }
+
+    /// Attempts made.
+    pub fn sent(&self) -> usize {
+        self.attempts.len()
+    }
+
+    /// Attempts that got no answer.
+    pub fn failed(&self) -> usize {
+        self.attempts.iter().filter(|(_, node)| node.is_none()).count()
+    }
+
+    /// The node of the last answer.
+    pub fn last_answer(&self) -> Option<String> {
+        self.attempts.iter().rev().find_map(|(_, node)| node.clone())
+    }
+
+    /// The longest time between two successive answers (zero with fewer than two).
+    pub fn longest_gap(&self) -> Duration {
+        let times: Vec<u64> = self
+            .attempts
+            .iter()
+            .filter(|(_, node)| node.is_some())
+            .map(|(ms, _)| *ms)
+            .collect();
+        let longest = times
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .max()
+            .unwrap_or(0);
+        Duration::from_millis(longest)
+    }
+}
+
+/// `ip/32` or `ip/128`.
+pub fn host_prefix(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("{ip}/128")
+    } else {
+        format!("{ip}/32")
+    }
+}
+
+/// Copies the `*.yaml` files of `from` (not recursively) into `to`.
+fn copy_manifests(from: &Path, to: &Path) -> Result<(), LabError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| LabError::Io { path, source }
+    };
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    let mut copied = 0;
+    for entry in std::fs::read_dir(from).map_err(io(from))? {
+        let path = entry.map_err(io(from))?.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            write_file(to, &name, &text)?;
+            copied += 1;
+        }
+    }
+    if copied == 0 {
+        return Err(LabError::Io {
+            path: from.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no *.yaml manifests here"),
+        });
+    }
+    // FRR runs as user frr and must traverse the lab directory (see `Frr::start`).
+    run("chmod", &["0755", &to.display().to_string()]).map(drop)
+}
+
+/// The last lines of a log, for error messages.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_log_gives_the_longest_gap_between_answers() {
+        let log = ProbeLog::parse(
+            "0 ok n1\n10 ok n1\n20 fail connect: timed out\n120 fail x\n230 ok n2\n240 ok n2\nnoise\n",
+        );
+        assert_eq!(log.sent(), 6);
+        assert_eq!(log.failed(), 2);
+        assert_eq!(log.longest_gap(), Duration::from_millis(220));
+        assert_eq!(log.last_answer().as_deref(), Some("n2"));
+        assert_eq!(ProbeLog::parse("").longest_gap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn host_prefixes_per_family() {
+        assert_eq!(host_prefix("203.0.113.65"), "203.0.113.65/32");
+        assert_eq!(host_prefix("2001:db8::1"), "2001:db8::1/128");
+    }
+}
