@@ -245,6 +245,13 @@ fn bgp_peer_rules() {
         ),
         Ok(())
     );
+    assert_eq!(
+        check(
+            json!({"conf": {"peerAs": 65001, "neighborAddress": "198.51.100.1",
+            "authPasswordSecret": {"name": "bgp-auth", "key": "md5"}}})
+        ),
+        Ok(())
+    );
     let with = |pointer: &str, value: Value| {
         let mut spec = good.clone();
         *spec.pointer_mut(pointer).unwrap() = value;
@@ -287,6 +294,16 @@ fn bgp_peer_rules() {
         (
             with("/ebgpMultihop/multihopTtl", json!(256)),
             "spec.ebgpMultihop.multihopTtl: 256",
+        ),
+        (
+            json!({"conf": {"peerAs": 65001, "neighborAddress": "198.51.100.1", "authPassword": "a",
+                "authPasswordSecret": {"name": "bgp-auth"}}}),
+            "spec.conf.authPasswordSecret: and spec.conf.authPassword are both set",
+        ),
+        (
+            json!({"conf": {"peerAs": 65001, "neighborAddress": "198.51.100.1",
+                "authPasswordSecret": {"name": "Bgp_Auth"}}}),
+            "spec.conf.authPasswordSecret.name: \"Bgp_Auth\" is not a Secret name",
         ),
     ];
     for (spec, needle) in cases {

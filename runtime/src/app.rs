@@ -147,6 +147,17 @@ impl App {
         index
     }
 
+    /// As [`index`](Self::index), for the objects of `K` in `namespace` only.
+    pub fn index_in<K>(&mut self, namespace: &str) -> SharedIndex<K>
+    where
+        K: Object + ::kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let stream = self.source.watch_in::<K>(namespace);
+        let (index, task) = crate::feed::spawn_index_from(stream, &self.tracker, &self.shutdown);
+        self.tasks.push(task);
+        index
+    }
+
     /// Becomes ready when every index has synced, then runs until SIGTERM/SIGINT and stops the
     /// server and the watches.
     pub async fn run(self) -> Result<(), AppError> {

@@ -80,9 +80,20 @@ pub fn spawn_index<K: Object>(
     tracker: &SyncTracker,
     shutdown: &Shutdown,
 ) -> (SharedIndex<K>, tokio::task::JoinHandle<()>) {
+    spawn_index_from(source.watch::<K>(), tracker, shutdown)
+}
+
+/// As [`spawn_index`], from a given stream (e.g. [`ObjectSource::watch_in`]).
+pub fn spawn_index_from<K: Object>(
+    mut stream: futures::stream::BoxStream<
+        'static,
+        Result<crate::source::ObjectEvent<K>, crate::source::SourceError>,
+    >,
+    tracker: &SyncTracker,
+    shutdown: &Shutdown,
+) -> (SharedIndex<K>, tokio::task::JoinHandle<()>) {
     let index: SharedIndex<K> = Arc::default();
     tracker.register();
-    let mut stream = source.watch::<K>();
     let task = tokio::spawn({
         let index = index.clone();
         let tracker = tracker.clone();

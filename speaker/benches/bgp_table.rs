@@ -2,7 +2,10 @@
 //! FRR router in a network-namespace lab, and in the same run gobgpd announces the same 10,000 into
 //! the same FRR. For each it prints the time from the moment FRR sees the session Established until
 //! FRR's table holds all of its routes (polled every 10 ms), the ratio, and both processes' RSS; for
-//! the speaker also the time from its start. Needs root (network namespaces); prints why it skips.
+//! the speaker also the time from its start. Both announcers also hold sessions to two more FRR
+//! routers (three sessions each, as a node peering with a pair of top-of-rack routers and a route
+//! reflector would), and the RSS printed is with all three tables full. Needs root (network
+//! namespaces); prints why it skips.
 //!
 //! `cargo bench -p oxelb-speaker --bench bgp_table`. Addresses: 198.51.100.0/24 for the LAN; the
 //! 10,000 Service IPs come from 198.18.0.0/16 (RFC 2544's benchmarking range, as the allocator
@@ -33,11 +36,15 @@ fn main() -> Result<(), LabError> {
     let router = lab.netns("router")?;
     let node = lab.netns("n1")?;
     let other = lab.netns("gobgp")?;
+    let extra_a = lab.netns("r2")?;
+    let extra_b = lab.netns("r3")?;
     lab.bridge(&router, "lan")?;
     lab.addr(&router, "lan", "198.51.100.1/24")?;
     for (ns, port, ip) in [
         (&node, "lan-n1", "198.51.100.2/24"),
         (&other, "lan-g", "198.51.100.3/24"),
+        (&extra_a, "lan-r2", "198.51.100.4/24"),
+        (&extra_b, "lan-r3", "198.51.100.5/24"),
     ] {
         lab.veth(&router, port, ns, "eth0")?;
         lab.attach(&router, port, "lan")?;
@@ -57,8 +64,26 @@ fn main() -> Result<(), LabError> {
             "",
         ),
     )?;
-    // gobgpd with the neighbor administratively down until its 10,000 routes are loaded.
-    let gobgp_toml = gobgp_conf(64514, "198.51.100.3", &[Neighbor::new("198.51.100.1", 64513)], -1).replace(
+    // The second and third routers: each peers with both announcers.
+    let mut extras = Vec::new();
+    for (ns, name, ip) in [(&extra_a, "r2", "198.51.100.4"), (&extra_b, "r3", "198.51.100.5")] {
+        let conf = frr_bgpd_conf(
+            64513,
+            ip,
+            &[
+                Neighbor::new("198.51.100.2", 64512),
+                Neighbor::new("198.51.100.3", 64514),
+            ],
+            "",
+        );
+        extras.push(Frr::start(&mut lab, ns, name, &conf)?);
+    }
+    let routers: Vec<Neighbor> = ["198.51.100.1", "198.51.100.4", "198.51.100.5"]
+        .iter()
+        .map(|ip| Neighbor::new(ip, 64513))
+        .collect();
+    // gobgpd with its neighbors administratively down until its 10,000 routes are loaded.
+    let gobgp_toml = gobgp_conf(64514, "198.51.100.3", &routers, -1).replace(
         "    peer-as = 64513\n",
         "    peer-as = 64513\n    admin-down = true\n",
     );
@@ -85,7 +110,7 @@ fn main() -> Result<(), LabError> {
     // 10,000 Services, each holding one IP of a /16 Eip, as the controller would have written them.
     let dir = lab.dir().join("objects");
     let mut objects = String::from(
-        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {name: bench}\nspec: {address: 198.18.0.0/16}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {name: default}\nspec: {as: 64512, listenPort: -1}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: router}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.1}, timers: {config: {connectRetry: '1'}}}\n",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {name: bench}\nspec: {address: 198.18.0.0/16}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {name: default}\nspec: {as: 64512, listenPort: -1}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: router}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.1}, timers: {config: {connectRetry: '1'}}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: r2}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.4}, timers: {config: {connectRetry: '1'}}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: r3}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.5}, timers: {config: {connectRetry: '1'}}}\n",
     );
     let mut statuses = String::new();
     for i in 0..ROUTES {
@@ -134,8 +159,17 @@ fn main() -> Result<(), LabError> {
         },
     )?;
 
-    gobgp.cli(&["neighbor", "198.51.100.1", "enable"])?;
+    for extra in &extras {
+        full_table(extra, "198.51.100.2")?;
+    }
+    let speaker_rss = rss(pid);
+    for router in &routers {
+        gobgp.cli(&["neighbor", &router.address, "enable"])?;
+    }
     let theirs = table_time(&frr, "198.51.100.3")?;
+    for extra in &extras {
+        full_table(extra, "198.51.100.3")?;
+    }
 
     println!("routes:                                   {ROUTES} /32 from each announcer");
     println!(
@@ -157,8 +191,7 @@ fn main() -> Result<(), LabError> {
     );
     // `ip netns exec` execs the program: the spawned pid is the speaker's.
     println!(
-        "RSS: oxelb speaker {} KiB (dir: source with {ROUTES} Service files), gobgpd {} KiB",
-        rss(pid),
+        "RSS with {ROUTES} routes on 3 sessions: oxelb speaker {speaker_rss} KiB (dir: source with {ROUTES} Service files), gobgpd {} KiB",
         rss_of("gobgpd")
     );
     Ok(())
@@ -187,6 +220,28 @@ fn table_time(frr: &Frr, neighbor: &str) -> Result<Duration, LabError> {
                 Ok(not_yet.elapsed())
             } else {
                 Err(format!("{received} received, state {:?}", peer["state"]))
+            }
+        },
+    )
+}
+
+/// Waits until `frr` holds all ROUTES from `neighbor`.
+fn full_table(frr: &Frr, neighbor: &str) -> Result<(), LabError> {
+    wait_until(
+        &format!("{} full from {neighbor}", frr.name()),
+        Duration::from_secs(180),
+        Duration::from_millis(100),
+        || {
+            let value = frr
+                .json(&format!("show bgp neighbors {neighbor} json"))
+                .map_err(|e| e.to_string())?;
+            let received = value[neighbor]["addressFamilyInfo"]["ipv4Unicast"]["acceptedPrefixCounter"]
+                .as_u64()
+                .unwrap_or(0);
+            if received >= u64::from(ROUTES) {
+                Ok(())
+            } else {
+                Err(format!("{received} accepted"))
             }
         },
     )

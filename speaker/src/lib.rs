@@ -19,7 +19,7 @@ pub mod sys;
 
 use clap::Parser;
 use k8s_openapi::api::{
-    core::v1::{Node, Service},
+    core::v1::{Node, Secret, Service},
     discovery::v1::EndpointSlice,
 };
 use oxelb_crds::v1alpha2::{BgpConf, BgpPeer, Eip};
@@ -60,6 +60,11 @@ pub struct Args {
     #[arg(long, env = "OXELB_HEARTBEAT_KEY_FILE")]
     pub heartbeat_key_file: Option<std::path::PathBuf>,
 
+    /// The speakers' namespace: BgpPeer `spec.conf.authPasswordSecret` names a Secret in it (the
+    /// DaemonSet sets it from `metadata.namespace`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "oxelb-system")]
+    pub namespace: String,
+
     /// UDP port of the heartbeats (on every node's IPv4 InternalIP).
     #[arg(long, env = "OXELB_HEARTBEAT_PORT", default_value_t = 9643)]
     pub heartbeat_port: u16,
@@ -96,6 +101,10 @@ pub struct Indexes {
     pub bgp_confs: SharedIndex<BgpConf>,
     /// All BgpPeers.
     pub bgp_peers: SharedIndex<BgpPeer>,
+    /// The Secrets of the speakers' namespace (TCP-MD5 passwords by reference).
+    pub secrets: SharedIndex<Secret>,
+    /// That namespace.
+    pub namespace: String,
 }
 
 impl Indexes {
@@ -113,12 +122,14 @@ impl Indexes {
             eips: values(&self.eips),
             bgp_confs: values(&self.bgp_confs),
             bgp_peers: values(&self.bgp_peers),
+            secrets: values(&self.secrets),
+            namespace: self.namespace.clone(),
         }
     }
 }
 
-/// Starts the indexes of every kind the speaker reads.
-pub fn watch_all(app: &mut App) -> Indexes {
+/// Starts the indexes of every kind the speaker reads; Secrets only in `namespace`.
+pub fn watch_all(app: &mut App, namespace: &str) -> Indexes {
     Indexes {
         services: app.index::<Service>(),
         nodes: app.index::<Node>(),
@@ -126,6 +137,8 @@ pub fn watch_all(app: &mut App) -> Indexes {
         eips: app.index::<Eip>(),
         bgp_confs: app.index::<BgpConf>(),
         bgp_peers: app.index::<BgpPeer>(),
+        secrets: app.index_in::<Secret>(namespace),
+        namespace: namespace.to_owned(),
     }
 }
 
@@ -136,7 +149,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let bgp_metrics = bgp::manager::BgpMetrics::register(&mut registry);
     let layer2_metrics = layer2::announcer::Layer2Metrics::register(&mut registry);
     let mut app = App::start(&args.common, registry).await?;
-    let indexes = watch_all(&mut app);
+    let indexes = watch_all(&mut app, &args.namespace);
     let node_name = args.node_name();
     tracing::info!(node = %node_name, "speaking for this node");
     // The announcers (layer2, BGP) subscribe to the planner's state.

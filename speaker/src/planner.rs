@@ -12,7 +12,7 @@ use std::{
 };
 
 use k8s_openapi::api::{
-    core::v1::{Node, Service},
+    core::v1::{Node, Secret, Service},
     discovery::v1::EndpointSlice,
 };
 use kube::Resource as _;
@@ -36,7 +36,7 @@ use tracing::{info, warn};
 use crate::{
     desired::{Announcement, bgp_routes, desired},
     node::NodeFacts,
-    sessions::{SessionPlan, diff, plan},
+    sessions::{SessionPlan, diff, plan, resolve_passwords},
 };
 
 /// Changes arriving within this time are computed together.
@@ -72,6 +72,34 @@ pub struct SpeakerSnapshot {
     pub bgp_confs: Vec<BgpConf>,
     /// All BgpPeers.
     pub bgp_peers: Vec<BgpPeer>,
+    /// The Secrets of the speakers' namespace (TCP-MD5 passwords by reference).
+    pub secrets: Vec<Secret>,
+    /// That namespace (for messages).
+    pub namespace: String,
+}
+
+impl SpeakerSnapshot {
+    /// The Secrets' data: name to key to value.
+    fn secret_data(&self) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+        self.secrets
+            .iter()
+            .filter_map(|s| {
+                let data = s
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .chain(
+                        s.string_data
+                            .iter()
+                            .flatten()
+                            .map(|(k, v)| (k.clone(), v.clone().into_bytes())),
+                    )
+                    .collect();
+                Some((s.metadata.name.clone()?, data))
+            })
+            .collect()
+    }
 }
 
 /// The desired state of node `node_name` (pure).
@@ -83,10 +111,13 @@ pub fn compute(snapshot: &SpeakerSnapshot, node_name: &str) -> SpeakerState {
         .map(NodeFacts::of);
     let announcements = desired(&snapshot.services, &snapshot.eips, &snapshot.endpoint_slices);
     let (sessions, bgp_routes) = match &node {
-        Some(facts) => (
-            plan(&snapshot.bgp_confs, &snapshot.bgp_peers, facts),
-            bgp_routes(&announcements, facts),
-        ),
+        Some(facts) => {
+            let (peers, problems) =
+                resolve_passwords(&snapshot.bgp_peers, &snapshot.secret_data(), &snapshot.namespace);
+            let mut plan = plan(&snapshot.bgp_confs, &peers, facts);
+            plan.problems.extend(problems);
+            (plan, bgp_routes(&announcements, facts))
+        }
         None => (SessionPlan::default(), BTreeSet::new()),
     };
     SpeakerState {
@@ -323,6 +354,8 @@ mod tests {
     #[test]
     fn computes_routes_sessions_and_problems_for_this_node() {
         let snapshot = SpeakerSnapshot {
+            secrets: Vec::new(),
+            namespace: "oxelb-system".into(),
             services: vec![obj(
                 json!({"metadata": {"name": "web", "namespace": "default", "finalizers": [names::SERVICE_FINALIZER]},
                 "spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.5"}, {"ip": "192.0.2.5"}]}}}),

@@ -115,6 +115,79 @@ pub struct SessionPlan {
     pub problems: Vec<Problem>,
 }
 
+/// The TCP-MD5 passwords of the BgpPeers that take theirs from a Secret
+/// (`spec.conf.authPasswordSecret`, an oxelb extension), written into `conf.authPassword`.
+///
+/// `secrets` holds the Secrets of the speakers' namespace: name to key to value. A peer whose
+/// Secret or key is missing, whose value is not UTF-8, or that also sets `authPassword` gets no
+/// session (a wrong or missing password would only fail silently at the router) and a problem
+/// naming the field; the others pass unchanged. When the Secret changes, the session's
+/// configuration changes, and only that session restarts.
+pub fn resolve_passwords(
+    peers: &[BgpPeer],
+    secrets: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    namespace: &str,
+) -> (Vec<BgpPeer>, Vec<Problem>) {
+    let mut resolved = Vec::with_capacity(peers.len());
+    let mut problems = Vec::new();
+    for peer in peers {
+        let name = peer.metadata.name.as_deref().unwrap_or_default();
+        let Some(conf) = &peer.spec.conf else {
+            resolved.push(peer.clone());
+            continue;
+        };
+        let Some(reference) = &conf.auth_password_secret else {
+            resolved.push(peer.clone());
+            continue;
+        };
+        let field = "spec.conf.authPasswordSecret";
+        let key = reference.key_or_default();
+        let outcome = if conf.auth_password.as_deref().is_some_and(|p| !p.is_empty()) {
+            Err(format!(
+                "{field} and spec.conf.authPassword are both set; set one"
+            ))
+        } else {
+            match secrets.get(&reference.name) {
+                None => Err(format!(
+                    "{field}: Secret {namespace}/{} does not exist (the speakers read Secrets of their own namespace only)",
+                    reference.name
+                )),
+                Some(data) => match data.get(key) {
+                    None => Err(format!(
+                        "{field}: Secret {namespace}/{} has no key {key}",
+                        reference.name
+                    )),
+                    Some(bytes) => match std::str::from_utf8(bytes) {
+                        Ok(text) if !text.is_empty() => Ok(text.trim_end_matches(['\r', '\n']).to_owned()),
+                        Ok(_) => Err(format!(
+                            "{field}: key {key} of Secret {namespace}/{} is empty",
+                            reference.name
+                        )),
+                        Err(_) => Err(format!(
+                            "{field}: key {key} of Secret {namespace}/{} is not UTF-8 text",
+                            reference.name
+                        )),
+                    },
+                },
+            }
+        };
+        match outcome {
+            Ok(password) => {
+                let mut peer = peer.clone();
+                if let Some(conf) = peer.spec.conf.as_mut() {
+                    conf.auth_password = Some(password);
+                }
+                resolved.push(peer);
+            }
+            Err(message) => problems.push(Problem {
+                object: format!("BgpPeer/{name}"),
+                message: format!("{message}; no session starts"),
+            }),
+        }
+    }
+    (resolved, problems)
+}
+
 /// The sessions and listener for `node`.
 pub fn plan(confs: &[BgpConf], peers: &[BgpPeer], node: &NodeFacts) -> SessionPlan {
     let mut out = SessionPlan::default();
@@ -388,6 +461,93 @@ pub fn diff(old: &SessionPlan, new: &SessionPlan) -> Changes {
         .cloned()
         .collect();
     changes
+}
+
+#[cfg(test)]
+mod secret_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn peer(conf: serde_json::Value) -> BgpPeer {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "network.kubesphere.io/v1alpha2", "kind": "BgpPeer",
+            "metadata": {"name": "router"}, "spec": {"conf": conf}
+        }))
+        .unwrap()
+    }
+
+    fn secrets(name: &str, key: &str, value: &[u8]) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+        [(name.to_owned(), [(key.to_owned(), value.to_vec())].into())].into()
+    }
+
+    #[test]
+    fn a_secret_reference_becomes_the_password_and_every_miss_is_a_named_problem() {
+        let by_ref = peer(
+            serde_json::json!({"peerAs": 64513, "neighborAddress": "192.0.2.1",
+            "authPasswordSecret": {"name": "bgp-auth"}}),
+        );
+        let (peers, problems) = resolve_passwords(
+            std::slice::from_ref(&by_ref),
+            &secrets("bgp-auth", "password", b"s3cret\n"),
+            "oxelb-system",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let conf = peers[0].spec.conf.as_ref().unwrap();
+        assert_eq!(
+            conf.auth_password.as_deref(),
+            Some("s3cret"),
+            "trailing newline (echo > file) trimmed"
+        );
+
+        let other_key = peer(
+            serde_json::json!({"peerAs": 64513, "neighborAddress": "192.0.2.1",
+            "authPasswordSecret": {"name": "bgp-auth", "key": "md5"}}),
+        );
+        let (peers, _) = resolve_passwords(&[other_key], &secrets("bgp-auth", "md5", b"x"), "oxelb-system");
+        assert_eq!(
+            peers[0].spec.conf.as_ref().unwrap().auth_password.as_deref(),
+            Some("x")
+        );
+
+        for (secrets, want) in [
+            (BTreeMap::new(), "Secret oxelb-system/bgp-auth does not exist"),
+            (secrets("bgp-auth", "other", b"x"), "has no key password"),
+            (secrets("bgp-auth", "password", b""), "is empty"),
+            (secrets("bgp-auth", "password", &[0xff, 0xfe]), "is not UTF-8"),
+        ] {
+            let (peers, problems) =
+                resolve_passwords(std::slice::from_ref(&by_ref), &secrets, "oxelb-system");
+            assert!(peers.is_empty(), "{want}: no session without its password");
+            assert_eq!(problems.len(), 1);
+            assert_eq!(problems[0].object, "BgpPeer/router");
+            assert!(
+                problems[0].message.contains("spec.conf.authPasswordSecret"),
+                "{:?}",
+                problems[0]
+            );
+            assert!(
+                problems[0].message.contains(want),
+                "{:?} lacks {want}",
+                problems[0]
+            );
+        }
+
+        let both = peer(
+            serde_json::json!({"peerAs": 64513, "neighborAddress": "192.0.2.1", "authPassword": "a",
+            "authPasswordSecret": {"name": "bgp-auth"}}),
+        );
+        let (peers, problems) =
+            resolve_passwords(&[both], &secrets("bgp-auth", "password", b"b"), "oxelb-system");
+        assert!(peers.is_empty());
+        assert!(problems[0].message.contains("both set"), "{problems:?}");
+
+        let plain =
+            peer(serde_json::json!({"peerAs": 64513, "neighborAddress": "192.0.2.1", "authPassword": "a"}));
+        let (peers, problems) =
+            resolve_passwords(std::slice::from_ref(&plain), &BTreeMap::new(), "oxelb-system");
+        assert_eq!(peers, vec![plain], "peers without a reference pass unchanged");
+        assert!(problems.is_empty());
+    }
 }
 
 #[cfg(test)]

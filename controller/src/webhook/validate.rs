@@ -12,7 +12,8 @@
 //!   IPv4 address; `listenPort` in 1..=65535 or -1; `asPerRack` ASes in range.
 //! - BgpPeer: `conf.neighborAddress` an IP; `conf.peerAs` (and `localAs`) in range; timers numeric
 //!   strings, hold time 0 or >= 3 (RFC 4271 section 4.2), keepalive below the hold time;
-//!   `transport.remotePort` in 1..=65535; `ebgpMultihop.multihopTtl` in 1..=255.
+//!   `transport.remotePort` in 1..=65535; `ebgpMultihop.multihopTtl` in 1..=255;
+//!   `conf.authPasswordSecret` (extension) a Secret name, not set together with `authPassword`.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -228,6 +229,20 @@ pub fn validate_bgp_peer(peer: &BgpPeer) -> Vec<Violation> {
             "the router's AS is required, 1..=4294967295",
         )),
         Some(_) => {}
+    }
+    if let Some(reference) = &conf.auth_password_secret {
+        if conf.auth_password.as_deref().is_some_and(|p| !p.is_empty()) {
+            out.push(violation(
+                "spec.conf.authPasswordSecret",
+                "and spec.conf.authPassword are both set; set one (the Secret keeps the password out of the object)",
+            ));
+        }
+        if reference.name.split('.').any(|part| dns1123_label(part).is_err()) {
+            out.push(violation(
+                "spec.conf.authPasswordSecret.name",
+                format!("{:?} is not a Secret name (a DNS subdomain)", reference.name),
+            ));
+        }
     }
     if conf.local_as == Some(0) {
         out.push(violation(

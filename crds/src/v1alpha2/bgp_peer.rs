@@ -49,6 +49,27 @@ pub struct BgpPeerSpec {
     pub node_selector: Option<LabelSelector>,
 }
 
+/// A key of a Secret in the speakers' namespace.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    pub name: String,
+    /// The key in its `data` (default `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl SecretKeyRef {
+    /// The key to read: `key`, or `password`.
+    pub fn key_or_default(&self) -> &str {
+        self.key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .unwrap_or("password")
+    }
+}
+
 /// Neighbour configuration (GoBGP `PeerConf`).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -56,6 +77,11 @@ pub struct PeerConf {
     /// TCP-MD5 password (RFC 2385).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_password: Option<String>,
+    /// oxelb extension (not in OpenELB): the TCP-MD5 password from a key of a Secret in the
+    /// speakers' namespace (`oxelb-system`), instead of `authPassword` in clear text. Set at most
+    /// one of the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_password_secret: Option<SecretKeyRef>,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

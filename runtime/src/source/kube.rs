@@ -43,17 +43,29 @@ impl KubeSource {
     /// apiserver cache could hide an existing assignment.
     /// Errors are yielded and the next poll waits per the watcher's `default_backoff`.
     pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
-        let api = Api::<K>::all(self.client.clone());
-        let kind = kind_of::<K>();
-        watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .scan(Vec::new(), move |buffer, item| {
-                let mapped = map_watcher_event(&kind, buffer, item);
-                ready(Some(mapped))
-            })
-            .filter_map(ready)
-            .boxed()
+        watch_api(Api::<K>::all(self.client.clone()))
     }
+
+    /// Watches the objects of kind `K` in `namespace` only (as [`watch`](Self::watch) otherwise):
+    /// for kinds whose RBAC is granted in one namespace, such as the speakers' Secrets.
+    pub fn watch_in<K>(&self, namespace: &str) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>>
+    where
+        K: Object + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        watch_api(Api::<K>::namespaced(self.client.clone(), namespace))
+    }
+}
+
+fn watch_api<K: Object>(api: Api<K>) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+    let kind = kind_of::<K>();
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .scan(Vec::new(), move |buffer, item| {
+            let mapped = map_watcher_event(&kind, buffer, item);
+            ready(Some(mapped))
+        })
+        .filter_map(ready)
+        .boxed()
 }
 
 /// Maps kube's watcher events onto [`ObjectEvent`]: the objects of `Init`..`InitDone` are buffered

@@ -152,6 +152,22 @@ impl ObjectSource {
         }
     }
 
+    /// The stream of changes to the objects of kind `K` in `namespace` only; see
+    /// [`watch`](Self::watch).
+    pub fn watch_in<K>(&self, namespace: &str) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>>
+    where
+        K: Object + ::kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let stream = match &self.backend {
+            Backend::Kube(kube) => kube.watch_in::<K>(namespace),
+            Backend::Dir(dir) => in_namespace(dir.watch::<K>(), namespace.to_owned()),
+        };
+        match &self.metrics {
+            None => stream,
+            Some(metrics) => count_events(stream, metrics.clone()),
+        }
+    }
+
     /// The writer that goes with this source: the API, or the dir source's store. `reporter` names
     /// the component in published Events (`reportingController`), e.g. `oxelb-controller`.
     pub fn writer(&self, reporter: &str) -> Writer {
@@ -196,3 +212,25 @@ fn count_events<K: Object>(
 
 #[cfg(test)]
 mod tests;
+
+/// Keeps the events of objects in `namespace` (a `Resync` keeps its objects in `namespace`).
+fn in_namespace<K: Object>(
+    stream: BoxStream<'static, Result<ObjectEvent<K>, SourceError>>,
+    namespace: String,
+) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+    use futures::StreamExt as _;
+    let inside = move |obj: &K| obj.meta().namespace.as_deref() == Some(namespace.as_str());
+    stream
+        .filter_map(move |item| {
+            let kept = match item {
+                Ok(ObjectEvent::Resync(all)) => Some(Ok(ObjectEvent::Resync(
+                    all.into_iter().filter(|o| inside(o)).collect(),
+                ))),
+                Ok(ObjectEvent::Apply(obj)) => inside(&obj).then_some(Ok(ObjectEvent::Apply(obj))),
+                Ok(ObjectEvent::Delete(obj)) => inside(&obj).then_some(Ok(ObjectEvent::Delete(obj))),
+                Err(error) => Some(Err(error)),
+            };
+            futures::future::ready(kept)
+        })
+        .boxed()
+}
