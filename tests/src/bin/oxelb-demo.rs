@@ -92,13 +92,23 @@ fn demo(options: &Options, slot: &mut Option<LabCluster>) -> Result<(), LabError
     let t = Instant::now();
     let built = LabCluster::build(lab, bins, &options.manifests)?;
     let cluster = slot.insert(built);
-    println!("    router      {ROUTER_LAN_IP} (FRR, AS 64513)   also 198.51.100.1 towards the routed client");
-    println!("    routed client {ROUTED_CLIENT_IP}          behind the router");
-    println!("    LAN client  {LAN_CLIENT_IP}               on the nodes' LAN (a bridge)");
+    let row = |what: &str, ip: &str, note: &str| println!("    {what:<14}{ip:<16}{note}");
+    row(
+        "router",
+        ROUTER_LAN_IP,
+        "FRR, AS 64513; 198.51.100.1 towards the routed client",
+    );
+    row("routed client", ROUTED_CLIENT_IP, "behind the router");
+    row("LAN client", LAN_CLIENT_IP, "on the nodes' LAN (a bridge)");
     for (name, ip) in NODES {
-        println!("    node {name}     {ip}                each with a kube-proxy stand-in (HTTP on :80)");
+        row(
+            &format!("node {name}"),
+            ip,
+            "speaker, and a kube-proxy stand-in answering HTTP on :80",
+        );
     }
-    println!("    objects     {}", cluster.objects().display());
+    row("controller", "-", "in a namespace of its own");
+    println!("    objects       {}", cluster.objects().display());
     println!("    ({:.1} s)", t.elapsed().as_secs_f64());
 
     step(
