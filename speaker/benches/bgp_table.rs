@@ -1,35 +1,75 @@
 //! BGP table benchmark (issue 5's figure): one speaker announces 10,000 /32 host routes to a real
 //! FRR router in a network-namespace lab, and in the same run gobgpd announces the same 10,000 into
-//! the same FRR. For each it prints the time from the moment FRR sees the session Established until
-//! FRR's table holds all of its routes (polled every 10 ms), the ratio, and both processes' RSS; for
-//! the speaker also the time from its start. Then both announcers get sessions to two more FRR
-//! routers (three each, as a node peering with two top-of-rack routers and a route reflector would),
-//! and the RSS printed is with all three tables full. Needs root (network
-//! namespaces); prints why it skips.
+//! the same FRR. Both are loaded first; then FRR brings up one session at a time (`no neighbor
+//! shutdown`, FRR connecting, the announcers passive), in the order oxelb, gobgpd, gobgpd, oxelb,
+//! ... so that neither is always the first into an empty table, with the table and the kernel
+//! emptied before every round. Per round it prints:
+//! - **FRR**: from FRR's Established until FRR's table holds all 10,000 (FRR's own session uptime,
+//!   `peerUptimeMsec`, read in the first poll that sees them all: an upper bound, tight to the poll
+//!   gap printed beside it);
+//! - **wire**: from the handshake's last KEEPALIVE until the 10,000th prefix was on the wire, read
+//!   from a packet capture on FRR's side (the sender's own part; the rest is FRR's ingestion).
+//!
+//! Then the medians and their ratio. Then both announcers get sessions to two more FRR routers
+//! (three each, as a node peering with two top-of-rack routers and a route reflector would), and
+//! the RSS printed is with all three tables full. Needs root (network namespaces); prints why it
+//! skips.
 //!
 //! `cargo bench -p oxelb-speaker --bench bgp_table`. Addresses: 198.51.100.0/24 for the LAN; the
 //! 10,000 Service IPs come from 198.18.0.0/16 (RFC 2544's benchmarking range, as the allocator
 //! benchmark; the documentation ranges hold only 256 addresses each). No packet leaves the lab's
-//! namespaces: the router and the node are the only hosts.
+//! namespaces: the routers and the announcers are the only hosts.
 
 use std::{
     fmt::Write as _,
+    net::SocketAddrV4,
     path::Path,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use oxelb_tests::{
     lab::{LabError, lab_or_skip, wait_until},
+    pcap::{self, BgpMessage},
     routers::{Frr, Gobgp, Neighbor, frr_bgpd_conf, gobgp_conf},
 };
 
 const ROUTES: u32 = 10_000;
+/// Measured rounds per announcer (after one unmeasured warm-up round each).
+const ROUNDS: usize = 5;
+const OXELB: &str = "198.51.100.2";
+const GOBGP: &str = "198.51.100.3";
 
 /// The speaker's second and third BgpPeer, added once the first table is timed.
-const EXTRA_PEERS: &str = "---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: r2}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.4}, timers: {config: {connectRetry: '1'}}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: r3}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.5}, timers: {config: {connectRetry: '1'}}}\n";
+const EXTRA_PEERS: &str = "---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: r2}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.4}, transport: {passiveMode: true}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: r3}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.5}, transport: {passiveMode: true}}\n";
 
 fn write(dir: &Path, rel: &str, body: &str) -> Result<(), LabError> {
     oxelb_tests::lab::write_file(dir, rel, body)
+}
+
+/// One measured round: the session FRR brought up and when its table was seen full.
+struct Round {
+    announcer: &'static str,
+    /// The end of the first poll that saw FRR's table full (wall clock, as the capture's stamps).
+    full_by: SystemTime,
+    /// The start of the poll before it, which still saw the table short.
+    short_at: SystemTime,
+    /// When FRR's kernel was seen holding all ROUTES (the end of the round's window in the route
+    /// monitor's log).
+    done_at: SystemTime,
+    /// FRR's local port of the round's connection, to find it in the capture.
+    frr_port: u16,
+}
+
+/// A round's figures, from its capture, the route monitor and the polls.
+struct Figures {
+    /// Established (on the wire) until zebra installed the last of the routes in the kernel.
+    kernel: Duration,
+    /// Established until FRR was seen with the full BGP table: an upper bound.
+    table: Duration,
+    /// How much lower the true figure may be (from the poll before).
+    slack: Duration,
+    /// Established until the last prefix was on the wire.
+    wire: Duration,
 }
 
 fn main() -> Result<(), LabError> {
@@ -53,44 +93,41 @@ fn main() -> Result<(), LabError> {
         lab.attach(&router, port, "lan")?;
         lab.addr(ns, "eth0", ip)?;
     }
+    // Every router starts with both announcers shut down; FRR connects when a round opens one.
+    let announcers = [Neighbor::new(OXELB, 64512), Neighbor::new(GOBGP, 64514)];
+    let shut = format!(" neighbor {OXELB} shutdown\n neighbor {GOBGP} shutdown\n");
     let frr = Frr::start(
         &mut lab,
         &router,
         "router",
-        &frr_bgpd_conf(
-            64513,
-            "198.51.100.1",
-            &[
-                Neighbor::new("198.51.100.2", 64512),
-                Neighbor::new("198.51.100.3", 64514),
-            ],
-            "",
-        ),
+        &frr_bgpd_conf(64513, "198.51.100.1", &announcers, &shut),
     )?;
-    // The second and third routers: each peers with both announcers.
     let mut extras = Vec::new();
     for (ns, name, ip) in [(&extra_a, "r2", "198.51.100.4"), (&extra_b, "r3", "198.51.100.5")] {
-        let conf = frr_bgpd_conf(
-            64513,
-            ip,
-            &[
-                Neighbor::new("198.51.100.2", 64512),
-                Neighbor::new("198.51.100.3", 64514),
-            ],
-            "",
-        );
+        let conf = frr_bgpd_conf(64513, ip, &announcers, &shut);
         extras.push(Frr::start(&mut lab, ns, name, &conf)?);
     }
+    let pcap = lab.dir().join("bgp.pcap");
+    let mut tcpdump = router.command("tcpdump");
+    tcpdump
+        .args(["-i", "lan", "--immediate-mode", "-U", "-w"])
+        .arg(&pcap)
+        .args(["tcp port 179 and host 198.51.100.1"]);
+    lab.spawn("tcpdump", tcpdump)?;
+    // FRR's kernel routes as zebra installs them, stamped to the microsecond (in UTC, to compare
+    // with the capture's stamps).
+    let mut monitor = router.command("ip");
+    monitor.env("TZ", "UTC").args(["-ts", "monitor", "route"]);
+    lab.spawn("routes", monitor)?;
+
     let routers: Vec<Neighbor> = ["198.51.100.1", "198.51.100.4", "198.51.100.5"]
         .iter()
-        .map(|ip| Neighbor::new(ip, 64513))
+        .map(|ip| Neighbor {
+            passive: true,
+            ..Neighbor::new(ip, 64513)
+        })
         .collect();
-    // gobgpd with its neighbors administratively down until its 10,000 routes are loaded.
-    let gobgp_toml = gobgp_conf(64514, "198.51.100.3", &routers, -1).replace(
-        "    peer-as = 64513\n",
-        "    peer-as = 64513\n    admin-down = true\n",
-    );
-    let gobgp = Gobgp::start(&mut lab, &other, "g", &gobgp_toml)?;
+    let gobgp = Gobgp::start(&mut lab, &other, "g", &gobgp_conf(64514, GOBGP, &routers, 179))?;
     let loading = Instant::now();
     let ips: Vec<String> = (0..ROUTES)
         .map(|i| format!("{}/32", std::net::Ipv4Addr::from(0xc612_0001 + i)))
@@ -100,7 +137,7 @@ fn main() -> Result<(), LabError> {
             let gobgp = &gobgp;
             scope.spawn(move || {
                 for prefix in chunk {
-                    let _ = gobgp.announce_from_bench(prefix, "198.51.100.3");
+                    let _ = gobgp.announce_from_bench(prefix, GOBGP);
                 }
             });
         }
@@ -113,18 +150,12 @@ fn main() -> Result<(), LabError> {
     // 10,000 Services, each holding one IP of a /16 Eip, as the controller would have written them.
     let dir = lab.dir().join("objects");
     let mut objects = String::from(
-        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {name: bench}\nspec: {address: 198.18.0.0/16}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {name: default}\nspec: {as: 64512, listenPort: -1}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: router}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.1}, timers: {config: {connectRetry: '1'}}}\n",
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {name: bench}\nspec: {address: 198.18.0.0/16}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {name: default}\nspec: {as: 64512, listenPort: 179}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: router}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.1}, transport: {passiveMode: true}}\n",
     );
-    let mut statuses = String::new();
     for i in 0..ROUTES {
-        let ip = std::net::Ipv4Addr::from(0xc612_0001 + i);
         let _ = write!(
             objects,
             "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default}}\nspec: {{type: LoadBalancer}}\n"
-        );
-        let _ = write!(
-            statuses,
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default, finalizers: [finalizer.lb.kubesphere.io/v1alpha1]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
         );
     }
     write(&dir, "objects.yaml", &objects)?;
@@ -133,106 +164,243 @@ fn main() -> Result<(), LabError> {
         "status/nodes.core/n1.yaml",
         "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {conditions: [{type: Ready, status: 'True'}], addresses: [{type: InternalIP, address: 198.51.100.2}]}\n",
     )?;
-    // The dir source reads one overlay file per object.
-    for (i, doc) in statuses.split("---\n").filter(|d| !d.is_empty()).enumerate() {
-        write(&dir, &format!("status/services.core/default/s{i}.yaml"), doc)?;
+    // The dir source reads one status overlay file per object.
+    for i in 0..ROUTES {
+        let ip = std::net::Ipv4Addr::from(0xc612_0001 + i);
+        write(
+            &dir,
+            &format!("status/services.core/default/s{i}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default, finalizers: [finalizer.lb.kubesphere.io/v1alpha1]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
+            ),
+        )?;
     }
-
     let command = node.speaker(env!("CARGO_BIN_EXE_oxelb-speaker"), &dir, "n1", "warn");
-    let start = Instant::now();
     let pid = lab.spawn("speaker", command)?;
-    let ours = table_time(&frr, "198.51.100.2")?;
-    let from_start = start.elapsed();
-    let kernel = wait_until(
-        "FRR's kernel complete",
-        Duration::from_secs(120),
-        Duration::from_millis(50),
-        || {
-            let count = frr
-                .ns()
-                .ip(&["-4", "route", "show", "proto", "bgp"])
-                .map_err(|e| e.to_string())?
-                .lines()
-                .count();
-            if count >= ROUTES as usize {
-                Ok(start.elapsed())
-            } else {
-                Err(format!("{count} in the kernel"))
-            }
-        },
-    )?;
 
-    gobgp.cli(&["neighbor", "198.51.100.1", "enable"])?;
-    let theirs = table_time(&frr, "198.51.100.3")?;
+    // One unmeasured round each (the speaker reads its 10,000 objects meanwhile; FRR's first
+    // table allocates), then alternate: A B B A A B ...
+    let mut order = vec![OXELB, GOBGP];
+    order.extend((0..2 * ROUNDS).map(|i| if (i + 1) % 4 < 2 { OXELB } else { GOBGP }));
+    let mut rounds = Vec::new();
+    for (i, announcer) in order.into_iter().enumerate() {
+        let round = round(&frr, announcer)?;
+        if i >= 2 {
+            rounds.push(round);
+        }
+    }
+    // Let both recorders write out the last round before stopping them.
+    std::thread::sleep(Duration::from_secs(1));
+    lab.stop("tcpdump", Duration::from_secs(2));
+    lab.stop("routes", Duration::from_secs(2));
+    let messages = pcap::bgp_messages(&pcap)?;
+    let installs = route_installs(&lab.log("routes"));
 
-    // Timing is measured over one session each (three FRRs ingesting at once would measure the
-    // machine's two cores); then both announcers get their second and third session, and their
-    // RSS is read with all three tables full.
+    println!(
+        "{ROUTES} /32 from each announcer, one session up at a time, into an empty FRR; from Established (the handshake's last KEEPALIVE on the wire):"
+    );
+    println!("round  announcer   in FRR's kernel   in FRR's BGP table (poll)   last prefix on the wire");
+    let mut figures: [[Vec<f64>; 3]; 2] = Default::default();
+    for (i, round) in rounds.iter().enumerate() {
+        let Some(f) = figures_of(&messages, &installs, round) else {
+            println!(
+                "{:>5}  {:<9}  not found in the capture or the route monitor",
+                i + 1,
+                name(round.announcer)
+            );
+            continue;
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let slot = usize::from(round.announcer == GOBGP);
+        for (list, value) in figures[slot].iter_mut().zip([f.kernel, f.table, f.wire]) {
+            list.push(ms(value));
+        }
+        println!(
+            "{:>5}  {:<9}  {:>10.0} ms   {:>8.0} ms (-{:>3.0} ms)        {:>10.1} ms",
+            i + 1,
+            name(round.announcer),
+            ms(f.kernel),
+            ms(f.table),
+            ms(f.slack),
+            ms(f.wire),
+        );
+    }
+    let [ours, theirs] = figures.map(|lists| lists.map(median));
+    println!("median of {ROUNDS} rounds");
+    for (who, m) in [("oxelb speaker", ours), ("gobgpd", theirs)] {
+        println!(
+            "       {who:<13}  {:>7.0} ms   {:>8.0} ms                {:>10.1} ms",
+            m[0], m[1], m[2]
+        );
+    }
+    println!(
+        "       ratio oxelb / gobgpd  {:>6.2}   {:>11.2}                {:>10.2}",
+        ours[0] / theirs[0].max(1e-9),
+        ours[1] / theirs[1].max(1e-9),
+        ours[2] / theirs[2].max(1e-9)
+    );
+
+    // Then both announcers get their second and third session, and their RSS is read with all
+    // three tables full (timing three FRRs ingesting at once would measure the machine's two
+    // cores, so it is not timed).
     objects.push_str(EXTRA_PEERS);
     write(&dir, "objects.yaml", &objects)?;
-    for extra in &extras {
-        full_table(extra, "198.51.100.2")?;
+    for router in [&frr, &extras[0], &extras[1]] {
+        for announcer in [OXELB, GOBGP] {
+            router.configure_bgp(64513, &format!("no neighbor {announcer} shutdown"))?;
+            full_table(router, announcer)?;
+        }
     }
-    for router in &routers[1..] {
-        gobgp.cli(&["neighbor", &router.address, "enable"])?;
-    }
-    for extra in &extras {
-        full_table(extra, "198.51.100.3")?;
-    }
-    let speaker_rss = rss(pid);
-
-    println!("routes:                                   {ROUTES} /32 from each announcer");
     println!(
-        "oxelb speaker: Established -> FRR full:  {:>7.0} ms",
-        ours.as_secs_f64() * 1e3
-    );
-    println!(
-        "gobgpd:        Established -> FRR full:  {:>7.0} ms",
-        theirs.as_secs_f64() * 1e3
-    );
-    println!(
-        "ratio oxelb / gobgpd:                     {:>7.2}",
-        ours.as_secs_f64() / theirs.as_secs_f64().max(1e-9)
-    );
-    println!(
-        "oxelb speaker: process start -> FRR table full {:>6.0} ms, kernel full {:>6.0} ms (includes reading {ROUTES} objects)",
-        from_start.as_secs_f64() * 1e3,
-        kernel.as_secs_f64() * 1e3
-    );
-    // `ip netns exec` execs the program: the spawned pid is the speaker's.
-    println!(
-        "RSS with {ROUTES} routes on 3 sessions: oxelb speaker {speaker_rss} KiB (dir: source with {ROUTES} Service files), gobgpd {} KiB",
+        "RSS with {ROUTES} routes on 3 sessions: oxelb speaker {} KiB (dir: source with {ROUTES} Service files), gobgpd {} KiB",
+        rss(pid),
         rss_of("gobgpd")
     );
     Ok(())
 }
 
-/// Time from the session with `neighbor` coming up until FRR received all ROUTES, as an upper
-/// bound: measured from the last poll that saw the session not yet Established (each poll is one
-/// vtysh call, so the true figure lies below by up to one poll).
-fn table_time(frr: &Frr, neighbor: &str) -> Result<Duration, LabError> {
-    let mut not_yet = Instant::now();
+fn name(announcer: &str) -> &'static str {
+    if announcer == OXELB { "oxelb" } else { "gobgpd" }
+}
+
+/// Empties FRR (both announcers shut down, its table and kernel routes gone), brings up the
+/// session with `announcer` and times it until FRR holds all ROUTES.
+fn round(frr: &Frr, announcer: &'static str) -> Result<Round, LabError> {
+    for neighbor in [OXELB, GOBGP] {
+        frr.configure_bgp(64513, &format!("neighbor {neighbor} shutdown"))?;
+    }
     wait_until(
-        &format!("FRR's table full from {neighbor}"),
-        Duration::from_secs(180),
-        Duration::from_millis(5),
+        "FRR's table and kernel empty",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
         || {
-            let polled = Instant::now();
+            let kernel = kernel_routes(frr).map_err(|e| e.to_string())?;
+            let table = frr
+                .json("show bgp ipv4 unicast summary json")
+                .map_err(|e| e.to_string())?["ribCount"]
+                .as_u64()
+                .unwrap_or(0);
+            if kernel == 0 && table == 0 {
+                Ok(())
+            } else {
+                Err(format!("{table} in the table, {kernel} in the kernel"))
+            }
+        },
+    )?;
+    frr.configure_bgp(64513, &format!("no neighbor {announcer} shutdown"))?;
+    let mut short_at = SystemTime::now();
+    let (full_by, short_at) = wait_until(
+        &format!("FRR's table full from {announcer}"),
+        Duration::from_secs(120),
+        Duration::ZERO,
+        || {
+            let polled = SystemTime::now();
             let summary = frr
                 .json("show bgp ipv4 unicast summary json")
                 .map_err(|e| e.to_string())?;
-            let peer = &summary["peers"][neighbor];
-            if peer["state"].as_str() != Some("Established") {
-                not_yet = polled;
-            }
+            let peer = &summary["peers"][announcer];
             let received = peer["pfxRcd"].as_u64().unwrap_or(0);
             if peer["state"].as_str() == Some("Established") && received >= u64::from(ROUTES) {
-                Ok(not_yet.elapsed())
+                return Ok((SystemTime::now(), short_at));
+            }
+            short_at = polled;
+            Err(format!("{received} received, state {}", peer["state"]))
+        },
+    )?;
+    let done_at = wait_until(
+        "FRR's kernel full",
+        Duration::from_secs(120),
+        Duration::from_millis(20),
+        || {
+            let count = kernel_routes(frr).map_err(|e| e.to_string())?;
+            if count >= ROUTES as usize {
+                Ok(SystemTime::now())
             } else {
-                Err(format!("{received} received, state {:?}", peer["state"]))
+                Err(format!("{count} in the kernel"))
             }
         },
-    )
+    )?;
+    let detail = frr.json(&format!("show bgp neighbors {announcer} json"))?;
+    let frr_port = detail[announcer]["portLocal"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| LabError::Unexpected(format!("FRR's neighbor {announcer} has no portLocal")))?;
+    Ok(Round {
+        announcer,
+        full_by,
+        short_at,
+        done_at,
+        frr_port,
+    })
+}
+
+/// A round's figures. Established is the handshake's last KEEPALIVE on the round's connection
+/// (both sides are Established once each has the other's, RFC 4271 §8.2.2); the capture's stamps
+/// and the polls' are the same wall clock of the same machine.
+fn figures_of(messages: &[BgpMessage], installs: &[Duration], round: &Round) -> Option<Figures> {
+    let frr = SocketAddrV4::new("198.51.100.1".parse().ok()?, round.frr_port);
+    let peer: std::net::Ipv4Addr = round.announcer.parse().ok()?;
+    let connection: Vec<&BgpMessage> = messages
+        .iter()
+        .filter(|m| (m.from == frr && *m.to.ip() == peer) || (m.to == frr && *m.from.ip() == peer))
+        .collect();
+    let first_keepalive = |from_frr: bool| {
+        connection
+            .iter()
+            .find(|m| m.kind == pcap::KEEPALIVE && (m.from == frr) == from_frr)
+            .map(|m| m.at)
+    };
+    let established = first_keepalive(true)?.max(first_keepalive(false)?);
+    let mut announced = 0;
+    let last = connection.iter().find(|m| {
+        if m.from != frr {
+            announced += m.announced;
+        }
+        announced >= ROUTES
+    })?;
+    let since_epoch = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).ok();
+    let full_by = since_epoch(round.full_by)?;
+    let short_at = since_epoch(round.short_at)?;
+    let done_at = since_epoch(round.done_at)?;
+    let installed = installs
+        .iter()
+        .filter(|&&t| t >= established && t <= done_at)
+        .max()?;
+    Some(Figures {
+        kernel: installed.saturating_sub(established),
+        table: full_by.saturating_sub(established),
+        slack: full_by.saturating_sub(short_at.max(established)),
+        wire: last.at.saturating_sub(established),
+    })
+}
+
+/// FRR's kernel routes from BGP.
+fn kernel_routes(frr: &Frr) -> Result<usize, LabError> {
+    Ok(frr
+        .ns()
+        .ip(&["-4", "route", "show", "proto", "bgp"])?
+        .lines()
+        .count())
+}
+
+/// When each benchmark route was added, from `ip -ts monitor route` output in UTC: lines such as
+/// `[2026-11-26T09:49:48.890182] 198.18.0.1 via 198.51.100.2 dev lan proto bgp metric 20`
+/// (removals start with `Deleted` after the stamp), as time since the Unix epoch.
+fn route_installs(log: &str) -> Vec<Duration> {
+    log.lines()
+        .filter_map(|line| {
+            let (stamp, event) = line.strip_prefix('[')?.split_once("] ")?;
+            if !event.starts_with("198.18.") || !event.contains("proto bgp") {
+                return None;
+            }
+            oxelb_tests::lab::utc_stamp(stamp)
+        })
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Waits until `frr` holds all ROUTES from `neighbor`.

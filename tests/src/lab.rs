@@ -69,6 +69,12 @@ pub enum LabError {
         "{0} is not in a documentation range (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32)"
     )]
     NotDocumentation(String),
+    /// A packet capture of the lab could not be read.
+    #[error(transparent)]
+    Capture(#[from] crate::pcap::PcapError),
+    /// What a router or process reported lacks what the test needs (names what is missing).
+    #[error("unexpected lab state: {0}")]
+    Unexpected(String),
 }
 
 /// A new lab for `test`, or `None` after reporting on stderr that `test` skips and why. The report
@@ -186,6 +192,29 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// A stamp `YYYY-MM-DDTHH:MM:SS.ffffff` in UTC (as `ip -ts monitor` prints it with `TZ=UTC`) as
+/// time since the Unix epoch; `None` when it is not one.
+pub fn utc_stamp(stamp: &str) -> Option<Duration> {
+    let (date, time) = stamp.split_once('T')?;
+    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let (hms, fraction) = time.split_once('.')?;
+    if fraction.is_empty() || fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nanos = fraction.parse::<u64>().ok()? * 10_u64.pow(9 - fraction.len() as u32);
+    let mut parts = hms.split(':').map(|p| p.parse::<u64>().ok());
+    let (hh, mm, ss) = (parts.next()??, parts.next()??, parts.next()??);
+    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    Some(Duration::from_secs(days * 86_400 + hh * 3600 + mm * 60 + ss) + Duration::from_nanos(nanos))
 }
 
 /// Polls `probe` every `every` until it returns `Some`, for at most `timeout`.
@@ -599,6 +628,32 @@ mod tests {
             "not-an-ip",
         ] {
             assert!(assert_documentation_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn utc_stamps_are_read_to_the_microsecond() {
+        assert_eq!(
+            utc_stamp("1970-01-01T00:00:01.000002"),
+            Some(Duration::from_micros(1_000_002))
+        );
+        // `date -u -d 2026-11-26T09:49:48 +%s` = 1795686588.
+        assert_eq!(
+            utc_stamp("2026-11-26T09:49:48.890182"),
+            Some(Duration::from_secs(1_795_686_588) + Duration::from_micros(890_182))
+        );
+        assert_eq!(
+            utc_stamp("2024-02-29T23:59:59.5"),
+            Some(Duration::from_secs(1_709_251_199) + Duration::from_millis(500))
+        );
+        for bad in [
+            "",
+            "2026-11-26",
+            "2026-11-26T09:49",
+            "x-1-1T0:0:0.0",
+            "1969-12-31T23:59:59.0",
+        ] {
+            assert_eq!(utc_stamp(bad), None, "{bad}");
         }
     }
 

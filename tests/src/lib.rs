@@ -7,11 +7,13 @@
 //! [`lab`] builds network-namespace labs (hosts, veths, bridges, processes, torn down on drop) and
 //! [`routers`] runs real FRR, BIRD and GoBGP routers in them. [`cluster`] builds on both: the whole
 //! demo topology (router, clients, three nodes running the real controller and speakers), shared
-//! by the demo (`examples/lab/demo.sh`, binary `oxelb-demo`) and the end-to-end tests.
+//! by the demo (`examples/lab/demo.sh`, binary `oxelb-demo`) and the end-to-end tests. [`pcap`]
+//! reads the BGP messages out of a lab's packet capture, for benchmarks that time the wire.
 
 pub mod cluster;
 pub mod lab;
 pub mod manifest;
+pub mod pcap;
 pub mod routers;
 
 pub use manifest::{Document, LoadError, RoundTripError, load_documents, round_trip, workspace_root};

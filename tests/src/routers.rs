@@ -165,6 +165,25 @@ impl Frr {
         )
     }
 
+    /// Applies `line` inside `router bgp asn` on the running router (as an operator typing it into
+    /// `configure terminal`), e.g. `neighbor 198.51.100.2 shutdown`.
+    pub fn configure_bgp(&self, asn: u32, line: &str) -> Result<(), LabError> {
+        run(
+            "vtysh",
+            &[
+                "--vty_socket",
+                &self.dir.display().to_string(),
+                "-c",
+                "configure terminal",
+                "-c",
+                &format!("router bgp {asn}"),
+                "-c",
+                line,
+            ],
+        )
+        .map(drop)
+    }
+
     /// Runs one vtysh command that answers JSON.
     pub fn json(&self, command: &str) -> Result<Value, LabError> {
         let text = self.vtysh(command)?;
