@@ -107,13 +107,7 @@ fn main() -> Result<(), LabError> {
         let conf = frr_bgpd_conf(64513, ip, &announcers, &shut);
         extras.push(Frr::start(&mut lab, ns, name, &conf)?);
     }
-    let pcap = lab.dir().join("bgp.pcap");
-    let mut tcpdump = router.command("tcpdump");
-    tcpdump
-        .args(["-i", "lan", "--immediate-mode", "-U", "-w"])
-        .arg(&pcap)
-        .args(["tcp port 179 and host 198.51.100.1"]);
-    lab.spawn("tcpdump", tcpdump)?;
+    let pcap = lab.capture("tcpdump", &router, "lan", "tcp port 179 and host 198.51.100.1")?;
     // FRR's kernel routes as zebra installs them, stamped to the microsecond (in UTC, to compare
     // with the capture's stamps).
     let mut monitor = router.command("ip");

@@ -596,43 +596,16 @@ fn plain(log: &str) -> String {
     out
 }
 
-/// Starts tcpdump on the router's LAN, writing BGP packets to a pcap file as they pass (`-U`).
+/// Starts tcpdump on the router's LAN, writing BGP packets to a pcap file as they pass.
 fn capture_bgp(lab: &mut Lab, router: &Ns) -> Result<std::path::PathBuf, LabError> {
-    let path = lab.dir().join("bgp.pcap");
-    let mut command = router.command("tcpdump");
-    let file = path.display().to_string();
-    command.args([
-        "-i", "lan", "-n", "-U", "-s", "0", "-Z", "root", "-w", &file, "tcp", "port", "179",
-    ]);
-    lab.spawn("tcpdump", command)?;
-    wait_until("tcpdump to capture", WAIT, POLL, || {
-        let log = lab.log("tcpdump");
-        if log.contains("listening on") {
-            Ok(())
-        } else {
-            Err(log)
-        }
-    })?;
-    Ok(path)
+    lab.capture("tcpdump", router, "lan", "tcp port 179")
 }
 
-/// The whole BGP messages in a capture, found by their marker (each of ours fits one segment).
-fn bgp_messages(pcap: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i + 19 <= pcap.len() {
-        let length = usize::from(u16::from_be_bytes([pcap[i + 16], pcap[i + 17]]));
-        if pcap[i..i + 16].iter().all(|b| *b == 0xff)
-            && (19..=4096).contains(&length)
-            && i + length <= pcap.len()
-        {
-            out.push(pcap[i..i + length].to_vec());
-            i += length;
-        } else {
-            i += 1;
-        }
-    }
-    out
+/// The whole BGP messages in a capture so far.
+fn bgp_messages(pcap: &std::path::Path) -> Vec<Vec<u8>> {
+    oxelb_tests::pcap::bgp_messages(pcap)
+        .map(|messages| messages.into_iter().map(|m| m.bytes).collect())
+        .unwrap_or_default()
 }
 
 /// What a lab with BIRD without 4-octet AS saw.
@@ -716,7 +689,7 @@ fn announce_to_bird_without_as4(
     )?;
     let nlri = [32, 203, 0, 113, 5];
     let (open, update) = wait_until("the speaker's OPEN and UPDATE captured", WAIT, POLL, || {
-        let messages = bgp_messages(&std::fs::read(&pcap).unwrap_or_default());
+        let messages = bgp_messages(&pcap);
         // The speaker's OPEN is the one with its router ID (198.51.100.2).
         let open = messages
             .iter()

@@ -503,6 +503,44 @@ impl Lab {
         Ok(pid)
     }
 
+    /// Starts `tcpdump` on `ifname` in `ns`, writing the packets that match `filter` (a pcap filter
+    /// expression) whole and as they pass to `<dir>/<log>.pcap`, and waits until it captures.
+    /// Read the file with [`crate::pcap::bgp_messages`]; stop it with [`stop`](Self::stop)(`log`).
+    pub fn capture(&mut self, log: &str, ns: &Ns, ifname: &str, filter: &str) -> Result<PathBuf, LabError> {
+        let path = self.dir().join(format!("{log}.pcap"));
+        let mut command = ns.command("tcpdump");
+        command
+            .args([
+                "-i",
+                ifname,
+                "-n",
+                "--immediate-mode",
+                "-U",
+                "-s",
+                "0",
+                "-Z",
+                "root",
+                "-w",
+            ])
+            .arg(&path)
+            .arg(filter);
+        self.spawn(log, command)?;
+        wait_until(
+            &format!("tcpdump {log} to capture"),
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || {
+                let output = self.log(log);
+                if output.contains("listening on") {
+                    Ok(())
+                } else {
+                    Err(output)
+                }
+            },
+        )?;
+        Ok(path)
+    }
+
     /// What a process started with [`spawn`](Self::spawn) logged so far.
     pub fn log(&self, log: &str) -> String {
         std::fs::read_to_string(self.dir().join(format!("{log}.log"))).unwrap_or_default()

@@ -52,6 +52,8 @@ pub struct BgpMessage {
     /// Whether the message is the IPv4 unicast End-of-RIB marker (RFC 4724 §2: an UPDATE with
     /// nothing in it).
     pub end_of_rib: bool,
+    /// The whole message, header included.
+    pub bytes: Vec<u8>,
 }
 
 /// BGP message type KEEPALIVE (RFC 4271 §4.1).
@@ -59,7 +61,8 @@ pub const KEEPALIVE: u8 = 4;
 /// BGP message type UPDATE (RFC 4271 §4.1).
 pub const UPDATE: u8 = 2;
 
-/// Every BGP message (TCP port 179 on either side) in the capture at `path`, in capture order.
+/// Every BGP message (TCP port 179 on either side) in the capture at `path`, in capture order. A
+/// capture still being written may end in half a record: that record is left out.
 pub fn bgp_messages(path: &Path) -> Result<Vec<BgpMessage>, PcapError> {
     let bytes = std::fs::read(path).map_err(|source| PcapError::Io {
         path: path.display().to_string(),
@@ -105,9 +108,9 @@ fn parse(bytes: &[u8]) -> Result<Vec<BgpMessage>, String> {
             } else {
                 Duration::from_micros(u64::from(frac))
             };
-        let frame = rest
-            .get(16..16 + captured)
-            .ok_or("a record runs past the end of the file")?;
+        let Some(frame) = rest.get(16..16 + captured) else {
+            break;
+        };
         rest = &rest[16 + captured..];
         let Some(segment) = tcp_segment(frame) else {
             continue;
@@ -122,14 +125,15 @@ fn parse(bytes: &[u8]) -> Result<Vec<BgpMessage>, String> {
         }
         stream.next_seq = Some(expected.wrapping_add(segment.payload.len() as u32));
         stream.pending.extend_from_slice(segment.payload);
-        while let Some(message) = next_message(&mut stream.pending) {
+        while let Some((kind, announced, end_of_rib, bytes)) = next_message(&mut stream.pending) {
             messages.push(BgpMessage {
                 at,
                 from: segment.from,
                 to: segment.to,
-                kind: message.0,
-                announced: message.1,
-                end_of_rib: message.2,
+                kind,
+                announced,
+                end_of_rib,
+                bytes,
             });
         }
     }
@@ -167,10 +171,10 @@ fn tcp_segment(frame: &[u8]) -> Option<Segment<'_>> {
     })
 }
 
-/// Takes one whole message off the front of `pending`: its type, the IPv4 NLRI it announces, and
-/// whether it is an End-of-RIB. `None` until a whole message is there. A length below the
+/// Takes one whole message off the front of `pending`: its type, the IPv4 NLRI it announces,
+/// whether it is an End-of-RIB, and its bytes. `None` until a whole message is there. A length below the
 /// 19-octet minimum cannot be framed: the stream is dropped (a capture of a broken session).
-fn next_message(pending: &mut Vec<u8>) -> Option<(u8, u32, bool)> {
+fn next_message(pending: &mut Vec<u8>) -> Option<(u8, u32, bool, Vec<u8>)> {
     let length = usize::from(u16::from_be_bytes([*pending.get(16)?, *pending.get(17)?]));
     if length < 19 {
         pending.clear();
@@ -185,8 +189,8 @@ fn next_message(pending: &mut Vec<u8>) -> Option<(u8, u32, bool)> {
     } else {
         (0, false)
     };
-    pending.drain(..length);
-    Some((kind, announced, end_of_rib))
+    let bytes = pending.drain(..length).collect();
+    Some((kind, announced, end_of_rib, bytes))
 }
 
 /// The number of NLRI prefixes in an UPDATE body (RFC 4271 §4.3: withdrawn routes, path
@@ -296,6 +300,7 @@ mod tests {
         );
         assert_eq!(messages[0].from.port(), 50000);
         assert_eq!(messages[0].to, "192.0.2.1:179".parse().expect("an address"));
+        assert_eq!(messages[0].bytes, message(KEEPALIVE, &[]));
     }
 
     #[test]
@@ -315,9 +320,10 @@ mod tests {
     fn bad_input_is_an_error_or_skipped_never_a_panic() {
         assert!(parse(&[]).is_err());
         assert!(parse(&[0; 24]).is_err());
-        let mut truncated = capture(&[(1, frame(1, &update(1)))]);
+        // A capture cut inside its last record (still being written) keeps the records before.
+        let mut truncated = capture(&[(1, frame(1, &update(1))), (2, frame(29, &update(1)))]);
         truncated.truncate(truncated.len() - 3);
-        assert!(parse(&truncated).is_err());
+        assert_eq!(parse(&truncated).map(|m| m.len()), Ok(1));
         // A message length below the minimum, an UPDATE with attribute lengths past its end.
         let mut short = message(KEEPALIVE, &[]);
         short[17] = 3;
