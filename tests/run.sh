@@ -13,9 +13,10 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests need; each is installed only when missing. `required` builds and runs
 # every test; `lab` is for the network-namespace labs, which run only as root (the real routers FRR,
-# BIRD 2 and GoBGP; ping, arping and ndisc6 as clients whose kernels resolve layer2 IPs; tcpdump).
+# BIRD 2 and GoBGP; ping, arping and ndisc6 as clients whose kernels resolve layer2 IPs; tcpdump;
+# curl for the speaker's metrics inside a node namespace).
 required=(gcc)
-lab=(iproute2 iputils-ping arping ndisc6 tcpdump frr bird2 gobgpd)
+lab=(iproute2 iputils-ping arping ndisc6 tcpdump curl frr bird2 gobgpd)
 
 missing_from() {
   local p

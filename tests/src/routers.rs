@@ -28,6 +28,8 @@ pub struct Neighbor {
     pub passive: bool,
     /// The router's own address for this session (GoBGP `local-address`), when it has several.
     pub local_address: Option<String>,
+    /// The router keeps this neighbor's routes while it restarts (RFC 4724 receiving speaker).
+    pub graceful_restart: bool,
 }
 
 impl Neighbor {
@@ -40,6 +42,7 @@ impl Neighbor {
             port: None,
             passive: false,
             local_address: None,
+            graceful_restart: false,
         }
     }
 }
@@ -72,6 +75,9 @@ pub fn frr_bgpd_conf(asn: u32, router_id: &str, neighbors: &[Neighbor], extra: &
         if n.passive {
             conf.push_str(&format!(" neighbor {} passive\n", n.address));
         }
+        if n.graceful_restart {
+            conf.push_str(&format!(" neighbor {} graceful-restart\n", n.address));
+        }
     }
     conf.push_str(extra);
     for (family, v6) in [("ipv4 unicast", false), ("ipv6 unicast", true)] {
@@ -89,6 +95,18 @@ pub fn frr_bgpd_conf(asn: u32, router_id: &str, neighbors: &[Neighbor], extra: &
 impl Frr {
     /// Starts zebra and bgpd in `ns` with `bgpd_conf`, and waits until bgpd answers.
     pub fn start(lab: &mut Lab, ns: &Ns, name: &str, bgpd_conf: &str) -> Result<Self, LabError> {
+        Self::start_listening(lab, ns, name, bgpd_conf, 179)
+    }
+
+    /// As [`start`](Self::start), with bgpd listening on `port` (its `-p`; FRR has no config
+    /// statement for it).
+    pub fn start_listening(
+        lab: &mut Lab,
+        ns: &Ns,
+        name: &str,
+        bgpd_conf: &str,
+        port: u16,
+    ) -> Result<Self, LabError> {
         let dir = lab.dir().join(format!("frr-{name}"));
         lab.write(&format!("frr-{name}/zebra.conf"), "")?;
         lab.write(&format!("frr-{name}/bgpd.conf"), bgpd_conf)?;
@@ -113,6 +131,9 @@ impl Frr {
                 "--vty_socket",
                 &d,
             ]);
+            if daemon == "bgpd" {
+                command.args(["-p", &port.to_string()]);
+            }
             lab.spawn(&format!("frr-{name}-{daemon}"), command)?;
             // bgpd connects to zebra's socket at start.
             let socket = dir.join(if daemon == "zebra" {
@@ -219,8 +240,8 @@ impl Frr {
 
     /// The next hops of `prefix` in FRR's BGP table (empty when absent); multipath gives several.
     pub fn bgp_next_hops(&self, prefix: &str) -> Result<Vec<String>, LabError> {
-        let family = if prefix.contains(':') { "ipv6" } else { "ip" };
-        let value = self.json(&format!("show {family} bgp json"))?;
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let value = self.json(&format!("show bgp {family} unicast json"))?;
         let mut hops: Vec<String> = value["routes"][prefix]
             .as_array()
             .into_iter()
@@ -280,7 +301,15 @@ pub fn gobgp_conf(asn: u32, router_id: &str, neighbors: &[Neighbor], listen_port
         } else {
             "ipv4-unicast"
         };
+        if n.graceful_restart {
+            conf.push_str(
+                "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120\n",
+            );
+        }
         conf.push_str(&format!("  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{family}\"\n"));
+        if n.graceful_restart {
+            conf.push_str("    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n");
+        }
     }
     conf
 }
@@ -458,5 +487,244 @@ impl Bird {
     /// The router's name in the lab.
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// The three real routers a BGP scenario runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouterKind {
+    /// FRR 8.4 (zebra installs its routes in the kernel).
+    Frr,
+    /// BIRD 2.0 (its kernel protocol installs them, multipath merged).
+    Bird,
+    /// gobgpd 3.10 (no kernel routes: its table is the figure).
+    Gobgp,
+}
+
+/// What a scenario asks of its router, whichever kind runs it.
+#[derive(Clone, Debug)]
+pub struct RouterSetup {
+    /// The router's AS.
+    pub asn: u32,
+    /// Its router ID (and IPv4 address on the LAN).
+    pub router_id: String,
+    /// Its IPv6 address on the LAN, when it has IPv6 neighbors.
+    pub ipv6: Option<String>,
+    /// Its neighbors (the nodes).
+    pub neighbors: Vec<Neighbor>,
+    /// The port it listens on (179 when `None`).
+    pub listen_port: Option<u16>,
+}
+
+/// A running router of any [`RouterKind`], queried the same way for every kind.
+pub enum Router {
+    /// FRR.
+    Frr(Frr),
+    /// BIRD, with its neighbors' addresses in protocol order (`peer0`, `peer1`, ...).
+    Bird(Bird, Vec<String>),
+    /// gobgpd.
+    Gobgp(Gobgp),
+}
+
+/// A `bird.conf` for `setup`: device and kernel protocols (merging multipath), one BGP protocol
+/// per neighbor with its family's local address. BIRD is a graceful-restart receiving speaker by
+/// default (`graceful restart aware`); `on` also makes it advertise a restart time.
+fn bird_setup_conf(setup: &RouterSetup) -> String {
+    let mut conf = format!(
+        "router id {};\nprotocol device {{}}\nprotocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\nprotocol kernel {{ ipv6 {{ export all; }}; merge paths on; }}\n",
+        setup.router_id
+    );
+    for (i, n) in setup.neighbors.iter().enumerate() {
+        let v6 = n.address.contains(':');
+        let local = if v6 {
+            setup.ipv6.as_deref().unwrap_or("::")
+        } else {
+            &setup.router_id
+        };
+        let mut options = String::new();
+        if let Some(password) = &n.password {
+            options.push_str(&format!("  password \"{password}\";\n"));
+        }
+        if n.passive {
+            options.push_str("  passive on;\n");
+        }
+        if n.graceful_restart {
+            options.push_str("  graceful restart on;\n");
+        }
+        let listen = setup
+            .listen_port
+            .map(|p| format!(" port {p}"))
+            .unwrap_or_default();
+        let port = n.port.map(|p| format!(" port {p}")).unwrap_or_default();
+        conf.push_str(&format!(
+            "protocol bgp peer{i} {{\n  local {local}{listen} as {};\n  neighbor {}{port} as {};\n  connect retry time 1;\n{options}  {} {{ import all; export all; }};\n}}\n",
+            setup.asn,
+            n.address,
+            n.asn,
+            if v6 { "ipv6" } else { "ipv4" }
+        ));
+    }
+    conf
+}
+
+impl Router {
+    /// Starts a router of `kind` in `ns` (named `router` in the lab's logs) as `setup` asks.
+    pub fn start(kind: RouterKind, lab: &mut Lab, ns: &Ns, setup: &RouterSetup) -> Result<Self, LabError> {
+        let id = setup.router_id.as_str();
+        Ok(match kind {
+            RouterKind::Frr => {
+                let extra = if setup.neighbors.iter().any(|n| n.graceful_restart) {
+                    " bgp graceful-restart\n"
+                } else {
+                    ""
+                };
+                let conf = frr_bgpd_conf(setup.asn, id, &setup.neighbors, extra);
+                Self::Frr(Frr::start_listening(
+                    lab,
+                    ns,
+                    "router",
+                    &conf,
+                    setup.listen_port.unwrap_or(179),
+                )?)
+            }
+            RouterKind::Bird => Self::Bird(
+                Bird::start(lab, ns, "router", &bird_setup_conf(setup))?,
+                setup.neighbors.iter().map(|n| n.address.clone()).collect(),
+            ),
+            RouterKind::Gobgp => {
+                let port = setup.listen_port.map_or(179, i32::from);
+                Self::Gobgp(Gobgp::start(
+                    lab,
+                    ns,
+                    "router",
+                    &gobgp_conf(setup.asn, id, &setup.neighbors, port),
+                )?)
+            }
+        })
+    }
+
+    /// Whether the session with `neighbor` is Established.
+    pub fn established(&self, neighbor: &str) -> Result<bool, LabError> {
+        match self {
+            Self::Frr(frr) => Ok(frr.neighbor_state(neighbor)? == "Established"),
+            Self::Bird(bird, neighbors) => match neighbors.iter().position(|n| n == neighbor) {
+                Some(index) => bird.established(index),
+                None => Err(LabError::Unexpected(format!("BIRD has no neighbor {neighbor}"))),
+            },
+            Self::Gobgp(gobgp) => Ok(gobgp
+                .neighbor_state(neighbor)?
+                .eq_ignore_ascii_case("established")),
+        }
+    }
+
+    /// The next hops of `prefix` in the router's BGP table, sorted (empty when absent; one per
+    /// path, so ECMP paths from two nodes give two).
+    pub fn next_hops(&self, prefix: &str) -> Result<Vec<String>, LabError> {
+        let mut hops = match self {
+            Self::Frr(frr) => frr.bgp_next_hops(prefix)?,
+            // `show route all` prints a prefix once, then each of its routes with a `via` line
+            // (indented), until the next prefix or table; `show route <prefix>` fails when absent.
+            Self::Bird(bird, _) => {
+                let table = bird.birdc(&["show", "route", "all"])?;
+                let mut inside = false;
+                let mut hops = Vec::new();
+                for line in table.lines() {
+                    if !line.starts_with(char::is_whitespace) {
+                        inside = line.split_whitespace().next() == Some(prefix);
+                    }
+                    if let Some(via) = line.trim().strip_prefix("via ").filter(|_| inside) {
+                        hops.extend(via.split_whitespace().next().map(str::to_owned));
+                    }
+                }
+                hops
+            }
+            // Rows such as `*> 203.0.113.5/32  198.51.100.2  64512  00:00:03  [{Origin: i}]`; a
+            // stale path's flags run into the prefix (`S*>203.0.113.5/32`).
+            Self::Gobgp(gobgp) => {
+                let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+                gobgp
+                    .cli(&["global", "rib", "-a", family, prefix])?
+                    .lines()
+                    .filter_map(|l| {
+                        let mut words = l
+                            .split_whitespace()
+                            .skip_while(|w| w.trim_start_matches(['S', '*', '>', ' ']) != prefix);
+                        words.next()?;
+                        words.next().map(str::to_owned)
+                    })
+                    .collect()
+            }
+        };
+        hops.sort();
+        hops.dedup();
+        Ok(hops)
+    }
+
+    /// The kernel's route to `prefix`, or `None` for a router that installs no kernel routes
+    /// (gobgpd).
+    pub fn kernel_route(&self, prefix: &str) -> Result<Option<String>, LabError> {
+        match self {
+            Self::Frr(frr) => frr.kernel_route(prefix).map(Some),
+            Self::Bird(bird, _) => bird.kernel_route(prefix).map(Some),
+            Self::Gobgp(_) => Ok(None),
+        }
+    }
+
+    /// Whether the router holds `prefix` only as stale (kept for a restarting peer, RFC 4724
+    /// §4.2), or `None` where the router does not say (BIRD's `show route` prints no stale mark).
+    pub fn stale(&self, prefix: &str) -> Result<Option<bool>, LabError> {
+        match self {
+            Self::Frr(frr) => {
+                let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+                let value = frr.json(&format!("show bgp {family} unicast {prefix} json"))?;
+                let paths = value["paths"].as_array().cloned().unwrap_or_default();
+                Ok(Some(
+                    !paths.is_empty() && paths.iter().all(|p| p["stale"].as_bool() == Some(true)),
+                ))
+            }
+            Self::Bird(..) => Ok(None),
+            // Rows of a stale path start with the flag `S` (`S*>203.0.113.5/32 ...`).
+            Self::Gobgp(gobgp) => {
+                let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+                let rib = gobgp.cli(&["global", "rib", "-a", family, prefix])?;
+                let rows: Vec<&str> = rib
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| l.contains(prefix))
+                    .collect();
+                Ok(Some(!rows.is_empty() && rows.iter().all(|l| l.starts_with('S'))))
+            }
+        }
+    }
+
+    /// Asks `neighbor` for its routes again (ROUTE-REFRESH, RFC 2918) without resetting the
+    /// session. Not for gobgpd: its `softresetin` re-reads its own Adj-RIB-In and sends nothing.
+    pub fn refresh(&self, neighbor: &str) -> Result<(), LabError> {
+        match self {
+            Self::Frr(frr) => frr.vtysh(&format!("clear bgp {neighbor} soft in")).map(drop),
+            Self::Bird(bird, neighbors) => {
+                let index = neighbors
+                    .iter()
+                    .position(|n| n == neighbor)
+                    .ok_or_else(|| LabError::Unexpected(format!("BIRD has no neighbor {neighbor}")))?;
+                bird.birdc(&["reload", "in", &format!("peer{index}")]).map(drop)
+            }
+            Self::Gobgp(gobgp) => gobgp.cli(&["neighbor", neighbor, "softresetin"]).map(drop),
+        }
+    }
+
+    /// What the router says about its sessions, for failure messages.
+    pub fn sessions(&self) -> String {
+        match self {
+            Self::Frr(frr) => frr.vtysh("show bgp summary"),
+            Self::Bird(bird, _) => bird.birdc(&["show", "protocols", "all"]),
+            Self::Gobgp(gobgp) => gobgp.cli(&["neighbor"]).map(|neighbors| {
+                let rib = gobgp
+                    .cli(&["global", "rib", "-a", "ipv4"])
+                    .unwrap_or_else(|e| e.to_string());
+                format!("{neighbors}\n{rib}")
+            }),
+        }
+        .unwrap_or_else(|e| e.to_string())
     }
 }
