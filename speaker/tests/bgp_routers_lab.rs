@@ -84,6 +84,34 @@ fn setup(neighbors: Vec<Neighbor>) -> RouterSetup {
     }
 }
 
+/// Writes `objects` with the Node overlays and the Service's `ingress`, and starts a speaker on
+/// each node; returns the objects directory.
+fn speakers(
+    lab: &mut Lab,
+    ns: &[Ns],
+    nodes: &[(&str, &str)],
+    objects: &str,
+    ingress: &[&str],
+) -> Result<std::path::PathBuf, LabError> {
+    let dir = objects_dir(lab, objects, nodes, ingress);
+    for (ns, (name, _)) in ns.iter().zip(nodes) {
+        start_speaker(lab, ns, name, &dir)?;
+    }
+    Ok(dir)
+}
+
+/// [`speakers`] with BgpConf AS 64512 (no listener), one BgpPeer `router` and the Service on IP_V4.
+fn plain_speakers(lab: &mut Lab, ns: &[Ns], nodes: &[(&str, &str)]) -> Result<std::path::PathBuf, LabError> {
+    let peers = peer("router", ROUTER_V4, 64513, "");
+    speakers(
+        lab,
+        ns,
+        nodes,
+        &objects(nodes, "{as: 64512, listenPort: -1}", &peers),
+        &[IP_V4],
+    )
+}
+
 /// Waits until the router's next hops for `prefix` are `want` (and, where the router installs
 /// kernel routes, the kernel has as many next hops; none when `want` is empty).
 fn expect_hops(router: &Router, lab: &Lab, prefix: &str, want: &[&str]) -> Result<(), LabError> {
@@ -154,13 +182,13 @@ fn both_families_announced_then_withdrawn(kind: RouterKind) -> Result<(), LabErr
         return Ok(());
     };
     let peers = peer("r4", ROUTER_V4, 64513, "") + &peer("r6", ROUTER_V6, 64513, "");
-    let dir = objects_dir(
-        &lab,
-        &objects(&nodes, "{as: 64512, listenPort: -1}", &peers),
+    let dir = speakers(
+        &mut lab,
+        &ns,
         &nodes,
+        &objects(&nodes, "{as: 64512, listenPort: -1}", &peers),
         &[IP_V4, IP_V6],
-    );
-    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
+    )?;
     expect_hops(&router, &lab, "203.0.113.5/32", &[N1])?;
     expect_hops(&router, &lab, "2001:db8:ffff::5/128", &[N1_V6])?;
 
@@ -186,18 +214,7 @@ fn two_nodes_give_two_paths(kind: RouterKind) -> Result<(), LabError> {
     let Some((mut lab, router, ns)) = start(kind, "two_nodes", &nodes, &routers)? else {
         return Ok(());
     };
-    let dir = objects_dir(
-        &lab,
-        &objects(
-            &nodes,
-            "{as: 64512, listenPort: -1}",
-            &peer("router", ROUTER_V4, 64513, ""),
-        ),
-        &nodes,
-        &[IP_V4],
-    );
-    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
-    start_speaker(&mut lab, &ns[1], "n2", &dir)?;
+    plain_speakers(&mut lab, &ns, &nodes)?;
     expect_hops(&router, &lab, "203.0.113.5/32", &[N1, N2])?;
     lab.stop("speaker-n2", Duration::from_secs(5));
     expect_hops(&router, &lab, "203.0.113.5/32", &[N1])?;
@@ -231,14 +248,13 @@ fn tcp_md5_right_and_wrong_with_four_octet_ases(kind: RouterKind) -> Result<(), 
             "nodeSelector: {matchLabels: {kubernetes.io/hostname: n2}}, ",
         )
         .replace("conf: {", "conf: {authPassword: not-it, ");
-    let dir = objects_dir(
-        &lab,
-        &objects(&nodes, "{as: 4200000000, listenPort: -1}", &peers),
+    speakers(
+        &mut lab,
+        &ns,
         &nodes,
+        &objects(&nodes, "{as: 4200000000, listenPort: -1}", &peers),
         &[IP_V4],
-    );
-    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
-    start_speaker(&mut lab, &ns[1], "n2", &dir)?;
+    )?;
     expect_hops(&router, &lab, "203.0.113.5/32", &[N1])?;
     // The wrong password: the router drops the SYNs, so the speaker's connect times out, and says
     // what to check.
@@ -279,14 +295,13 @@ fn passive_on_listen_port_and_active_to_remote_port(kind: RouterKind) -> Result<
         64513,
         "nodeSelector: {matchLabels: {kubernetes.io/hostname: n2}}, transport: {remotePort: 1790}, ",
     );
-    let dir = objects_dir(
-        &lab,
-        &objects(&nodes, "{as: 64512, listenPort: 17900}", &peers),
+    speakers(
+        &mut lab,
+        &ns,
         &nodes,
+        &objects(&nodes, "{as: 64512, listenPort: 17900}", &peers),
         &[IP_V4],
-    );
-    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
-    start_speaker(&mut lab, &ns[1], "n2", &dir)?;
+    )?;
     expect_hops(&router, &lab, "203.0.113.5/32", &[N1, N2])?;
     // Who connected to whom, from the sockets: the router to n1's 17900, n2 to the router's 1790.
     // n1's listener is dual-stack, so its IPv4 peers show as `[::ffff:198.51.100.1]`.
@@ -315,8 +330,10 @@ fn graceful_restart_keeps_the_route_through_a_speaker_crash(kind: RouterKind) ->
     let Some((mut lab, router, ns)) = start(kind, "graceful_restart", &nodes, &setup(vec![neighbor]))? else {
         return Ok(());
     };
-    let dir = objects_dir(
-        &lab,
+    let dir = speakers(
+        &mut lab,
+        &ns,
+        &nodes,
         &objects(
             &nodes,
             "{as: 64512, listenPort: -1}",
@@ -327,10 +344,8 @@ fn graceful_restart_keeps_the_route_through_a_speaker_crash(kind: RouterKind) ->
                 "gracefulRestart: {enabled: true, restartTime: 60}, ",
             ),
         ),
-        &nodes,
         &[IP_V4],
-    );
-    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
+    )?;
     expect_hops(&router, &lab, "203.0.113.5/32", &[N1])?;
 
     lab.kill("speaker-n1");
@@ -405,17 +420,7 @@ fn route_refresh_sends_the_table_again_without_a_reset(kind: RouterKind) -> Resu
     else {
         return Ok(());
     };
-    let dir = objects_dir(
-        &lab,
-        &objects(
-            &nodes,
-            "{as: 64512, listenPort: -1}",
-            &peer("router", ROUTER_V4, 64513, ""),
-        ),
-        &nodes,
-        &[IP_V4],
-    );
-    start_speaker(&mut lab, &ns[0], "n1", &dir)?;
+    plain_speakers(&mut lab, &ns, &nodes)?;
     expect_hops(&router, &lab, "203.0.113.5/32", &[N1])?;
     expect_established(&router, &lab, N1)?;
     let metrics = |ns: &Ns| -> Result<(u64, String), LabError> {
