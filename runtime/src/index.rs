@@ -1,15 +1,18 @@
 //! An in-memory index of the objects of one kind, kept current by [`ObjectEvent`]s.
 
-use std::collections::{BTreeMap, btree_map};
+use std::{collections::BTreeMap, sync::Arc};
 
 use kube::Resource;
 
 use crate::{object::ObjectKey, source::ObjectEvent};
 
 /// The objects of one kind by namespace/name, replaced wholesale on [`ObjectEvent::Resync`].
+///
+/// Each object is held behind an `Arc`, so a reader that needs a copy of the objects for one
+/// computation ([`iter_shared`](Self::iter_shared)) shares them instead of cloning them.
 #[derive(Clone, Debug)]
 pub struct Index<K> {
-    objects: BTreeMap<ObjectKey, K>,
+    objects: BTreeMap<ObjectKey, Arc<K>>,
     synced: bool,
 }
 
@@ -33,7 +36,7 @@ impl<K: Resource> Index<K> {
     pub fn apply(&mut self, event: ObjectEvent<K>) -> bool {
         match event {
             ObjectEvent::Apply(obj) => {
-                self.objects.insert(ObjectKey::of(&obj), obj);
+                self.objects.insert(ObjectKey::of(&obj), Arc::new(obj));
                 false
             }
             ObjectEvent::Delete(obj) => {
@@ -41,7 +44,10 @@ impl<K: Resource> Index<K> {
                 false
             }
             ObjectEvent::Resync(objs) => {
-                self.objects = objs.into_iter().map(|obj| (ObjectKey::of(&obj), obj)).collect();
+                self.objects = objs
+                    .into_iter()
+                    .map(|obj| (ObjectKey::of(&obj), Arc::new(obj)))
+                    .collect();
                 !std::mem::replace(&mut self.synced, true)
             }
         }
@@ -54,7 +60,7 @@ impl<K: Resource> Index<K> {
 
     /// The object with this key.
     pub fn get(&self, key: &ObjectKey) -> Option<&K> {
-        self.objects.get(key)
+        self.objects.get(key).map(Arc::as_ref)
     }
 
     /// The number of objects.
@@ -68,7 +74,13 @@ impl<K: Resource> Index<K> {
     }
 
     /// All objects in key order (namespace, then name).
-    pub fn iter(&self) -> btree_map::Iter<'_, ObjectKey, K> {
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &K)> {
+        self.objects.iter().map(|(key, obj)| (key, obj.as_ref()))
+    }
+
+    /// All objects in key order, as shared references: cloning one clones the `Arc`, not the
+    /// object.
+    pub fn iter_shared(&self) -> impl Iterator<Item = (&ObjectKey, &Arc<K>)> {
         self.objects.iter()
     }
 }
@@ -130,6 +142,8 @@ mod tests {
         index.apply(ObjectEvent::Delete(svc("a", "x", "2")));
         let keys: Vec<String> = index.iter().map(|(k, _)| k.to_string()).collect();
         assert_eq!(keys, vec!["b/x".to_string()]);
+        let shared: Vec<Arc<Service>> = index.iter_shared().map(|(_, s)| s.clone()).collect();
+        assert!(Arc::ptr_eq(&shared[0], index.iter_shared().next().unwrap().1));
         index.apply(ObjectEvent::Delete(svc("b", "x", "1")));
         assert!(index.is_empty());
     }

@@ -108,17 +108,22 @@ pub struct Indexes {
 }
 
 impl Indexes {
-    /// A copy of the current objects, for one computation.
+    /// A copy of the current objects, for one computation. Services and EndpointSlices (the kinds
+    /// that grow with the cluster) are shared with the indexes, not cloned.
     pub fn snapshot(&self) -> planner::SpeakerSnapshot {
         fn values<K: Clone + kube::Resource>(index: &SharedIndex<K>) -> Vec<K> {
             // A poisoned lock means a reader panicked; the data is still a valid map.
             let guard = index.read().unwrap_or_else(|e| e.into_inner());
             guard.iter().map(|(_, v)| v.clone()).collect()
         }
+        fn shared<K: kube::Resource>(index: &SharedIndex<K>) -> Vec<std::sync::Arc<K>> {
+            let guard = index.read().unwrap_or_else(|e| e.into_inner());
+            guard.iter_shared().map(|(_, v)| v.clone()).collect()
+        }
         planner::SpeakerSnapshot {
-            services: values(&self.services),
+            services: shared(&self.services),
             nodes: values(&self.nodes),
-            endpoint_slices: values(&self.endpoint_slices),
+            endpoint_slices: shared(&self.endpoint_slices),
             eips: values(&self.eips),
             bgp_confs: values(&self.bgp_confs),
             bgp_peers: values(&self.bgp_peers),

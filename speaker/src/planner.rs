@@ -60,12 +60,12 @@ pub struct SpeakerState {
 /// The objects the speaker reads.
 #[derive(Clone, Debug, Default)]
 pub struct SpeakerSnapshot {
-    /// All Services.
-    pub services: Vec<Service>,
+    /// All Services (shared with the index).
+    pub services: Vec<Arc<Service>>,
     /// All Nodes.
     pub nodes: Vec<Node>,
-    /// All EndpointSlices.
-    pub endpoint_slices: Vec<EndpointSlice>,
+    /// All EndpointSlices (shared with the index).
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// All Eips.
     pub eips: Vec<Eip>,
     /// All BgpConfs.
@@ -202,7 +202,8 @@ pub async fn run(
         _ = shutdown.wait() => return,
     }
     let mut changes = tracker.changes();
-    let mut current = SpeakerState::default();
+    // The state last published: the announcers hold the same `Arc`, not copies.
+    let mut current = Arc::new(SpeakerState::default());
     let mut said: BTreeMap<String, String> = BTreeMap::new();
     let mut written_identity = None;
     loop {
@@ -215,7 +216,9 @@ pub async fn run(
         let problems = problems(&next);
         metrics.record(&next, problems.len());
         report_problems(&writer, &snapshot, &problems, &mut said).await;
-        if next != current {
+        // Not kept while waiting for the next change.
+        drop(snapshot);
+        if next != *current {
             log_changes(&current, &next, &node_name);
             if next.sessions.identity != written_identity
                 && let Some(identity) = next.sessions.identity
@@ -232,8 +235,8 @@ pub async fn run(
                     }
                 }
             }
-            current = next;
-            let _ = publish.send(Arc::new(current.clone()));
+            current = Arc::new(next);
+            let _ = publish.send(current.clone());
         }
         tokio::select! {
             changed = changes.changed() => {
@@ -356,10 +359,10 @@ mod tests {
         let snapshot = SpeakerSnapshot {
             secrets: Vec::new(),
             namespace: "oxelb-system".into(),
-            services: vec![obj(
+            services: vec![Arc::new(obj(
                 json!({"metadata": {"name": "web", "namespace": "default", "finalizers": [names::SERVICE_FINALIZER]},
                 "spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.5"}, {"ip": "192.0.2.5"}]}}}),
-            )],
+            ))],
             nodes: vec![obj(
                 json!({"metadata": {"name": "n1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}],
                 "addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]}}),

@@ -120,7 +120,8 @@ pub async fn run(
     let mut listener: Option<Listener> = None;
     // This process restarted if it finds sessions to hold on its first state (RFC 4724 R bit).
     let restarting = true;
-    let mut applied = SpeakerState::default();
+    // The state last applied (the planner's `Arc`, not a copy).
+    let mut applied = Arc::new(SpeakerState::default());
     let mut tick = tokio::time::interval(STATUS_INTERVAL);
     loop {
         tokio::select! {
@@ -129,7 +130,7 @@ pub async fn run(
                 let state = states.borrow_and_update().clone();
                 apply(&state, &applied, &mut running, &inbound, restarting, &metrics);
                 listener = relisten(listener, &state, &inbound).await;
-                applied = (*state).clone();
+                applied = state;
             }
             _ = tick.tick() => {
                 for (name, session) in &mut running {

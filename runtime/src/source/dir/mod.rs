@@ -33,15 +33,15 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use self::{
-    objects::{Materialized, materialize},
-    scan::{Scanner, Snapshot},
+    objects::{build_stored, select},
+    scan::{Document, OverlayKey, Scanner, Snapshot, StoredOverlay},
 };
 pub use self::{
     scan::{EVENTS_FILE, Overlay, OverlayMeta, STATUS_DIR},
     store::{DirStore, WriteRecord},
 };
 use super::{ObjectEvent, SourceError};
-use crate::object::{Object, ObjectKey};
+use crate::object::{Object, ObjectKey, kind_of};
 
 /// How often the directory is polled by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -138,7 +138,7 @@ impl DirSource {
                 st.started = true;
                 let snapshot = st.rx.borrow_and_update().clone();
                 if let Some(snapshot) = snapshot {
-                    st.update(materialize::<K>(&snapshot));
+                    st.update(&snapshot);
                 }
             }
         })
@@ -149,28 +149,92 @@ impl DirSource {
 struct WatchState<K> {
     rx: watch::Receiver<Option<Arc<Snapshot>>>,
     started: bool,
-    known: Option<BTreeMap<ObjectKey, Materialized<K>>>,
+    known: Option<BTreeMap<ObjectKey, Known>>,
     pending: VecDeque<ObjectEvent<K>>,
 }
 
-impl<K: Object> WatchState<K> {
-    /// Queues the events that turn the known set into `current`.
-    fn update(&mut self, current: BTreeMap<ObjectKey, Materialized<K>>) {
-        match &self.known {
-            None => {
-                let all = current.values().map(|m| m.object.clone()).collect();
-                self.pending.push_back(ObjectEvent::Resync(all));
+/// What a watch remembers of an object it reported: what it was built from (shared with the
+/// snapshot, so an unchanged object is recognised by pointer without building it again, and a
+/// deleted one can be built for its `Delete`) and its resourceVersion. The objects themselves live
+/// only in the consumer's index, not here as well.
+struct Known {
+    doc: Arc<Document>,
+    overlay: Option<Arc<StoredOverlay>>,
+    resource_version: String,
+}
+
+impl Known {
+    fn same_source(&self, doc: &Arc<Document>, overlay: Option<&Arc<StoredOverlay>>) -> bool {
+        Arc::ptr_eq(&self.doc, doc)
+            && match (&self.overlay, overlay) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
             }
-            Some(known) => {
-                for (key, m) in &current {
-                    if known.get(key).map(|k| &k.resource_version) != Some(&m.resource_version) {
-                        self.pending.push_back(ObjectEvent::Apply(m.object.clone()));
-                    }
+    }
+}
+
+impl<K: Object> WatchState<K> {
+    /// Queues the events that turn the known set into the objects of `snapshot`: a `Resync` the
+    /// first time, then `Apply` for each object whose resourceVersion changed or that appeared and
+    /// `Delete` for each that disappeared. Only objects whose document or overlay changed are built.
+    fn update(&mut self, snapshot: &Snapshot) {
+        let first = self.known.is_none();
+        let mut before = self.known.take().unwrap_or_default();
+        let mut current: BTreeMap<ObjectKey, Known> = BTreeMap::new();
+        let mut all = Vec::new();
+        let mut overlay_key = OverlayKey {
+            api_version: K::api_version(&()).into_owned(),
+            kind: kind_of::<K>(),
+            object: ObjectKey::new(None, ""),
+        };
+        for (key, doc) in select::<K>(snapshot, true) {
+            overlay_key.object = key.clone();
+            let overlay = snapshot.overlays.get(&overlay_key);
+            let previous = before.remove(&key);
+            let previous = match previous {
+                Some(known) if known.same_source(doc, overlay) => {
+                    current.insert(key, known);
+                    continue;
                 }
-                for (key, m) in known {
-                    if !current.contains_key(key) {
-                        self.pending.push_back(ObjectEvent::Delete(m.object.clone()));
+                other => other,
+            };
+            let built = match build_stored::<K>(&key, doc, overlay.map(Arc::as_ref)) {
+                Ok(built) => built,
+                Err(error) => {
+                    warn!(file = %doc.file.display(), line = doc.line, kind = %overlay_key.kind, object = %key, %error,
+                        "document is not a valid object of its kind; skipped");
+                    // No longer a valid object: it is deleted below if it was known.
+                    if let Some(previous) = previous {
+                        before.insert(key, previous);
                     }
+                    continue;
+                }
+            };
+            if first {
+                all.push(built.object);
+            } else if previous.as_ref().map(|p| &p.resource_version) != Some(&built.resource_version) {
+                self.pending.push_back(ObjectEvent::Apply(built.object));
+            }
+            current.insert(
+                key,
+                Known {
+                    doc: doc.clone(),
+                    overlay: overlay.cloned(),
+                    resource_version: built.resource_version,
+                },
+            );
+        }
+        if first {
+            self.pending.push_back(ObjectEvent::Resync(all));
+        }
+        // What is left of the known set is gone: built once more, from what it was built from, for
+        // its `Delete`.
+        for (key, gone) in before {
+            match build_stored::<K>(&key, &gone.doc, gone.overlay.as_deref()) {
+                Ok(built) => self.pending.push_back(ObjectEvent::Delete(built.object)),
+                Err(error) => {
+                    warn!(kind = %overlay_key.kind, object = %key, %error, "deleted object cannot be rebuilt; its Delete is not sent");
                 }
             }
         }

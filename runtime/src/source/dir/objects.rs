@@ -1,12 +1,12 @@
 //! Turning the documents of a snapshot into typed objects of one kind.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use serde_json::{Map, Value};
 use tracing::warn;
 
-use super::scan::{Document, Overlay, OverlayKey, Snapshot};
-use crate::object::{Object, ObjectKey, fnv1a64, is_namespaced, kind_of, synthetic_uid};
+use super::scan::{Document, OverlayMeta, Snapshot, StoredOverlay};
+use crate::object::{Object, ObjectKey, fnv1a64, is_namespaced, synthetic_uid};
 
 /// An object of the dir source and its synthetic resourceVersion.
 #[derive(Clone, Debug)]
@@ -15,103 +15,124 @@ pub(crate) struct Materialized<K> {
     pub resource_version: String,
 }
 
-/// The documents of kind `K` by object, after namespace defaulting; with duplicates the last one
-/// wins (logged when `log` is set).
-pub(crate) fn select<K: Object>(snapshot: &Snapshot, log: bool) -> BTreeMap<ObjectKey, (&Document, Value)> {
-    let api_version = K::api_version(&());
-    let kind = K::kind(&());
-    let namespaced = is_namespaced::<K>();
-    let mut selected: BTreeMap<ObjectKey, (&Document, Value)> = BTreeMap::new();
-    for doc in &snapshot.documents {
-        if doc.value["apiVersion"].as_str() != Some(&api_version) || doc.value["kind"].as_str() != Some(&kind)
-        {
-            continue;
+/// Which documents are of kind `K`, and their object keys.
+struct Matcher {
+    api_version: String,
+    kind: String,
+    namespaced: bool,
+}
+
+impl Matcher {
+    fn of<K: Object>() -> Self {
+        Self {
+            api_version: K::api_version(&()).into_owned(),
+            kind: K::kind(&()).into_owned(),
+            namespaced: is_namespaced::<K>(),
         }
-        let mut value = doc.value.clone();
-        let Some(name) = value["metadata"]["name"]
-            .as_str()
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned)
-        else {
+    }
+
+    /// The namespace and name of `doc` when it is of this kind and named, after namespace
+    /// defaulting (kubectl puts namespaced objects without a namespace into `default`;
+    /// cluster-scoped ones have none).
+    fn identity<'d>(&self, doc: &'d Document, log: bool) -> Option<(Option<&'d str>, &'d str)> {
+        if doc.api_version.as_deref() != Some(self.api_version.as_str())
+            || doc.kind.as_deref() != Some(self.kind.as_str())
+        {
+            return None;
+        }
+        let Some(name) = doc.name.as_deref().filter(|n| !n.is_empty()) else {
             if log {
-                warn!(file = %doc.file.display(), line = doc.line, kind = %kind, "object without metadata.name; skipped");
+                warn!(file = %doc.file.display(), line = doc.line, kind = %self.kind, "object without metadata.name; skipped");
             }
-            continue;
+            return None;
         };
-        let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) else {
-            continue;
-        };
-        let namespace = if namespaced {
-            // kubectl puts objects without a namespace into `default`.
-            let ns = meta
-                .get("namespace")
-                .and_then(Value::as_str)
+        let namespace = self.namespaced.then(|| {
+            doc.namespace
+                .as_deref()
                 .filter(|n| !n.is_empty())
                 .unwrap_or("default")
-                .to_owned();
-            meta.insert("namespace".into(), Value::String(ns.clone()));
-            Some(ns)
-        } else {
-            meta.remove("namespace");
-            None
+        });
+        Some((namespace, name))
+    }
+
+    /// The key of `doc` when it is of this kind and named; see [`identity`](Self::identity).
+    fn key(&self, doc: &Document, log: bool) -> Option<ObjectKey> {
+        self.identity(doc, log)
+            .map(|(namespace, name)| ObjectKey::new(namespace, name))
+    }
+}
+
+/// The documents of kind `K` by object; with duplicates the last one wins (logged when `log` is
+/// set).
+pub(crate) fn select<K: Object>(snapshot: &Snapshot, log: bool) -> BTreeMap<ObjectKey, &Arc<Document>> {
+    let matcher = Matcher::of::<K>();
+    let mut selected: BTreeMap<ObjectKey, &Arc<Document>> = BTreeMap::new();
+    for doc in &snapshot.documents {
+        let Some(key) = matcher.key(doc, log) else {
+            continue;
         };
-        let key = ObjectKey { namespace, name };
-        if let Some((previous, _)) = selected.get(&key)
+        if let Some(previous) = selected.get(&key)
             && log
         {
             warn!(
-                kind = %kind, object = %key,
+                kind = %matcher.kind, object = %key,
                 file = %doc.file.display(), line = doc.line,
                 previous_file = %previous.file.display(), previous_line = previous.line,
                 "object defined twice; the later definition wins"
             );
         }
-        selected.insert(key, (doc, value));
+        selected.insert(key, doc);
     }
     selected
 }
 
-/// All objects of kind `K` in the snapshot, with their overlays applied.
-pub(crate) fn materialize<K: Object>(snapshot: &Snapshot) -> BTreeMap<ObjectKey, Materialized<K>> {
-    let api_version = K::api_version(&()).into_owned();
-    let kind = kind_of::<K>();
-    select::<K>(snapshot, true)
-        .into_iter()
-        .filter_map(|(key, (doc, value))| {
-            let overlay_key = OverlayKey {
-                api_version: api_version.clone(),
-                kind: kind.clone(),
-                object: key.clone(),
-            };
-            match build::<K>(&key, value, snapshot.overlays.get(&overlay_key)) {
-                Ok(m) => Some((key, m)),
-                Err(error) => {
-                    warn!(file = %doc.file.display(), line = doc.line, kind = %kind, object = %key, %error,
-                        "document is not a valid object of its kind; skipped");
-                    None
-                }
-            }
-        })
-        .collect()
+/// The document that defines object `key` of kind `K` (the last one, as in [`select`]).
+pub(crate) fn find<'a, K: Object>(snapshot: &'a Snapshot, key: &ObjectKey) -> Option<&'a Arc<Document>> {
+    let matcher = Matcher::of::<K>();
+    snapshot
+        .documents
+        .iter()
+        .rev()
+        .find(|doc| matcher.identity(doc, false) == Some((key.namespace.as_deref(), key.name.as_str())))
 }
 
-/// Builds one object from its manifest and overlay: the manifest's `status` is dropped (the
-/// apiserver ignores it too), the overlay's labels, finalizers and status applied, and uid and
-/// resourceVersion synthesised (the latter from the content, so it changes when the content does).
+/// Builds one object from its manifest and stored overlay; see [`build`].
+pub(crate) fn build_stored<K: Object>(
+    key: &ObjectKey,
+    doc: &Document,
+    overlay: Option<&StoredOverlay>,
+) -> Result<Materialized<K>, serde_json::Error> {
+    let status = match overlay {
+        Some(overlay) => overlay.status()?,
+        None => None,
+    };
+    build::<K>(key, doc, overlay.map(|o| &o.metadata), status)
+}
+
+/// Builds one object from its manifest and overlay (metadata and status): the manifest's `status`
+/// is dropped (the apiserver ignores it too), the overlay's labels, finalizers and status applied,
+/// and uid and resourceVersion synthesised (the latter from the content, so it changes when the
+/// content does).
 pub(crate) fn build<K: Object>(
     key: &ObjectKey,
-    mut value: Value,
-    overlay: Option<&Overlay>,
+    doc: &Document,
+    overlay: Option<&OverlayMeta>,
+    status: Option<Value>,
 ) -> Result<Materialized<K>, serde_json::Error> {
     let api_version = K::api_version(&());
     let kind = K::kind(&());
+    let mut value = doc.value()?;
     if let Some(obj) = value.as_object_mut() {
         obj.remove("status");
-        if let Some(status) = overlay.and_then(|o| o.status.clone()) {
+        if let Some(status) = status {
             obj.insert("status".into(), status);
         }
     }
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        match &key.namespace {
+            Some(ns) => meta.insert("namespace".into(), Value::String(ns.clone())),
+            None => meta.remove("namespace"),
+        };
         meta.remove("resourceVersion");
         meta.remove("uid");
         if let Some(overlay) = overlay {
@@ -133,14 +154,14 @@ pub(crate) fn build<K: Object>(
     })
 }
 
-fn apply_overlay_meta(meta: &mut Map<String, Value>, overlay: &Overlay) {
-    if !overlay.metadata.labels.is_empty() {
+fn apply_overlay_meta(meta: &mut Map<String, Value>, overlay: &OverlayMeta) {
+    if !overlay.labels.is_empty() {
         let labels = meta.entry("labels").or_insert_with(|| Value::Object(Map::new()));
         if !labels.is_object() {
             *labels = Value::Object(Map::new());
         }
         if let Some(labels) = labels.as_object_mut() {
-            for (k, v) in &overlay.metadata.labels {
+            for (k, v) in &overlay.labels {
                 match v {
                     Some(v) => labels.insert(k.clone(), Value::String(v.clone())),
                     None => labels.remove(k),
@@ -151,7 +172,7 @@ fn apply_overlay_meta(meta: &mut Map<String, Value>, overlay: &Overlay) {
             }
         }
     }
-    if let Some(finalizers) = &overlay.metadata.finalizers {
+    if let Some(finalizers) = &overlay.finalizers {
         if finalizers.is_empty() {
             meta.remove("finalizers");
         } else {

@@ -3,7 +3,9 @@
 use std::{
     collections::{BTreeMap, HashSet},
     fs,
+    io::Read as _,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use serde::{Deserialize, Serialize};
@@ -17,15 +19,45 @@ pub const STATUS_DIR: &str = "status";
 /// The file in [`STATUS_DIR`] where Events are appended (not an overlay).
 pub const EVENTS_FILE: &str = "events.yaml";
 
-/// One YAML document of a manifest file.
-#[derive(Clone, Debug)]
+/// One YAML document of a manifest file, kept compact: the fields that identify the object, and
+/// the document as JSON text (a parsed `serde_json::Value` costs about ten times as much memory:
+/// every map is a B-tree node of its own), parsed again only when the object is built.
+#[derive(Debug)]
 pub(crate) struct Document {
-    /// The file it came from.
-    pub file: PathBuf,
+    /// The file it came from (shared by all documents of the file).
+    pub file: Arc<Path>,
     /// The 1-based line where the document starts.
     pub line: usize,
-    /// The document as JSON.
-    pub value: Value,
+    /// `apiVersion`, when it is a string.
+    pub api_version: Option<Box<str>>,
+    /// `kind`, when it is a string.
+    pub kind: Option<Box<str>>,
+    /// `metadata.name`, when it is a string.
+    pub name: Option<Box<str>>,
+    /// `metadata.namespace`, when it is a string.
+    pub namespace: Option<Box<str>>,
+    /// The document as compact JSON.
+    json: Box<str>,
+}
+
+impl Document {
+    fn new(file: &Arc<Path>, line: usize, value: &Value) -> Result<Self, serde_json::Error> {
+        let text = |v: &Value| v.as_str().map(Box::from);
+        Ok(Self {
+            file: file.clone(),
+            line,
+            api_version: text(&value["apiVersion"]),
+            kind: text(&value["kind"]),
+            name: text(&value["metadata"]["name"]),
+            namespace: text(&value["metadata"]["namespace"]),
+            json: serde_json::to_string(value)?.into_boxed_str(),
+        })
+    }
+
+    /// The document as a JSON value.
+    pub fn value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.json)
+    }
 }
 
 /// What the writer stored for one object: overlaid on the object's manifest by every dir source
@@ -94,14 +126,60 @@ impl Overlay {
     }
 }
 
-/// Everything read from the directory at one moment.
+/// An overlay as the scanner keeps it: the status as compact JSON text (see [`Document`]); the
+/// apiVersion and kind are in its [`OverlayKey`].
+#[derive(Debug)]
+pub(crate) struct StoredOverlay {
+    /// Name, namespace, labels and finalizers.
+    pub metadata: OverlayMeta,
+    status: Option<Box<str>>,
+}
+
+impl StoredOverlay {
+    fn new(overlay: Overlay) -> Result<(OverlayKey, Self), serde_json::Error> {
+        let key = overlay.key();
+        let status = match &overlay.status {
+            Some(status) => Some(serde_json::to_string(status)?.into_boxed_str()),
+            None => None,
+        };
+        Ok((
+            key,
+            Self {
+                metadata: overlay.metadata,
+                status,
+            },
+        ))
+    }
+
+    /// The status, when written.
+    pub fn status(&self) -> Result<Option<Value>, serde_json::Error> {
+        self.status.as_deref().map(serde_json::from_str).transpose()
+    }
+
+    /// The overlay as read from its file (`key` is the one it is stored under).
+    pub fn to_overlay(&self, key: &OverlayKey) -> Result<Overlay, serde_json::Error> {
+        Ok(Overlay {
+            api_version: key.api_version.clone(),
+            kind: key.kind.clone(),
+            metadata: self.metadata.clone(),
+            status: self.status()?,
+        })
+    }
+}
+
+/// Everything read from the directory at one moment. Documents and overlays are shared with the
+/// scanner's cache and with the previous snapshots: a file that did not change keeps the same
+/// `Arc`s, so a reader can tell an unchanged object by pointer without building it.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
     /// All documents of all manifest files, in path order then file order.
-    pub documents: Vec<Document>,
+    pub documents: Vec<Arc<Document>>,
     /// The overlays by object.
-    pub overlays: BTreeMap<OverlayKey, Overlay>,
+    pub overlays: BTreeMap<Arc<OverlayKey>, Arc<StoredOverlay>>,
 }
+
+/// An overlay file's content: the object it belongs to and the overlay.
+type KeyedOverlay = (Arc<OverlayKey>, Arc<StoredOverlay>);
 
 struct CachedFile<T> {
     content: Vec<u8>,
@@ -111,8 +189,8 @@ struct CachedFile<T> {
 /// Scans the directory, re-parsing only files whose content changed.
 pub(crate) struct Scanner {
     root: PathBuf,
-    manifests: BTreeMap<PathBuf, CachedFile<Vec<Document>>>,
-    overlays: BTreeMap<PathBuf, CachedFile<Option<Overlay>>>,
+    manifests: BTreeMap<PathBuf, CachedFile<Vec<Arc<Document>>>>,
+    overlays: BTreeMap<PathBuf, CachedFile<Option<KeyedOverlay>>>,
     scanned: bool,
     /// Paths that could not be read in the last scan, so each problem is logged once, not every poll.
     unreadable: HashSet<PathBuf>,
@@ -163,7 +241,7 @@ impl Scanner {
             &mut self.manifests,
             &manifest_files,
             &mut unreadable,
-            |path, text, previous: Option<&Vec<Document>>| match parse_documents(path, text) {
+            |path, text, previous: Option<&Vec<Arc<Document>>>| match parse_documents(path, text) {
                 Ok(docs) => docs,
                 Err(SyntaxError { line, message }) => {
                     warn!(file = %path.display(), line, error = %message,
@@ -176,8 +254,12 @@ impl Scanner {
             &mut self.overlays,
             &overlay_files,
             &mut unreadable,
-            |path, text, previous| match serde_yaml::from_str::<Overlay>(text) {
-                Ok(overlay) => Some(overlay),
+            |path, text, previous| match serde_yaml::from_str::<Overlay>(text).map(StoredOverlay::new) {
+                Ok(Ok((key, overlay))) => Some((Arc::new(key), Arc::new(overlay))),
+                Ok(Err(error)) => {
+                    warn!(file = %path.display(), %error, "status overlay cannot be represented as JSON; keeping the previous one");
+                    previous.cloned().flatten()
+                }
                 Err(error) => {
                     let line = error.location().map(|l| l.line());
                     warn!(file = %path.display(), line, %error, "malformed status overlay; keeping the previous one");
@@ -196,12 +278,7 @@ impl Scanner {
                 .values()
                 .flat_map(|f| f.parsed.iter().cloned())
                 .collect(),
-            overlays: self
-                .overlays
-                .values()
-                .filter_map(|f| f.parsed.clone())
-                .map(|o| (o.key(), o))
-                .collect(),
+            overlays: self.overlays.values().filter_map(|f| f.parsed.clone()).collect(),
         })
     }
 }
@@ -215,25 +292,32 @@ fn refresh<T>(
 ) -> bool {
     let mut changed = false;
     let before = cache.len();
-    cache.retain(|path, _| files.contains(path));
+    let listed: HashSet<&PathBuf> = files.iter().collect();
+    cache.retain(|path, _| listed.contains(path));
     changed |= cache.len() != before;
+    // One buffer for every read: most files did not change, and their content is only compared.
+    let mut buf = Vec::new();
     for path in files {
-        let content = match fs::read(path) {
-            Ok(content) => content,
-            Err(error) => {
-                // Deleted between listing and reading, or unreadable: keep what we had.
-                if error.kind() != std::io::ErrorKind::NotFound {
-                    unreadable.insert(path.clone());
-                }
-                continue;
+        buf.clear();
+        if let Err(error) = fs::File::open(path).and_then(|mut file| file.read_to_end(&mut buf)) {
+            // Deleted between listing and reading, or unreadable: keep what we had.
+            if error.kind() != std::io::ErrorKind::NotFound {
+                unreadable.insert(path.clone());
             }
-        };
-        if cache.get(path).is_some_and(|c| c.content == content) {
             continue;
         }
-        let text = String::from_utf8_lossy(&content);
+        if cache.get(path).is_some_and(|c| c.content == buf) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&buf);
         let parsed = parse(path, &text, cache.get(path).map(|c| &c.parsed));
-        cache.insert(path.clone(), CachedFile { content, parsed });
+        let content = buf.clone();
+        match cache.get_mut(path) {
+            Some(cached) => *cached = CachedFile { content, parsed },
+            None => {
+                cache.insert(path.clone(), CachedFile { content, parsed });
+            }
+        }
         changed = true;
     }
     changed
@@ -287,8 +371,15 @@ struct SyntaxError {
 /// Splits a multi-document file into documents (JSON values). `List` documents (`kind: List`,
 /// `kind: ServiceList`, ...) are expanded into their items, as kubectl does. Empty documents are
 /// dropped; a document that is not a mapping is logged and dropped; a syntax error fails the file.
-fn parse_documents(path: &Path, text: &str) -> Result<Vec<Document>, SyntaxError> {
+fn parse_documents(path: &Path, text: &str) -> Result<Vec<Arc<Document>>, SyntaxError> {
+    let file: Arc<Path> = Arc::from(path);
     let mut docs = Vec::new();
+    let mut push = |line: usize, value: &Value| match Document::new(&file, line, value) {
+        Ok(doc) => docs.push(Arc::new(doc)),
+        Err(error) => {
+            warn!(file = %path.display(), line, %error, "document cannot be represented as JSON; skipped");
+        }
+    };
     for (line, chunk) in split_documents(text) {
         let yaml: serde_yaml::Value = serde_yaml::from_str(&chunk).map_err(|e| SyntaxError {
             line: line + e.location().map_or(0, |l| l.line().saturating_sub(1)),
@@ -311,19 +402,11 @@ fn parse_documents(path: &Path, text: &str) -> Result<Vec<Document>, SyntaxError
         let is_list =
             value["kind"].as_str().is_some_and(|k| k.ends_with("List")) && value["items"].is_array();
         if is_list {
-            if let Some(items) = value["items"].as_array() {
-                docs.extend(items.iter().map(|item| Document {
-                    file: path.to_owned(),
-                    line,
-                    value: item.clone(),
-                }));
+            for item in value["items"].as_array().into_iter().flatten() {
+                push(line, item);
             }
         } else {
-            docs.push(Document {
-                file: path.to_owned(),
-                line,
-                value,
-            });
+            push(line, &value);
         }
     }
     Ok(docs)
@@ -364,7 +447,10 @@ mod tests {
     fn splits_documents_with_lines() {
         let text = "a: 1\n---\n# c\nb: 2\n--- \n\n---\nc: 3\n";
         let docs = parse_documents(Path::new("f.yaml"), text).unwrap();
-        let got: Vec<(usize, String)> = docs.iter().map(|d| (d.line, d.value.to_string())).collect();
+        let got: Vec<(usize, String)> = docs
+            .iter()
+            .map(|d| (d.line, d.value().unwrap().to_string()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -387,6 +473,6 @@ mod tests {
         let text = "apiVersion: v1\nkind: List\nitems:\n- {kind: A}\n- {kind: B}\n";
         let docs = parse_documents(Path::new("f.yaml"), text).unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[1].value["kind"], "B");
+        assert_eq!(docs[1].kind.as_deref(), Some("B"));
     }
 }

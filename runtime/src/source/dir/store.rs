@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::{
     DirSource,
-    objects::{build, merge_patch, select},
+    objects::{build, find, merge_patch},
     scan::{EVENTS_FILE, Overlay, OverlayKey, OverlayMeta, STATUS_DIR},
 };
 use crate::{
@@ -170,8 +170,11 @@ impl DirStore {
         let mut overlay = state
             .overlays
             .get(&key)
-            .or_else(|| snapshot.overlays.get(&key))
             .cloned()
+            .or_else(|| {
+                // The stored status is JSON text the scanner wrote: parsing it back cannot fail.
+                snapshot.overlays.get(&key).and_then(|o| o.to_overlay(&key).ok())
+            })
             .unwrap_or_else(|| Overlay {
                 api_version: key.api_version.clone(),
                 kind: key.kind.clone(),
@@ -185,12 +188,11 @@ impl DirStore {
 
         // The object must exist, and match the precondition, as the apiserver would check.
         let object = object_name(name, namespace);
-        let selected = select::<K>(&snapshot, false);
-        let Some((_, value)) = selected.get(&key.object) else {
+        let Some(doc) = find::<K>(&snapshot, &key.object) else {
             return Err(WriteError::NotFound { kind, object });
         };
         if let Some(expected) = &precondition {
-            let current = build::<K>(&key.object, value.clone(), Some(&overlay))
+            let current = build::<K>(&key.object, doc, Some(&overlay.metadata), overlay.status.clone())
                 .map(|m| m.resource_version)
                 .ok();
             if current.as_ref() != Some(expected) {

@@ -348,3 +348,73 @@ async fn unreadable_root_keeps_objects() {
         other => panic!("expected apply n2, got {}", other.name()),
     }
 }
+
+#[tokio::test]
+async fn only_changed_objects_are_reported() {
+    let dir = TempDir::new().unwrap();
+    let two = |b_label: &str, b_type: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: a}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: b, labels: {{v: {b_label}}}}}\nspec: {{type: {b_type}}}\n"
+        )
+    };
+    let status = |ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: a, namespace: default}}\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
+        )
+    };
+    let ip_of = |s: &Service| {
+        s.status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .and_then(|i| i.first())
+            .and_then(|i| i.ip.clone())
+    };
+    write(dir.path(), "all.yaml", &two("x", "LoadBalancer"));
+    write(
+        dir.path(),
+        "status/services.core/default/a.yaml",
+        &status("192.0.2.1"),
+    );
+    let source = open(dir.path());
+    let mut stream = source.watch::<Service>();
+    let initial = resync(next(&mut stream).await);
+    assert_eq!(names(&initial), vec!["default/a", "default/b"]);
+    assert_eq!(ip_of(&initial[0]).as_deref(), Some("192.0.2.1"));
+
+    // A changed overlay: that object only (a change to another file is the next event).
+    write(
+        dir.path(),
+        "status/services.core/default/a.yaml",
+        &status("192.0.2.2"),
+    );
+    let ObjectEvent::Apply(a) = next(&mut stream).await else {
+        panic!("expected apply a")
+    };
+    assert_eq!(
+        (a.name_any(), ip_of(&a).as_deref()),
+        ("a".into(), Some("192.0.2.2"))
+    );
+    // The manifest file rewritten with only b changed: a, rebuilt from the new file, is unchanged.
+    write(dir.path(), "all.yaml", &two("y", "LoadBalancer"));
+    let ObjectEvent::Apply(b) = next(&mut stream).await else {
+        panic!("expected apply b")
+    };
+    assert_eq!(b.labels().get("v").map(String::as_str), Some("y"));
+    // b no longer a valid Service: deleted, as last seen.
+    write(dir.path(), "all.yaml", &two("z", "[not, a, string]"));
+    let ObjectEvent::Delete(b) = next(&mut stream).await else {
+        panic!("expected delete b")
+    };
+    assert_eq!(b.labels().get("v").map(String::as_str), Some("y"));
+    // The overlay removed: a without status.
+    std::fs::remove_file(dir.path().join("status/services.core/default/a.yaml")).unwrap();
+    let ObjectEvent::Apply(a) = next(&mut stream).await else {
+        panic!("expected apply a")
+    };
+    assert_eq!((a.name_any(), ip_of(&a)), ("a".into(), None));
+    // A second reader agrees with the first on the resourceVersion.
+    let other = resync(next(&mut open(dir.path()).watch::<Service>()).await);
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].resource_version(), a.resource_version());
+}
