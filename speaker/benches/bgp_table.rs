@@ -35,7 +35,7 @@ use oxelb_tests::{
 
 const ROUTES: u32 = 10_000;
 /// Measured rounds per announcer (after one unmeasured warm-up round each).
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 const OXELB: &str = "198.51.100.2";
 const GOBGP: &str = "198.51.100.3";
 
