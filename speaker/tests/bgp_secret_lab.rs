@@ -5,15 +5,15 @@
 //! route. Needs root; skips with a reason otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bgp_support;
+
 use std::time::Duration;
 
+use bgp_support::{POLL, WAIT, lan, objects_dir, start_speaker, tail, write};
 use oxelb_tests::{
-    lab::{LabError, lab_or_skip, wait_until, write_file},
+    lab::{LabError, lab_or_skip, wait_until},
     routers::{Frr, Neighbor, frr_bgpd_conf},
 };
-
-const WAIT: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(100);
 
 const OBJECTS: &str = "\
 apiVersion: v1
@@ -54,11 +54,8 @@ fn md5_password_from_a_secret_reference() -> Result<(), LabError> {
     let Some(mut lab) = lab_or_skip("md5_password_from_a_secret_reference")? else {
         return Ok(());
     };
-    let router = lab.netns("router")?;
-    let node = lab.netns("n1")?;
-    lab.veth(&router, "eth0", &node, "eth0")?;
-    lab.addr(&router, "eth0", "198.51.100.1/24")?;
-    lab.addr(&node, "eth0", "198.51.100.11/24")?;
+    let nodes = [("n1", "198.51.100.11")];
+    let (router, node) = lan(&mut lab, &["198.51.100.1/24"], &nodes)?;
     let mut neighbor = Neighbor::new("198.51.100.11", 64512);
     neighbor.password = Some("s3cret".into());
     let frr = Frr::start(
@@ -68,20 +65,8 @@ fn md5_password_from_a_secret_reference() -> Result<(), LabError> {
         &frr_bgpd_conf(64513, "198.51.100.1", &[neighbor], ""),
     )?;
 
-    let dir = lab.dir().join("objects");
-    write_file(&dir, "objects.yaml", OBJECTS)?;
-    write_file(
-        &dir,
-        "status/nodes.core/n1.yaml",
-        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {conditions: [{type: Ready, status: 'True'}], addresses: [{type: InternalIP, address: 198.51.100.11}]}\n",
-    )?;
-    write_file(
-        &dir,
-        "status/services.core/default/web.yaml",
-        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default, finalizers: [finalizer.lb.kubesphere.io/v1alpha1]}\nstatus: {loadBalancer: {ingress: [{ip: 203.0.113.5}]}}\n",
-    )?;
-    let command = node.speaker(env!("CARGO_BIN_EXE_oxelb-speaker"), &dir, "n1", "info");
-    lab.spawn("speaker", command)?;
+    let dir = objects_dir(&lab, OBJECTS, &nodes, &["203.0.113.5"]);
+    start_speaker(&mut lab, &node[0], "n1", &dir)?;
 
     // No Secret yet: no session, and an Event that names the field and the Secret.
     wait_until(
@@ -93,14 +78,17 @@ fn md5_password_from_a_secret_reference() -> Result<(), LabError> {
             if events.contains("spec.conf.authPasswordSecret: Secret oxelb-system/bgp-auth does not exist") {
                 Ok(())
             } else {
-                Err(format!("events: {events}\nspeaker: {}", lab.log("speaker")))
+                Err(format!(
+                    "events: {events}\nspeaker: {}",
+                    tail(&lab.log("speaker-n1"))
+                ))
             }
         },
     )?;
     assert_ne!(frr.neighbor_state("198.51.100.11")?, "Established");
 
     // A wrong password: FRR drops the mis-signed SYNs, the session never comes up.
-    write_file(&dir, "secret.yaml", &secret("wrong"))?;
+    write(&dir, "secret.yaml", &secret("wrong"));
     std::thread::sleep(Duration::from_secs(3));
     assert_ne!(
         frr.neighbor_state("198.51.100.11")?,
@@ -109,7 +97,7 @@ fn md5_password_from_a_secret_reference() -> Result<(), LabError> {
     );
 
     // The right password in the Secret: the session restarts with it and comes up.
-    write_file(&dir, "secret.yaml", &secret("s3cret"))?;
+    write(&dir, "secret.yaml", &secret("s3cret"));
     frr.wait_established("198.51.100.11", WAIT)?;
     wait_until("FRR's route to 203.0.113.5/32", WAIT, POLL, || {
         let hops = frr.bgp_next_hops("203.0.113.5/32").map_err(|e| e.to_string())?;
