@@ -34,14 +34,7 @@ pub fn topology(lab: &mut Lab) -> Result<Topology, LabError> {
         lab.veth(&switch, &port, &ns, "eth0")?;
         lab.attach(&switch, &port, "lan")?;
         lab.addr(&ns, "eth0", &format!("192.0.2.1{i}/24"))?;
-        ns.run(
-            "sysctl",
-            &[
-                "-qw",
-                "net.ipv4.conf.all.arp_ignore=1",
-                "net.ipv4.conf.all.arp_announce=2",
-            ],
-        )?;
+        ns.strict_arp()?;
         lab.addr(&ns, "lo", "192.0.2.50/32")?;
         objects.push_str(&format!(
             "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n"

@@ -167,14 +167,7 @@ impl LabCluster {
             ns.ip(&["route", "add", "default", "via", ROUTER_LAN_IP])?;
             // kube-proxy IPVS with strictARP: the Service IPs on kube-ipvs0 are never answered by
             // the kernel's ARP, only by the speaker.
-            ns.run(
-                "sysctl",
-                &[
-                    "-qw",
-                    "net.ipv4.conf.all.arp_ignore=1",
-                    "net.ipv4.conf.all.arp_announce=2",
-                ],
-            )?;
+            ns.strict_arp()?;
             // The kubelet's part: the Node is Ready and has its InternalIP (a `dir:` source takes
             // status only from overlay files, as a cluster takes it only from the kubelet).
             write_file(

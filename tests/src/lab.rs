@@ -324,6 +324,21 @@ impl Ns {
         command
     }
 
+    /// Sets what kube-proxy in IPVS mode with `strictARP: true` sets on a node: `arp_ignore=1`
+    /// (the kernel answers ARP only for addresses on the receiving interface, so Service IPs on
+    /// `kube-ipvs0` or `lo` are answered only by the speaker) and `arp_announce=2`.
+    pub fn strict_arp(&self) -> Result<(), LabError> {
+        self.run(
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv4.conf.all.arp_ignore=1",
+                "net.ipv4.conf.all.arp_announce=2",
+            ],
+        )
+        .map(drop)
+    }
+
     /// A `Command` that runs `program` inside the namespace (for long-running processes).
     pub fn command(&self, program: &str) -> Command {
         let mut command = Command::new("ip");
