@@ -22,6 +22,8 @@ RUN case "${TARGETARCH:-amd64}" in \
  && rustup target add "$(cat /target)"
 WORKDIR /src
 COPY . .
+# The copy below names target/: pin it, whatever a .cargo/config.toml in the context says.
+ENV CARGO_TARGET_DIR=/src/target
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --target "$(cat /target)" -p oxelb-controller -p oxelb-speaker \

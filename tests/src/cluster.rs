@@ -71,7 +71,7 @@ impl Binaries {
                     command: format!("find {}", path.display()),
                     status: "missing".into(),
                     stderr: format!(
-                        "{name} is not built in {}: run `cargo build -p oxelb-controller -p oxelb-speaker -p oxelb-tests --bins` (add --release for target/release)",
+                        "{name} is not built in {}: run `cargo build -p oxelb-controller -p oxelb-speaker -p oxelb-tests --bins` (add --release for release binaries) and pass the directory it built into (cargo's target directory, which CARGO_TARGET_DIR or build.target-dir may move)",
                         dir.display()
                     ),
                 })
