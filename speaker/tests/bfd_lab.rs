@@ -1,0 +1,230 @@
+//! BFD (BgpPeer `spec.bfd`, an oxelb extension) against real routers: FRR 8.4 with bfdd
+//! (`neighbor X bfd profile ...`) and BIRD 2.0 (`protocol bfd`, `bfd on`), IPv4 and IPv6 sessions
+//! from one node. One scenario per router, in steps:
+//! 1. both BFD sessions come Up and the intervals are negotiated as configured (seen from the
+//!    router, and in the speaker's BgpPeer status);
+//! 2. a change of the BFD timers alone reaches the router (a Poll Sequence) and does not restart
+//!    the BGP session;
+//! 3. the node's link goes away (no FIN can reach the router): the router withdraws both routes
+//!    within the BFD detection time, long before the BGP hold time (90 s), and the speaker brings
+//!    its BGP sessions down on BFD Down;
+//! 4. the link comes back: BFD Up first, then BGP, then the routes.
+//!
+//! A second node namespace without a speaker keeps the router's LAN bridge up, so the router sees
+//! no interface change: only BFD (or the hold timer) can tell it the node is gone.
+//! Needs root (network namespaces); each test skips with a reason otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bgp_support;
+
+use std::time::{Duration, Instant};
+
+use bgp_support::{POLL, WAIT, lan, objects_dir, plain, start_speaker, tail, write};
+use oxelb_tests::{
+    lab::{LabError, lab_or_skip, wait_until},
+    routers::{Neighbor, Router, RouterKind, RouterSetup},
+};
+
+const ROUTER_V4: &str = "198.51.100.1";
+const ROUTER_V6: &str = "2001:db8:1::1";
+const N1: &str = "198.51.100.2";
+const N1_V6: &str = "2001:db8:1::2";
+const IP_V4: &str = "203.0.113.5";
+const IP_V6: &str = "2001:db8:ffff::5";
+/// The router's BFD: 100 ms x 3.
+const ROUTER_BFD: (u32, u8) = (100, 3);
+
+#[test]
+fn bfd_against_frr() -> Result<(), LabError> {
+    scenario(RouterKind::Frr)
+}
+
+#[test]
+fn bfd_against_bird() -> Result<(), LabError> {
+    scenario(RouterKind::Bird)
+}
+
+fn objects(bfd: &str) -> String {
+    let peer = |name: &str, address: &str| {
+        format!(
+            "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {{name: {name}}}\nspec: {{bfd: {bfd}, conf: {{peerAs: 64513, neighborAddress: '{address}'}}, timers: {{config: {{connectRetry: '1'}}}}}}\n---\n"
+        )
+    };
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: n1, labels: {{kubernetes.io/hostname: n1}}}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {{name: v4}}\nspec: {{address: 203.0.113.0/28}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {{name: v6}}\nspec: {{address: '2001:db8:ffff::/120'}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {{name: default}}\nspec: {{as: 64512, listenPort: -1}}\n---\n{}{}apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default, annotations: {{lb.kubesphere.io/v1alpha1: openelb}}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n",
+        peer("r4", ROUTER_V4),
+        peer("r6", ROUTER_V6)
+    )
+}
+
+/// The speaker's status file of BgpPeer `name` (the `dir:` source's overlay), if written.
+fn status(dir: &std::path::Path, name: &str) -> String {
+    let path = dir
+        .join("status/bgppeers.network.kubesphere.io")
+        .join(format!("{name}.yaml"));
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn scenario(kind: RouterKind) -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip(&format!("bfd::{kind:?}"))? else {
+        return Ok(());
+    };
+    let nodes = [("n1", "198.51.100.2,2001:db8:1::2"), ("spare", "198.51.100.9")];
+    let (router_ns, node_ns) = lan(&mut lab, &["198.51.100.1/24", "2001:db8:1::1/64"], &nodes)?;
+    let neighbor = |address: &str| Neighbor {
+        bfd: Some(ROUTER_BFD),
+        ..Neighbor::new(address, 64512)
+    };
+    let setup = RouterSetup {
+        asn: 64513,
+        router_id: ROUTER_V4.into(),
+        ipv6: Some(ROUTER_V6.into()),
+        neighbors: vec![neighbor(N1), neighbor(N1_V6)],
+        listen_port: None,
+    };
+    let router = Router::start(kind, &mut lab, &router_ns, &setup)?;
+    // Speaker: 200 ms TX, 150 ms RX, x4, so every negotiated figure differs from the router's.
+    let dir = objects_dir(
+        &lab,
+        &objects("{enabled: true, desiredMinTxMs: 200, requiredMinRxMs: 150, detectMultiplier: 4}"),
+        &nodes[..1],
+        &[IP_V4, IP_V6],
+    );
+    start_speaker(&mut lab, &node_ns[0], "n1", &dir)?;
+    let speaker_log = || plain(&lab.log("speaker-n1"));
+
+    // 1. Up, negotiated as configured.
+    let routes = |want: bool| {
+        let router = &router;
+        let lab = &lab;
+        move || -> Result<(), String> {
+            for (prefix, hop) in [("203.0.113.5/32", N1), ("2001:db8:ffff::5/128", N1_V6)] {
+                let hops = router.next_hops(prefix).map_err(|e| e.to_string())?;
+                if (hops == [hop]) != want {
+                    return Err(format!(
+                        "{prefix}: {hops:?}\n{}\nspeaker: {}",
+                        router.sessions(),
+                        tail(&lab.log("speaker-n1"))
+                    ));
+                }
+            }
+            Ok(())
+        }
+    };
+    wait_until("both routes via n1", WAIT, POLL, routes(true))?;
+    for address in [N1, N1_V6] {
+        wait_until(
+            &format!("the router's BFD session with {address} Up, as negotiated"),
+            WAIT,
+            POLL,
+            || {
+                let view = router.bfd(address).map_err(|e| e.to_string())?;
+                let ok = view.as_ref().is_some_and(|v| {
+                    v.up && match kind {
+                        // FRR shows what we advertise once Up (after our Poll Sequence).
+                        RouterKind::Frr => v.remote == Some((200, 150, 4)),
+                        // BIRD: it sends at max(its 100, our RX 150); it detects us after our 4 x
+                        // max(its RX 100, our TX 200).
+                        _ => v.interval_ms == Some(150) && v.timeout_ms == Some(800),
+                    }
+                });
+                if ok { Ok(()) } else { Err(format!("{view:?}")) }
+            },
+        )?;
+    }
+    for name in ["r4", "r6"] {
+        wait_until(&format!("BgpPeer {name} status with BFD Up"), WAIT, POLL, || {
+            let s = status(&dir, name);
+            // We send at max(our 200, its RX 100); we detect after its 3 x max(our RX 150, its
+            // TX 100).
+            if s.contains("state: Up")
+                && s.contains("txIntervalMs: 200")
+                && s.contains("detectionTimeMs: 450")
+            {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        })?;
+    }
+
+    // 2. Retime BFD only: the router sees the new values; BGP is not restarted.
+    let established_before = speaker_log().matches("BGP session established").count();
+    write(
+        &dir,
+        "objects.yaml",
+        &objects("{enabled: true, desiredMinTxMs: 300, requiredMinRxMs: 150, detectMultiplier: 4}"),
+    );
+    wait_until("the router sees TX 300 ms", WAIT, POLL, || {
+        let view = router.bfd(N1).map_err(|e| e.to_string())?;
+        let ok = view.as_ref().is_some_and(|v| match kind {
+            RouterKind::Frr => v.up && v.remote == Some((300, 150, 4)),
+            _ => v.up && v.timeout_ms == Some(1200),
+        });
+        if ok { Ok(()) } else { Err(format!("{view:?}")) }
+    })?;
+    let log = speaker_log();
+    assert!(log.contains("BFD timers changed"), "{}", tail(&log));
+    assert_eq!(
+        log.matches("BGP session established").count(),
+        established_before,
+        "a BFD change restarted BGP:\n{}",
+        tail(&log)
+    );
+    if let Err(e) = routes(true)() {
+        panic!("routes lost through a BFD-only change: {e}");
+    }
+
+    // 3. The node's link goes away: withdrawn within the detection time (router side: our 4 x
+    // 300 ms = 1.2 s), far below the hold time.
+    // Keep the node's IPv6 address through the link cut (Linux drops it on down otherwise), as
+    // a powered-off node keeps its configuration.
+    node_ns[0].run("sysctl", &["-qw", "net.ipv6.conf.eth0.keep_addr_on_down=1"])?;
+    let cut = Instant::now();
+    node_ns[0].ip(&["link", "set", "eth0", "down"])?;
+    wait_until(
+        "both routes withdrawn",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        routes(false),
+    )?;
+    let took = cut.elapsed();
+    println!(
+        "{kind:?}: node link down -> routes withdrawn in {} ms",
+        took.as_millis()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "withdrawn after {took:?}: not by BFD (detection 1.2 s)"
+    );
+    for address in [N1, N1_V6] {
+        let view = router.bfd(address)?;
+        assert!(
+            view.is_some_and(|v| !v.up),
+            "{address}: BFD still Up at the router"
+        );
+    }
+    wait_until("the speaker brings BGP down on BFD Down", WAIT, POLL, || {
+        let log = speaker_log();
+        if log
+            .matches("BFD Down: bringing the BGP session down at once")
+            .count()
+            >= 2
+        {
+            Ok(())
+        } else {
+            Err(tail(&log))
+        }
+    })?;
+
+    // 4. Back: BFD first, then BGP and the routes.
+    node_ns[0].ip(&["link", "set", "eth0", "up"])?;
+    wait_until("both routes via n1 again", WAIT, POLL, routes(true))?;
+    let log = speaker_log();
+    let bfd_up = log
+        .rfind("BFD Up: starting the BGP session")
+        .expect("BGP started after BFD Up");
+    let established = log.rfind("BGP session established").expect("BGP re-established");
+    assert!(bfd_up < established, "BGP came up before BFD:\n{}", tail(&log));
+    Ok(())
+}
