@@ -84,6 +84,11 @@ pub fn frr_bgpd_conf(asn: u32, router_id: &str, neighbors: &[Neighbor], extra: &
         }
         if let Some((ms, mult)) = n.bfd {
             conf.push_str(&format!(" neighbor {} bfd profile p{ms}x{mult}\n", n.address));
+            // Without a known source, bgpd re-creates its BFD session with the address it learns
+            // when BGP comes up: the BFD session flaps once right after BGP is Established.
+            if let Some(local) = &n.local_address {
+                conf.push_str(&format!(" neighbor {} update-source {local}\n", n.address));
+            }
         }
     }
     conf.push_str(extra);

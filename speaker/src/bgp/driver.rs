@@ -40,6 +40,11 @@ pub enum Command {
     /// Whether BFD is configured for the peer now (a change of `spec.bfd` alone does not
     /// restart the BGP session).
     Bfd(bool),
+    /// The speaker process is stopping (SIGTERM, e.g. a DaemonSet rolling update): with
+    /// graceful restart negotiated, close the connection without a NOTIFICATION so the router
+    /// keeps our routes for the restart time (RFC 4724 section 4.2) and the next speaker process
+    /// takes them over without a withdrawal; otherwise Cease, as on any stop.
+    Shutdown,
 }
 
 /// What a session reports (metrics, BgpPeer status).
@@ -135,6 +140,10 @@ struct Driver {
     status: watch::Sender<SessionStatus>,
     feedback: Vec<Input>,
     gate: Gate,
+    /// Graceful restart negotiated on the current session: both sides advertised it.
+    graceful: bool,
+    /// Graceful restart time we advertise (configured).
+    graceful_restart_time: Option<u16>,
 }
 
 /// The coupling to BFD.
@@ -176,6 +185,8 @@ async fn run(
         connect_results,
         status,
         feedback: Vec::new(),
+        graceful: false,
+        graceful_restart_time: config.graceful_restart_time,
         gate: Gate {
             admin_down: config.admin_down,
             required: config.bfd.is_some(),
@@ -204,6 +215,16 @@ async fn run(
                 }
                 Some(Command::Routes(routes)) => driver.input(Input::Routes(routes)).await,
                 Some(Command::TableReady) => driver.input(Input::TableReady).await,
+                Some(Command::Shutdown) => {
+                    if driver.graceful && driver.session.state() == State::Established {
+                        info!(peer = %driver.name, neighbor = %peer,
+                            "stopping: closing the BGP connection without NOTIFICATION; graceful restart keeps our routes at the router until the next speaker process sends End-of-RIB");
+                        driver.stream = None;
+                    } else {
+                        driver.input(Input::Stop).await;
+                    }
+                    break;
+                }
                 Some(Command::Bfd(required)) => {
                     driver.gate.required = required;
                     let report = bfd.borrow().get(&config.peer).cloned();
@@ -283,6 +304,12 @@ impl Driver {
             return;
         }
         let state = report.map(|r| r.state);
+        if state == Some(Bfd::AdminDown) {
+            // Our own AdminDown: this speaker is stopping, and the shutdown decides what BGP
+            // does (graceful restart keeps the routes); not a path failure.
+            self.gate.last = state;
+            return;
+        }
         let was_up = self.gate.last == Some(Bfd::Up);
         self.gate.last = state;
         if !self.gate.required || state == Some(Bfd::Up) {
@@ -373,6 +400,7 @@ impl Driver {
             Output::Established(negotiated) => {
                 info!(peer = %self.name, neighbor = %self.peer, hold_time = negotiated.hold_time, families = ?negotiated.families,
                     four_octet_as = negotiated.four_octet_as, "BGP session established");
+                self.graceful = negotiated.peer_graceful_restart && self.graceful_restart_time.is_some();
                 self.status.send_modify(|s| {
                     s.up_since = Some(now_rfc3339());
                     s.negotiated_hold_time = Some(negotiated.hold_time);
@@ -381,6 +409,7 @@ impl Driver {
             }
             Output::Down(reason) => {
                 warn!(peer = %self.name, neighbor = %self.peer, reason = %reason, "BGP session down");
+                self.graceful = false;
                 self.status.send_modify(|s| {
                     s.up_since = None;
                     s.down_since = Some(now_rfc3339());

@@ -162,15 +162,24 @@ pub async fn run(
             _ = shutdown.wait() => break,
         }
     }
-    // Shutdown: BFD AdminDown first, so routers see a stop and not a failure (RFC 5882 section
-    // 3.2), then every session sends Cease and closes (a graceful-restart helper keeps our routes).
-    if !bfd.reports().borrow().is_empty() {
+    // Shutdown (SIGTERM, e.g. a rolling update). Sessions with graceful restart negotiated close
+    // without NOTIFICATION, so the router keeps our routes as stale until the next process has
+    // sent its table and End-of-RIB (RFC 4724): no withdrawal, no second ECMP reshuffle. The
+    // others send Cease. BFD AdminDown goes out only after that, once the router has seen the BGP
+    // session end: FRR 8.4 takes even a BFD AdminDown for a failure (RFC 5882 section 3.2 asks
+    // otherwise) and ends an Established session with Cease/BFD Down, which would withdraw the
+    // routes; a session already in graceful restart keeps them (measured in
+    // tests/tests/bgp_upgrade.rs).
+    let with_bfd = !bfd.reports().borrow().is_empty();
+    for (name, session) in running {
+        let _ = session.handle.commands.send(Command::Shutdown);
+        stop(&name, session).await;
+    }
+    if with_bfd {
+        tokio::time::sleep(Duration::from_millis(100)).await;
         bfd.admin_down(Duration::from_millis(50)).await;
     }
     bfd.stop();
-    for (name, session) in running {
-        stop(&name, session).await;
-    }
     if let Some((_, _, _, task)) = listener {
         task.abort();
     }
