@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use bgp_support::{POLL, WAIT, lan, objects_dir, plain, start_speaker, tail, write};
 use oxelb_tests::{
-    lab::{LabError, lab_or_skip, wait_until},
-    routers::{Neighbor, Router, RouterKind, RouterSetup},
+    lab::{LabError, lab_or_skip, rss_kib, wait_until},
+    routers::{Bird, Neighbor, Router, RouterKind, RouterSetup},
 };
 
 const ROUTER_V4: &str = "198.51.100.1";
@@ -42,6 +42,101 @@ fn bfd_against_frr() -> Result<(), LabError> {
 #[test]
 fn bfd_against_bird() -> Result<(), LabError> {
     scenario(RouterKind::Bird)
+}
+
+/// The memory figure: the speaker's RSS with 3 BFD sessions Up at 100 ms x 3 stays within
+/// 1 MiB of its RSS with the same 3 BGP sessions and no BFD (three BIRD routers on the LAN; BFD
+/// enabled on the running speaker by editing the BgpPeers).
+#[test]
+fn three_bfd_sessions_cost_under_one_mib() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("bfd::memory")? else {
+        return Ok(());
+    };
+    let routers = ["198.51.100.1", "198.51.100.4", "198.51.100.5"];
+    let nodes = [("n1", "198.51.100.2")];
+    let (first, node_ns) = lan(&mut lab, &["198.51.100.1/24"], &nodes)?;
+    // Three BIRD routers on the LAN (the first in `lan`'s router namespace).
+    let mut birds = Vec::new();
+    for (i, address) in routers.iter().enumerate() {
+        let ns = if i == 0 {
+            first.clone()
+        } else {
+            let ns = lab.netns(&format!("r{i}"))?;
+            lab.veth(&first, &format!("lan-r{i}"), &ns, "eth0")?;
+            lab.attach(&first, &format!("lan-r{i}"), "lan")?;
+            lab.addr(&ns, "eth0", &format!("{address}/24"))?;
+            ns
+        };
+        let conf = format!(
+            "router id {address};\nprotocol device {{}}\nprotocol bfd {{ interface \"*\" {{ min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }}; }}\nprotocol bgp peer0 {{\n  local {address} as 64513;\n  neighbor {N1} as 64512;\n  connect retry time 1;\n  bfd on;\n  ipv4 {{ import all; export none; }};\n}}\n"
+        );
+        birds.push(Bird::start(&mut lab, &ns, &format!("r{i}"), &conf)?);
+    }
+    let objects = |bfd: &str| {
+        let mut text = String::from(
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {kubernetes.io/hostname: n1}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {name: v4}\nspec: {address: 203.0.113.0/28}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {name: default}\nspec: {as: 64512, listenPort: -1}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default, annotations: {lb.kubesphere.io/v1alpha1: openelb}}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n",
+        );
+        for (i, address) in routers.iter().enumerate() {
+            text.push_str(&format!(
+                "---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {{name: r{i}}}\nspec: {{bfd: {bfd}, conf: {{peerAs: 64513, neighborAddress: '{address}'}}, timers: {{config: {{connectRetry: '1'}}}}}}\n"
+            ));
+        }
+        text
+    };
+    let dir = objects_dir(&lab, &objects("{enabled: false}"), &nodes, &[IP_V4]);
+    let command = node_ns[0].speaker(env!("CARGO_BIN_EXE_oxelb-speaker"), &dir, "n1", "info");
+    let pid = lab.spawn("speaker-n1", command)?;
+    wait_until("three BGP sessions", WAIT, POLL, || {
+        let up = birds
+            .iter()
+            .filter(|b| matches!(b.established(0), Ok(true)))
+            .count();
+        if up == 3 {
+            Ok(())
+        } else {
+            Err(format!("{up} established"))
+        }
+    })?;
+    // Settle, then take the larger of a few samples (RSS moves by a page or two).
+    let sample = || -> u64 {
+        (0..5)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(400));
+                rss_kib(pid).unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let without = sample();
+    write(
+        &dir,
+        "objects.yaml",
+        &objects("{enabled: true, desiredMinTxMs: 100, requiredMinRxMs: 100, detectMultiplier: 3}"),
+    );
+    wait_until("three BFD sessions Up at the routers", WAIT, POLL, || {
+        let text: String = birds
+            .iter()
+            .map(|b| b.birdc(&["show", "bfd", "sessions"]).unwrap_or_default())
+            .collect();
+        if text.matches(" Up ").count() == 3 {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    })?;
+    std::thread::sleep(Duration::from_secs(3));
+    let with = sample();
+    println!(
+        "speaker RSS: {without} KiB with 3 BGP sessions, {with} KiB with 3 BFD sessions at 100 ms x 3 added"
+    );
+    assert!(without > 0 && with > 0, "no RSS read");
+    assert!(
+        with.saturating_sub(without) <= 1024,
+        "3 BFD sessions cost {} KiB (> 1 MiB): {without} -> {with}",
+        with.saturating_sub(without)
+    );
+    Ok(())
 }
 
 fn objects(bfd: &str) -> String {

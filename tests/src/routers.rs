@@ -602,7 +602,9 @@ fn bird_setup_conf(setup: &RouterSetup) -> String {
     }
     for (i, n) in setup.neighbors.iter().enumerate() {
         let v6 = n.address.contains(':');
-        let local = if v6 {
+        let local = if let Some(local) = &n.local_address {
+            local.as_str()
+        } else if v6 {
             setup.ipv6.as_deref().unwrap_or("::")
         } else {
             &setup.router_id
