@@ -323,3 +323,128 @@ fn scenario(kind: RouterKind) -> Result<(), LabError> {
     assert!(bfd_up < established, "BGP came up before BFD:\n{}", tail(&log));
     Ok(())
 }
+
+/// Bad input from the wire, sent from the router's namespace (TTL 255, as a real peer's): every
+/// malformed packet (truncated, version 2, Length beyond the payload, Detect Mult 0, My
+/// Discriminator 0, Your Discriminator 0 while Up, authenticated), a packet for no session, one
+/// that changes the peer's discriminator, one with intervals of 0; and a BgpPeer with BFD towards
+/// an address where nothing answers. The speaker keeps running, logs each with its sender, and
+/// the BGP session of the BgpPeer without BFD stays Established throughout.
+#[test]
+fn bad_bfd_input_leaves_the_speaker_and_bgp_without_bfd_alone() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("bfd::bad_input")? else {
+        return Ok(());
+    };
+    let nodes = [("n1", "198.51.100.2,2001:db8:1::2"), ("spare", "198.51.100.9")];
+    let (router_ns, node_ns) = lan(&mut lab, &["198.51.100.1/24", "2001:db8:1::1/64"], &nodes)?;
+    let setup = RouterSetup {
+        asn: 64513,
+        router_id: ROUTER_V4.into(),
+        ipv6: Some(ROUTER_V6.into()),
+        neighbors: vec![
+            Neighbor {
+                bfd: Some(ROUTER_BFD),
+                ..Neighbor::new(N1, 64512)
+            },
+            Neighbor::new(N1_V6, 64512),
+        ],
+        listen_port: None,
+    };
+    let router = Router::start(RouterKind::Frr, &mut lab, &router_ns, &setup)?;
+    // r4 with BFD, r6 without; `silent` with BFD towards an address nobody has.
+    let mut text = objects("{enabled: true, desiredMinTxMs: 100, requiredMinRxMs: 100, detectMultiplier: 3}");
+    text = text.replacen("spec: {bfd: {enabled: true, desiredMinTxMs: 100, requiredMinRxMs: 100, detectMultiplier: 3}, conf: {peerAs: 64513, neighborAddress: '2001:db8:1::1'}", "spec: {conf: {peerAs: 64513, neighborAddress: '2001:db8:1::1'}", 1);
+    text.push_str("---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: silent}\nspec: {bfd: {enabled: true}, conf: {peerAs: 64513, neighborAddress: '198.51.100.7'}, timers: {config: {connectRetry: '1'}}}\n");
+    let dir = objects_dir(&lab, &text, &nodes[..1], &[IP_V4, IP_V6]);
+    start_speaker(&mut lab, &node_ns[0], "n1", &dir)?;
+    for address in [N1, N1_V6] {
+        wait_until(&format!("BGP with {address}"), WAIT, POLL, || {
+            if router.established(address).map_err(|e| e.to_string())? {
+                Ok(())
+            } else {
+                Err(router.sessions())
+            }
+        })?;
+    }
+    wait_until("BFD Up with the router", WAIT, POLL, || {
+        let view = router.bfd(N1).map_err(|e| e.to_string())?;
+        if view.as_ref().is_some_and(|v| v.up) {
+            Ok(())
+        } else {
+            Err(format!("{view:?}"))
+        }
+    })?;
+    let log = plain(&lab.log("speaker-n1"));
+    let ours: u32 = log
+        .lines()
+        .find(|l| l.contains("starting BFD session") && l.contains("peer=r4"))
+        .and_then(|l| l.split("discriminator=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|d| d.parse().ok())
+        .expect("our discriminator in the log");
+    // Header: version 1, diag 0, state (bits 7-6), flags; Detect Mult; Length; then the six words.
+    let packet = |byte0: u8, flags: u8, mult: u8, len: u8, my: u32, your: u32, tx: u32, rx: u32| {
+        let mut p = vec![byte0, flags, mult, len];
+        for w in [my, your, tx, rx, 0] {
+            p.extend_from_slice(&w.to_be_bytes());
+        }
+        p
+    };
+    let up = 0xc0;
+    let bad: Vec<Vec<u8>> = vec![
+        vec![0x20, 0x40, 3],                                                   // truncated
+        packet(0x40, up, 3, 24, 9, ours, 100_000, 100_000),                    // version 2
+        packet(0x20, up, 3, 200, 9, ours, 100_000, 100_000),                   // Length beyond
+        packet(0x20, up, 0, 24, 9, ours, 100_000, 100_000),                    // Detect Mult 0
+        packet(0x20, up, 3, 24, 0, ours, 100_000, 100_000),                    // My Discr 0
+        packet(0x20, up, 3, 24, 9, 0, 100_000, 100_000),                       // Your Discr 0, Up
+        packet(0x20, up | 0x04, 3, 24, 9, ours, 100_000, 100_000),             // A bit, short
+        packet(0x20, up, 3, 24, 9, ours.wrapping_add(1000), 100_000, 100_000), // no such session
+    ];
+    let script = "import socket,sys\nfor h in sys.argv[2:]:\n    s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n    s.setsockopt(socket.IPPROTO_IP,socket.IP_TTL,255)\n    s.bind(('198.51.100.1',0))\n    s.sendto(bytes.fromhex(h),(sys.argv[1],3784))\n";
+    let send = |packets: &[Vec<u8>]| -> Result<String, LabError> {
+        let hex: Vec<String> = packets
+            .iter()
+            .map(|p| p.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        let mut args = vec!["-c", script, N1];
+        args.extend(hex.iter().map(String::as_str));
+        router_ns.run("python3", &args)
+    };
+    let before = plain(&lab.log("speaker-n1")).len();
+    send(&bad)?;
+    // A peer (from the router's address) that changes its discriminator, and one with intervals
+    // of 0: valid packets, handled by the session, logged.
+    send(&[packet(0x20, up, 3, 24, 0x0bad_cafe, ours, 100_000, 100_000)])?;
+    send(&[packet(0x20, up, 3, 24, 0x0bad_cafe, ours, 0, 0)])?;
+    wait_until("the speaker's log lines about the bad input", WAIT, POLL, || {
+        let log = plain(&lab.log("speaker-n1"));
+        let discarded = log.matches("BFD packet discarded").count();
+        if discarded >= 5 && log.contains("from=198.51.100.1") && log.contains("changed its discriminator") {
+            Ok(())
+        } else {
+            Err(format!("{discarded} discarded\n{}", tail(&log)))
+        }
+    })?;
+    // The silent peer's BGP session waits for BFD and says so; BGP without BFD is unaffected.
+    std::thread::sleep(Duration::from_secs(2));
+    let log = plain(&lab.log("speaker-n1"));
+    assert!(
+        log.contains("BGP session waits for its BFD session to come Up peer=silent"),
+        "{}",
+        tail(&log)
+    );
+    assert!(
+        router.established(N1_V6)?,
+        "BGP without BFD was disturbed:\n{}",
+        router.sessions()
+    );
+    let since = log.get(before..).unwrap_or_default();
+    assert!(
+        !since.contains("BGP session down peer=r6"),
+        "BGP without BFD went down:\n{}",
+        tail(since)
+    );
+    assert!(!log.contains("panicked"), "{}", tail(&log));
+    Ok(())
+}
