@@ -38,7 +38,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{net::UdpSocket, sync::watch, task::JoinHandle, time::Instant};
 use tracing::{debug, info, warn};
 
-use crate::sessions::BfdConfig;
+use crate::{
+    bgp::driver::{now_rfc3339, sleep_until},
+    sessions::BfdConfig,
+};
 
 /// One wanted BFD session: the BgpPeer's neighbour and its resolved timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,17 +284,6 @@ async fn recv(socket: Option<Arc<UdpSocket>>, buf: &mut [u8]) -> std::io::Result
         Some(socket) => socket.recv_from(buf).await,
         None => std::future::pending().await,
     }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
 fn unmapped(ip: IpAddr) -> IpAddr {

@@ -18,11 +18,11 @@
 //! for hold 90 s (each of those lasts a minute and a half). About 10 minutes in all.
 //! Addresses: the documentation ranges of the demo topology only, inside the lab.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use oxelb_tests::{
     cluster::{Binaries, LabCluster, NODES},
-    lab::{LabError, lab_or_skip, wait_until},
+    lab::{LabError, lab_or_skip},
     workspace_root,
 };
 
@@ -68,16 +68,7 @@ const CASES: [Case; 4] = [
 ];
 
 fn binaries() -> Result<Binaries, LabError> {
-    let dir = std::env::var_os("OXELB_BIN_DIR").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_BIN_EXE_oxelb-lab"))
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default()
-        },
-        PathBuf::from,
-    );
-    Binaries::in_dir(&dir)
+    Binaries::for_test(env!("CARGO_BIN_EXE_oxelb-lab"))
 }
 
 fn bgp_peer(case: &Case) -> String {
@@ -108,24 +99,7 @@ fn one_run(case: &Case) -> Result<Option<(Duration, String)>, LabError> {
     cluster.wait_next_hops(&ip, &ALL_NODES)?;
     cluster.wait_kernel_paths(&ip, 3)?;
     if case.bfd.is_some() {
-        wait_until(
-            "the router's three BFD sessions Up",
-            Duration::from_secs(30),
-            Duration::from_millis(100),
-            || {
-                let peers = cluster
-                    .router
-                    .json("show bfd peers json")
-                    .map_err(|e| e.to_string())?;
-                let up = peers
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| p["status"].as_str() == Some("up"))
-                    .count();
-                if up == 3 { Ok(()) } else { Err(format!("{up} up")) }
-            },
-        )?;
+        cluster.wait_bfd_up(3)?;
     }
     let client = cluster.routed_client.clone();
     let victim_name = cluster.wait_reachable(&client, &ip)?;

@@ -59,6 +59,21 @@ pub struct Binaries {
 }
 
 impl Binaries {
+    /// The binaries of a test or benchmark: from `OXELB_BIN_DIR` when set, else from the
+    /// directory cargo built `lab_tool` (the test's `CARGO_BIN_EXE_oxelb-lab`) into.
+    pub fn for_test(lab_tool: &str) -> Result<Self, LabError> {
+        let dir = std::env::var_os("OXELB_BIN_DIR").map_or_else(
+            || {
+                Path::new(lab_tool)
+                    .parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_default()
+            },
+            PathBuf::from,
+        );
+        Self::in_dir(&dir)
+    }
+
     /// The three binaries in `dir` (e.g. `target/release`), or an error naming the missing one and
     /// how to build it.
     pub fn in_dir(dir: &Path) -> Result<Self, LabError> {
@@ -389,6 +404,32 @@ impl LabCluster {
     /// The router's BGP next hops for `ip`/32 (or /128).
     pub fn next_hops(&self, ip: &str) -> Result<Vec<String>, LabError> {
         self.router.bgp_next_hops(&host_prefix(ip))
+    }
+
+    /// Waits until the router (built with BFD) has `sessions` BFD sessions Up.
+    pub fn wait_bfd_up(&self, sessions: usize) -> Result<(), LabError> {
+        wait_until(
+            &format!("{sessions} BFD sessions Up at the router"),
+            WAIT,
+            POLL,
+            || {
+                let peers = self
+                    .router
+                    .json("show bfd peers json")
+                    .map_err(|e| e.to_string())?;
+                let up = peers
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["status"].as_str() == Some("up"))
+                    .count();
+                if up == sessions {
+                    Ok(())
+                } else {
+                    Err(format!("{up} up"))
+                }
+            },
+        )
     }
 
     /// Waits until the router's kernel route to `ip` has `paths` next hops (zebra installs what

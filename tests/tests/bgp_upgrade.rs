@@ -14,30 +14,18 @@
 //! `bfd` at 100 ms x 3. Needs root; each test reports that it skips otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use oxelb_tests::{
     cluster::{Binaries, LabCluster, NODES},
-    lab::{LabError, lab_or_skip, wait_until},
+    lab::{LabError, lab_or_skip},
     workspace_root,
 };
 
 const ALL_NODES: [&str; 3] = [NODES[0].1, NODES[1].1, NODES[2].1];
 
 fn binaries() -> Result<Binaries, LabError> {
-    let dir = std::env::var_os("OXELB_BIN_DIR").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_BIN_EXE_oxelb-lab"))
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default()
-        },
-        PathBuf::from,
-    );
-    Binaries::in_dir(&dir)
+    Binaries::for_test(env!("CARGO_BIN_EXE_oxelb-lab"))
 }
 
 const PEER: &str = "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata:\n  name: lab-router\nspec:\n  conf: {peerAs: 64513, neighborAddress: 192.0.2.1}\n  gracefulRestart: {enabled: true, restartTime: 60}\n  timers:\n    config: {holdTime: '9', keepaliveInterval: '3', connectRetry: '1'}\n  bfd: {enabled: true, desiredMinTxMs: 100, requiredMinRxMs: 100, detectMultiplier: 3}\n";
@@ -59,24 +47,7 @@ fn cluster(test: &str) -> Result<Option<(LabCluster, String, usize)>, LabError> 
     let ip = cluster.wait_service_ips("default", "web-bgp")?[0].clone();
     cluster.wait_next_hops(&ip, &ALL_NODES)?;
     cluster.wait_kernel_paths(&ip, 3)?;
-    wait_until(
-        "three BFD sessions Up at the router",
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || {
-            let peers = cluster
-                .router
-                .json("show bfd peers json")
-                .map_err(|e| e.to_string())?;
-            let up = peers
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["status"].as_str() == Some("up"))
-                .count();
-            if up == 3 { Ok(()) } else { Err(format!("{up} up")) }
-        },
-    )?;
+    cluster.wait_bfd_up(3)?;
     let client = cluster.routed_client.clone();
     let name = cluster.wait_reachable(&client, &ip)?;
     let victim = cluster.nodes.iter().position(|n| n.name == name).unwrap();

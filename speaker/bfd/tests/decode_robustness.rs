@@ -8,23 +8,10 @@ use oxelb_bfd::wire::{self, State, WireError};
 
 #[path = "../fuzz/src/lib.rs"]
 mod checks;
+mod support;
 
 fn golden() -> Vec<Vec<u8>> {
-    let dir = format!("{}/tests/golden", env!("CARGO_MANIFEST_DIR"));
-    let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "hex"))
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let text = text.trim().to_owned();
-            (0..text.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-                .collect()
-        })
-        .collect();
-    out.sort();
+    let out: Vec<Vec<u8>> = support::golden().into_iter().map(|(_, bytes)| bytes).collect();
     assert!(out.len() >= 30);
     out
 }

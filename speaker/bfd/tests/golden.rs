@@ -6,32 +6,16 @@
 //! must send, byte for byte, what these routers send in the same situation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::Instant;
+
+use support::golden;
 
 use oxelb_bfd::{
     session::{Config, Input, Session},
     wire::{self, Diagnostic, State},
 };
-
-fn golden() -> Vec<(String, Vec<u8>)> {
-    let dir = format!("{}/tests/golden", env!("CARGO_MANIFEST_DIR"));
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "hex"))
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let text = text.trim();
-            let bytes = (0..text.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-                .collect();
-            (path.file_stem().unwrap().to_string_lossy().into_owned(), bytes)
-        })
-        .collect();
-    out.sort();
-    out
-}
 
 fn file(name: &str) -> Vec<u8> {
     golden()
