@@ -237,7 +237,8 @@ fn bgp_peer_rules() {
     let check = |spec: Value| verdict(Kind::BgpPeer, &request("CREATE", peer(spec), None));
     let good = json!({"conf": {"peerAs": 65001, "neighborAddress": "198.51.100.1"},
         "timers": {"config": {"holdTime": "90", "keepaliveInterval": "30", "connectRetry": "10"}},
-        "transport": {"remotePort": 179, "passiveMode": false}, "ebgpMultihop": {"enabled": true, "multihopTtl": 3}});
+        "transport": {"remotePort": 179, "passiveMode": false}, "ebgpMultihop": {"enabled": true, "multihopTtl": 3},
+        "bfd": {"enabled": true}});
     assert_eq!(check(good.clone()), Ok(()));
     assert_eq!(
         check(
@@ -252,6 +253,16 @@ fn bgp_peer_rules() {
         ),
         Ok(())
     );
+    // The BFD extension: defaults, the documented floor and ceiling.
+    for bfd in [
+        json!({"enabled": true}),
+        json!({"enabled": true, "desiredMinTxMs": 50, "requiredMinRxMs": 60000, "detectMultiplier": 2}),
+        json!({"enabled": false, "desiredMinTxMs": 100, "requiredMinRxMs": 100, "detectMultiplier": 255}),
+    ] {
+        let mut spec = good.clone();
+        spec["bfd"] = bfd;
+        assert_eq!(check(spec), Ok(()));
+    }
     let with = |pointer: &str, value: Value| {
         let mut spec = good.clone();
         *spec.pointer_mut(pointer).unwrap() = value;
@@ -304,6 +315,18 @@ fn bgp_peer_rules() {
             json!({"conf": {"peerAs": 65001, "neighborAddress": "198.51.100.1",
                 "authPasswordSecret": {"name": "Bgp_Auth"}}}),
             "spec.conf.authPasswordSecret.name: \"Bgp_Auth\" is not a Secret name",
+        ),
+        (
+            with("/bfd", json!({"enabled": true, "desiredMinTxMs": 10})),
+            "spec.bfd.desiredMinTxMs: 10 ms is not in 50..=60000 ms",
+        ),
+        (
+            with("/bfd", json!({"enabled": true, "requiredMinRxMs": 0})),
+            "spec.bfd.requiredMinRxMs: 0 ms is not in 50..=60000 ms",
+        ),
+        (
+            with("/bfd", json!({"enabled": true, "detectMultiplier": 1})),
+            "spec.bfd.detectMultiplier: 1 is not in 2..=255",
         ),
     ];
     for (spec, needle) in cases {

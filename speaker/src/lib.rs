@@ -4,6 +4,7 @@
 //! per kind the speaker reads (Services, Nodes, EndpointSlices, Eips, BgpConfs, BgpPeers), and
 //! [`desired`]: the IPs to announce, computed from them. Announcing comes in later work.
 
+pub mod bfd;
 pub mod bgp;
 pub mod desired;
 pub mod election;
@@ -152,6 +153,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let mut registry = Registry::default();
     let planner_metrics = planner::PlannerMetrics::register(&mut registry);
     let bgp_metrics = bgp::manager::BgpMetrics::register(&mut registry);
+    let bfd_metrics = bfd::BfdMetrics::register(&mut registry);
     let layer2_metrics = layer2::announcer::Layer2Metrics::register(&mut registry);
     let mut app = App::start(&args.common, registry).await?;
     let indexes = watch_all(&mut app, &args.namespace);
@@ -197,6 +199,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             writer,
             node_name,
             bgp_metrics,
+            bfd_metrics,
             app.shutdown().clone(),
         )),
     ];

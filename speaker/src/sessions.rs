@@ -73,6 +73,43 @@ pub struct SessionConfig {
     pub graceful_restart_time: Option<u16>,
     /// `conf.adminDown`: configured, but kept down.
     pub admin_down: bool,
+    /// `spec.bfd` (oxelb extension) when enabled. A change to it alone restarts only the BFD
+    /// session, never the BGP session ([`diff`]).
+    pub bfd: Option<BfdConfig>,
+}
+
+/// A BFD session beside the BGP session, resolved from BgpPeer `spec.bfd`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BfdConfig {
+    /// Desired Min TX, milliseconds.
+    pub desired_min_tx_ms: u32,
+    /// Required Min RX, milliseconds.
+    pub required_min_rx_ms: u32,
+    /// Detect Mult.
+    pub detect_mult: u8,
+    /// Multihop (RFC 5883, UDP 4784) for `ebgpMultihop.enabled` peers; else single hop
+    /// (RFC 5881, UDP 3784, TTL 255 both ways).
+    pub multihop: bool,
+}
+
+/// `spec.bfd` resolved: defaults filled in and values held to the documented ranges (the
+/// webhook refuses others; the `dir:` source has no webhook, so they are clamped, not fatal).
+fn bfd_config(peer: &BgpPeer) -> Option<BfdConfig> {
+    use oxelb_crds::v1alpha2::Bfd;
+    let bfd = peer.spec.bfd.as_ref().filter(|b| b.is_enabled())?;
+    let (tx, rx, mult) = bfd.resolved();
+    let interval = |ms: u32| ms.clamp(*Bfd::INTERVAL_MS.start(), *Bfd::INTERVAL_MS.end());
+    Some(BfdConfig {
+        desired_min_tx_ms: interval(tx),
+        required_min_rx_ms: interval(rx),
+        detect_mult: u8::try_from(mult.clamp(*Bfd::MULTIPLIER.start(), *Bfd::MULTIPLIER.end()))
+            .unwrap_or(u8::MAX),
+        multihop: peer
+            .spec
+            .ebgp_multihop
+            .as_ref()
+            .is_some_and(|m| m.enabled == Some(true)),
+    })
 }
 
 /// Where this speaker listens for routers that connect to it.
@@ -425,6 +462,7 @@ fn session(
         add_path_send_max,
         graceful_restart_time: peer_gr.or(conf_gr),
         admin_down: conf.admin_down == Some(true),
+        bfd: bfd_config(peer),
     })
 }
 
@@ -439,6 +477,8 @@ pub struct Changes {
     pub restart: Vec<String>,
     /// Whether the listener changed (rebind; sessions stay up).
     pub listen_changed: bool,
+    /// Sessions whose BFD configuration alone changed: the BFD session follows, BGP stays up.
+    pub bfd: Vec<String>,
 }
 
 /// The changes from `old` to `new`; sessions whose resolved configuration is equal are untouched.
@@ -450,8 +490,22 @@ pub fn diff(old: &SessionPlan, new: &SessionPlan) -> Changes {
     for (name, config) in &new.sessions {
         match old.sessions.get(name) {
             None => changes.start.push(name.clone()),
-            Some(before) if before != config => changes.restart.push(name.clone()),
-            Some(_) => {}
+            Some(before) if before.bfd == config.bfd => {
+                if before != config {
+                    changes.restart.push(name.clone());
+                }
+            }
+            Some(before) => {
+                let bgp_only = |c: &SessionConfig| SessionConfig {
+                    bfd: None,
+                    ..c.clone()
+                };
+                if bgp_only(before) == bgp_only(config) {
+                    changes.bfd.push(name.clone());
+                } else {
+                    changes.restart.push(name.clone());
+                }
+            }
         }
     }
     changes.stop = old
@@ -789,5 +843,79 @@ mod tests {
             (d.start, d.stop, d.restart),
             (vec!["r3".to_owned()], vec!["r2".to_owned()], vec![])
         );
+    }
+
+    #[test]
+    fn bfd_resolves_with_defaults_and_a_bfd_change_never_restarts_bgp() {
+        let n = node(json!({}));
+        let with_bfd = |bfd: Value| {
+            [peer(
+                "r1",
+                json!({"conf": {"peerAs": 65001, "neighborAddress": "198.51.100.1"}, "bfd": bfd}),
+            )]
+        };
+        let c = [conf(json!({"as": 64512}))];
+        let off = plan(&c, &[router("r1", "198.51.100.1", 65001)], &n);
+        assert_eq!(off.sessions["r1"].bfd, None);
+        assert_eq!(
+            plan(&c, &with_bfd(json!({"enabled": false})), &n).sessions["r1"].bfd,
+            None
+        );
+        let on = plan(&c, &with_bfd(json!({"enabled": true})), &n);
+        assert_eq!(
+            on.sessions["r1"].bfd,
+            Some(BfdConfig {
+                desired_min_tx_ms: 300,
+                required_min_rx_ms: 300,
+                detect_mult: 3,
+                multihop: false
+            })
+        );
+        // Out of range (no webhook in front of the dir: source): held to the documented range.
+        let clamped = plan(
+            &c,
+            &with_bfd(
+                json!({"enabled": true, "desiredMinTxMs": 1, "requiredMinRxMs": 999999, "detectMultiplier": 0}),
+            ),
+            &n,
+        );
+        assert_eq!(
+            clamped.sessions["r1"]
+                .bfd
+                .map(|b| (b.desired_min_tx_ms, b.required_min_rx_ms, b.detect_mult)),
+            Some((50, 60_000, 2))
+        );
+        // Enabling, retiming and disabling BFD: only the BFD session follows.
+        let fast = plan(
+            &c,
+            &with_bfd(json!({"enabled": true, "desiredMinTxMs": 100, "requiredMinRxMs": 100})),
+            &n,
+        );
+        for (a, b) in [(&off, &on), (&on, &fast), (&fast, &off)] {
+            let d = diff(a, b);
+            assert_eq!(
+                d,
+                Changes {
+                    bfd: vec!["r1".into()],
+                    ..Changes::default()
+                }
+            );
+        }
+        // A BGP change with a BFD change restarts BGP (once, as any BGP change).
+        let mut both = with_bfd(json!({"enabled": true, "desiredMinTxMs": 100}));
+        both[0].spec.conf.as_mut().unwrap().peer_as = Some(65009);
+        let d = diff(&on, &plan(&c, &both, &n));
+        assert_eq!((d.restart, d.bfd), (vec!["r1".to_owned()], vec![]));
+        // Multihop follows ebgpMultihop.
+        let mh = plan(
+            &c,
+            &[peer(
+                "r1",
+                json!({"conf": {"peerAs": 65001, "neighborAddress": "198.51.100.1"}, "bfd": {"enabled": true},
+                    "ebgpMultihop": {"enabled": true, "multihopTtl": 3}}),
+            )],
+            &n,
+        );
+        assert!(mh.sessions["r1"].bfd.unwrap().multihop);
     }
 }

@@ -26,7 +26,7 @@ use std::{
 
 use crate::{
     lab::{Lab, LabError, Ns, run, wait_until, write_file},
-    routers::{Frr, Neighbor, frr_bgpd_conf},
+    routers::{Frr, Neighbor, frr_bfdd_conf, frr_bgpd_conf},
 };
 
 /// The nodes' AS (`examples/lab/bgpconf.yaml`).
@@ -59,6 +59,21 @@ pub struct Binaries {
 }
 
 impl Binaries {
+    /// The binaries of a test or benchmark: from `OXELB_BIN_DIR` when set, else from the
+    /// directory cargo built `lab_tool` (the test's `CARGO_BIN_EXE_oxelb-lab`) into.
+    pub fn for_test(lab_tool: &str) -> Result<Self, LabError> {
+        let dir = std::env::var_os("OXELB_BIN_DIR").map_or_else(
+            || {
+                Path::new(lab_tool)
+                    .parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_default()
+            },
+            PathBuf::from,
+        );
+        Self::in_dir(&dir)
+    }
+
     /// The three binaries in `dir` (e.g. `target/release`), or an error naming the missing one and
     /// how to build it.
     pub fn in_dir(dir: &Path) -> Result<Self, LabError> {
@@ -132,7 +147,19 @@ impl LabCluster {
     /// Builds the topology, starts the router and a kube-proxy stand-in per node, and copies the
     /// `*.yaml` of `manifests` into the objects directory. Starts no oxelb process yet:
     /// [`start_all`](Self::start_all).
-    pub fn build(mut lab: Lab, bins: Binaries, manifests: &Path) -> Result<Self, LabError> {
+    pub fn build(lab: Lab, bins: Binaries, manifests: &Path) -> Result<Self, LabError> {
+        Self::build_with(lab, bins, manifests, None)
+    }
+
+    /// As [`build`](Self::build), with the router running BFD (FRR's bfdd, `neighbor X bfd`) to
+    /// every node at `router_bfd` = (interval ms, multiplier) when given. The router's BGP does
+    /// not wait for BFD: a BgpPeer without `spec.bfd` peers as before.
+    pub fn build_with(
+        mut lab: Lab,
+        bins: Binaries,
+        manifests: &Path,
+        router_bfd: Option<(u32, u8)>,
+    ) -> Result<Self, LabError> {
         let objects = lab.dir().join("objects");
         copy_manifests(manifests, &objects)?;
         let heartbeat_key = lab.write("heartbeat.key", "oxelb-lab-heartbeat-secret")?;
@@ -193,9 +220,17 @@ impl LabCluster {
             });
         }
 
-        let neighbors: Vec<Neighbor> = NODES.iter().map(|(_, ip)| Neighbor::new(ip, NODE_AS)).collect();
+        let neighbors: Vec<Neighbor> = NODES
+            .iter()
+            .map(|(_, ip)| Neighbor {
+                bfd: router_bfd,
+                local_address: router_bfd.map(|_| ROUTER_LAN_IP.to_owned()),
+                ..Neighbor::new(ip, NODE_AS)
+            })
+            .collect();
         let conf = frr_bgpd_conf(ROUTER_AS, ROUTER_LAN_IP, &neighbors, " bgp graceful-restart\n");
-        let router = Frr::start(&mut lab, &router_ns, "router", &conf)?;
+        let bfdd = router_bfd.map(|_| frr_bfdd_conf(&neighbors));
+        let router = Frr::start_daemons(&mut lab, &router_ns, "router", &conf, 179, bfdd.as_deref())?;
         let control = lab.netns("cp")?;
         Ok(Self {
             lab,
@@ -369,6 +404,48 @@ impl LabCluster {
     /// The router's BGP next hops for `ip`/32 (or /128).
     pub fn next_hops(&self, ip: &str) -> Result<Vec<String>, LabError> {
         self.router.bgp_next_hops(&host_prefix(ip))
+    }
+
+    /// Waits until the router (built with BFD) has `sessions` BFD sessions Up.
+    pub fn wait_bfd_up(&self, sessions: usize) -> Result<(), LabError> {
+        wait_until(
+            &format!("{sessions} BFD sessions Up at the router"),
+            WAIT,
+            POLL,
+            || {
+                let peers = self
+                    .router
+                    .json("show bfd peers json")
+                    .map_err(|e| e.to_string())?;
+                let up = peers
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["status"].as_str() == Some("up"))
+                    .count();
+                if up == sessions {
+                    Ok(())
+                } else {
+                    Err(format!("{up} up"))
+                }
+            },
+        )
+    }
+
+    /// Waits until the router's kernel route to `ip` has `paths` next hops (zebra installs what
+    /// the BGP table holds a moment later; flows hash over the kernel's paths).
+    pub fn wait_kernel_paths(&self, ip: &str, paths: usize) -> Result<(), LabError> {
+        wait_until(&format!("{paths} kernel paths to {ip}"), WAIT, POLL, || {
+            let route = self
+                .router
+                .kernel_route(&host_prefix(ip))
+                .map_err(|e| e.to_string())?;
+            let n = route
+                .matches("nexthop via")
+                .count()
+                .max(usize::from(route.contains(" via ")));
+            if n == paths { Ok(()) } else { Err(route) }
+        })
     }
 
     /// Waits until the router's next hops for `ip` are exactly `want` (sorted node IPs).

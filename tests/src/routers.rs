@@ -30,6 +30,9 @@ pub struct Neighbor {
     pub local_address: Option<String>,
     /// The router keeps this neighbor's routes while it restarts (RFC 4724 receiving speaker).
     pub graceful_restart: bool,
+    /// BFD with this neighbor (FRR `neighbor X bfd` with bfdd, BIRD `bfd on`): (the router's
+    /// transmit and receive interval in ms, its detect multiplier).
+    pub bfd: Option<(u32, u8)>,
 }
 
 impl Neighbor {
@@ -43,6 +46,7 @@ impl Neighbor {
             passive: false,
             local_address: None,
             graceful_restart: false,
+            bfd: None,
         }
     }
 }
@@ -78,6 +82,14 @@ pub fn frr_bgpd_conf(asn: u32, router_id: &str, neighbors: &[Neighbor], extra: &
         if n.graceful_restart {
             conf.push_str(&format!(" neighbor {} graceful-restart\n", n.address));
         }
+        if let Some((ms, mult)) = n.bfd {
+            conf.push_str(&format!(" neighbor {} bfd profile p{ms}x{mult}\n", n.address));
+            // Without a known source, bgpd re-creates its BFD session with the address it learns
+            // when BGP comes up: the BFD session flaps once right after BGP is Established.
+            if let Some(local) = &n.local_address {
+                conf.push_str(&format!(" neighbor {} update-source {local}\n", n.address));
+            }
+        }
     }
     conf.push_str(extra);
     for (family, v6) in [("ipv4 unicast", false), ("ipv6 unicast", true)] {
@@ -89,6 +101,23 @@ pub fn frr_bgpd_conf(asn: u32, router_id: &str, neighbors: &[Neighbor], extra: &
         }
         conf.push_str(" exit-address-family\n");
     }
+    conf
+}
+
+/// An FRR `bfdd.conf` with one profile `p<ms>x<mult>` per BFD setting of `neighbors` (the name
+/// [`frr_bgpd_conf`] refers to).
+pub fn frr_bfdd_conf(neighbors: &[Neighbor]) -> String {
+    let mut conf = String::from("bfd\n");
+    let mut seen = Vec::new();
+    for (ms, mult) in neighbors.iter().filter_map(|n| n.bfd) {
+        if !seen.contains(&(ms, mult)) {
+            seen.push((ms, mult));
+            conf.push_str(&format!(
+                " profile p{ms}x{mult}\n  transmit-interval {ms}\n  receive-interval {ms}\n  detect-multiplier {mult}\n !\n"
+            ));
+        }
+    }
+    conf.push_str("!\n");
     conf
 }
 
@@ -107,15 +136,36 @@ impl Frr {
         bgpd_conf: &str,
         port: u16,
     ) -> Result<Self, LabError> {
+        Self::start_daemons(lab, ns, name, bgpd_conf, port, None)
+    }
+
+    /// As [`start_listening`](Self::start_listening), with FRR's BFD daemon (bfdd) configured
+    /// with `bfdd_conf` when given (started between zebra and bgpd, as FRR's init script does).
+    pub fn start_daemons(
+        lab: &mut Lab,
+        ns: &Ns,
+        name: &str,
+        bgpd_conf: &str,
+        port: u16,
+        bfdd_conf: Option<&str>,
+    ) -> Result<Self, LabError> {
         let dir = lab.dir().join(format!("frr-{name}"));
         lab.write(&format!("frr-{name}/zebra.conf"), "")?;
         lab.write(&format!("frr-{name}/bgpd.conf"), bgpd_conf)?;
+        if let Some(conf) = bfdd_conf {
+            lab.write(&format!("frr-{name}/bfdd.conf"), conf)?;
+        }
+        let daemons: &[&str] = if bfdd_conf.is_some() {
+            &["zebra", "bfdd", "bgpd"]
+        } else {
+            &["zebra", "bgpd"]
+        };
         // FRR drops privileges to user frr, which must own its directory (LAB-NOTES.md); the lab
         // directory above it is root's 0700 and must let frr through.
         run("chmod", &["0755", &lab.dir().display().to_string()])?;
         run("chown", &["-R", "frr:frr", &dir.display().to_string()])?;
         let d = dir.display().to_string();
-        for daemon in ["zebra", "bgpd"] {
+        for &daemon in daemons {
             let mut command = ns.command(&format!("/usr/lib/frr/{daemon}"));
             command.args([
                 "-u",
@@ -135,12 +185,8 @@ impl Frr {
                 command.args(["-p", &port.to_string()]);
             }
             lab.spawn(&format!("frr-{name}-{daemon}"), command)?;
-            // bgpd connects to zebra's socket at start.
-            let socket = dir.join(if daemon == "zebra" {
-                "zebra.vty"
-            } else {
-                "bgpd.vty"
-            });
+            // bgpd and bfdd connect to zebra's socket at start.
+            let socket = dir.join(format!("{daemon}.vty"));
             wait_until(
                 &format!("FRR {daemon} of {name} to start"),
                 START_TIMEOUT,
@@ -490,6 +536,20 @@ impl Bird {
     }
 }
 
+/// A router's view of one BFD session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BfdView {
+    /// The session is Up.
+    pub up: bool,
+    /// What the peer (the speaker) advertises: (desired TX ms, required RX ms, multiplier),
+    /// where the router shows it (FRR).
+    pub remote: Option<(u64, u64, u64)>,
+    /// The router's negotiated transmit interval, ms (BIRD).
+    pub interval_ms: Option<u64>,
+    /// The router's detection time, ms (BIRD).
+    pub timeout_ms: Option<u64>,
+}
+
 /// The three real routers a BGP scenario runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouterKind {
@@ -534,9 +594,17 @@ fn bird_setup_conf(setup: &RouterSetup) -> String {
         "router id {};\nprotocol device {{}}\nprotocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\nprotocol kernel {{ ipv6 {{ export all; }}; merge paths on; }}\n",
         setup.router_id
     );
+    // BIRD's BFD sessions for BGP take their timers from `protocol bfd` (one setting for all).
+    if let Some((ms, mult)) = setup.neighbors.iter().find_map(|n| n.bfd) {
+        conf.push_str(&format!(
+            "protocol bfd {{\n  interface \"*\" {{ min rx interval {ms} ms; min tx interval {ms} ms; idle tx interval 1000 ms; multiplier {mult}; }};\n  multihop {{ min rx interval {ms} ms; min tx interval {ms} ms; multiplier {mult}; }};\n}}\n"
+        ));
+    }
     for (i, n) in setup.neighbors.iter().enumerate() {
         let v6 = n.address.contains(':');
-        let local = if v6 {
+        let local = if let Some(local) = &n.local_address {
+            local.as_str()
+        } else if v6 {
             setup.ipv6.as_deref().unwrap_or("::")
         } else {
             &setup.router_id
@@ -550,6 +618,11 @@ fn bird_setup_conf(setup: &RouterSetup) -> String {
         }
         if n.graceful_restart {
             options.push_str("  graceful restart on;\n");
+        }
+        if n.bfd.is_some() {
+            // After a session error (BFD Down is one) BIRD accepts and makes no connection for
+            // its `error wait time`, 60 s at first by default: 1 s keeps a lab quick.
+            options.push_str("  bfd on;\n  error wait time 1, 5;\n");
         }
         let listen = setup
             .listen_port
@@ -579,12 +652,18 @@ impl Router {
                     ""
                 };
                 let conf = frr_bgpd_conf(setup.asn, id, &setup.neighbors, extra);
-                Self::Frr(Frr::start_listening(
+                let bfdd = setup
+                    .neighbors
+                    .iter()
+                    .any(|n| n.bfd.is_some())
+                    .then(|| frr_bfdd_conf(&setup.neighbors));
+                Self::Frr(Frr::start_daemons(
                     lab,
                     ns,
                     "router",
                     &conf,
                     setup.listen_port.unwrap_or(179),
+                    bfdd.as_deref(),
                 )?)
             }
             RouterKind::Bird => Self::Bird(
@@ -710,6 +789,48 @@ impl Router {
                 bird.birdc(&["reload", "in", &format!("peer{index}")]).map(drop)
             }
             Self::Gobgp(gobgp) => gobgp.cli(&["neighbor", neighbor, "softresetin"]).map(drop),
+        }
+    }
+
+    /// The router's BFD session with `neighbor`, when it has one: FRR (`show bfd peers json`)
+    /// and BIRD (`show bfd sessions`); gobgpd has no BFD.
+    pub fn bfd(&self, neighbor: &str) -> Result<Option<BfdView>, LabError> {
+        match self {
+            Self::Frr(frr) => {
+                let peers = frr.json("show bfd peers json")?;
+                Ok(peers.as_array().into_iter().flatten().find_map(|p| {
+                    (p["peer"].as_str() == Some(neighbor)).then(|| {
+                        let n = |key: &str| p[key].as_u64().unwrap_or(0);
+                        BfdView {
+                            up: p["status"].as_str() == Some("up"),
+                            remote: Some((
+                                n("remote-transmit-interval"),
+                                n("remote-receive-interval"),
+                                n("remote-detect-multiplier"),
+                            )),
+                            interval_ms: None,
+                            timeout_ms: None,
+                        }
+                    })
+                }))
+            }
+            Self::Bird(bird, _) => {
+                let text = bird.birdc(&["show", "bfd", "sessions"])?;
+                Ok(text.lines().find_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // IP address, Interface, State, Since, Interval, Timeout (seconds).
+                    (fields.first() == Some(&neighbor) && fields.len() >= 6).then(|| {
+                        let ms = |s: &str| s.parse::<f64>().map_or(0, |v| (v * 1000.0).round() as u64);
+                        BfdView {
+                            up: fields[2] == "Up",
+                            remote: None,
+                            interval_ms: Some(ms(fields[fields.len() - 2])),
+                            timeout_ms: Some(ms(fields[fields.len() - 1])),
+                        }
+                    })
+                }))
+            }
+            Self::Gobgp(_) => Ok(None),
         }
     }
 

@@ -13,7 +13,8 @@
 //! - BgpPeer: `conf.neighborAddress` an IP; `conf.peerAs` (and `localAs`) in range; timers numeric
 //!   strings, hold time 0 or >= 3 (RFC 4271 section 4.2), keepalive below the hold time;
 //!   `transport.remotePort` in 1..=65535; `ebgpMultihop.multihopTtl` in 1..=255;
-//!   `conf.authPasswordSecret` (extension) a Secret name, not set together with `authPassword`.
+//!   `conf.authPasswordSecret` (extension) a Secret name, not set together with `authPassword`;
+//!   `bfd` (extension) intervals in 50..=60000 ms and a multiplier in 2..=255.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -319,6 +320,46 @@ pub fn validate_bgp_peer(peer: &BgpPeer) -> Vec<Violation> {
         out.push(violation(
             "spec.ebgpMultihop.multihopTtl",
             format!("{ttl} is not in 1..=255"),
+        ));
+    }
+    if let Some(bfd) = &peer.spec.bfd {
+        out.extend(validate_bfd(bfd));
+    }
+    out
+}
+
+/// The BFD extension block: intervals within the documented floor and ceiling, a multiplier
+/// FRR also accepts (checked whether or not `enabled` is set, so enabling later cannot fail).
+fn validate_bfd(bfd: &oxelb_crds::v1alpha2::Bfd) -> Vec<Violation> {
+    use oxelb_crds::v1alpha2::Bfd;
+    let mut out = Vec::new();
+    for (field, value) in [
+        ("spec.bfd.desiredMinTxMs", bfd.desired_min_tx_ms),
+        ("spec.bfd.requiredMinRxMs", bfd.required_min_rx_ms),
+    ] {
+        if let Some(ms) = value
+            && !Bfd::INTERVAL_MS.contains(&ms)
+        {
+            out.push(violation(
+                field,
+                format!(
+                    "{ms} ms is not in {}..={} ms",
+                    Bfd::INTERVAL_MS.start(),
+                    Bfd::INTERVAL_MS.end()
+                ),
+            ));
+        }
+    }
+    if let Some(mult) = bfd.detect_multiplier
+        && !Bfd::MULTIPLIER.contains(&mult)
+    {
+        out.push(violation(
+            "spec.bfd.detectMultiplier",
+            format!(
+                "{mult} is not in {}..={}",
+                Bfd::MULTIPLIER.start(),
+                Bfd::MULTIPLIER.end()
+            ),
         ));
     }
     out

@@ -47,6 +47,58 @@ pub struct BgpPeerSpec {
     /// Nodes whose speakers peer with this neighbour; absent means all nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<LabelSelector>,
+    /// oxelb extension (not in OpenELB): BFD (RFC 5880) with the neighbour, so a dead node's
+    /// routes are withdrawn within the detection time instead of the hold time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<Bfd>,
+}
+
+/// oxelb extension: a BFD session beside the BGP session (single hop on UDP 3784, RFC 5881;
+/// multihop on UDP 4784 when `ebgpMultihop.enabled`, RFC 5883). While it is configured, BFD Down
+/// brings the BGP session down at once and BGP does not come up while BFD is Down.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Bfd {
+    /// Run BFD with this neighbour (default false: the block alone changes nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// How often we would like to send, milliseconds (default 300; 50..=60000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_min_tx_ms: Option<u32>,
+    /// How often we can receive, milliseconds (default 300; 50..=60000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_min_rx_ms: Option<u32>,
+    /// Missed packets before the session is declared down (default 3; 2..=255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect_multiplier: Option<u32>,
+}
+
+impl Bfd {
+    /// Default of `desiredMinTxMs` and `requiredMinRxMs`.
+    pub const DEFAULT_INTERVAL_MS: u32 = 300;
+    /// Default of `detectMultiplier`.
+    pub const DEFAULT_MULTIPLIER: u32 = 3;
+    /// The allowed intervals: 50 ms is the floor a user-space speaker on a busy node keeps
+    /// without false detections (FRR's bfdd allows 10 ms, with its own real-time care).
+    pub const INTERVAL_MS: std::ops::RangeInclusive<u32> = 50..=60_000;
+    /// The allowed multipliers (FRR's range; RFC 5880 allows 1, which a single late packet
+    /// already fails).
+    pub const MULTIPLIER: std::ops::RangeInclusive<u32> = 2..=255;
+
+    /// Whether BFD runs.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled == Some(true)
+    }
+
+    /// (desired min TX ms, required min RX ms, detect multiplier) with the defaults filled in
+    /// (values are not range-checked here: the webhook refuses them, the speaker clamps them).
+    pub fn resolved(&self) -> (u32, u32, u32) {
+        (
+            self.desired_min_tx_ms.unwrap_or(Self::DEFAULT_INTERVAL_MS),
+            self.required_min_rx_ms.unwrap_or(Self::DEFAULT_INTERVAL_MS),
+            self.detect_multiplier.unwrap_or(Self::DEFAULT_MULTIPLIER),
+        )
+    }
 }
 
 /// A key of a Secret in the speakers' namespace.
@@ -283,6 +335,40 @@ pub struct NodePeerStatus {
     /// Timer state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timers_state: Option<TimersState>,
+    /// oxelb extension: the node's BFD session with the neighbour, when `spec.bfd` enables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdStatus>,
+}
+
+/// oxelb extension: one node's BFD session.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BfdStatus {
+    /// `AdminDown`, `Down`, `Init` or `Up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Why the session last changed state (RFC 5880 diagnostic), e.g. `detection time expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<String>,
+    /// The interval we send at, milliseconds, as negotiated (the larger of our desired TX and
+    /// the neighbour's required RX).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_interval_ms: Option<u32>,
+    /// How long without a packet before the neighbour is declared down, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection_time_ms: Option<u32>,
+    /// The neighbour's detect multiplier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_detect_multiplier: Option<u32>,
+    /// Times the session came up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_count: Option<u64>,
+    /// Times it went down from Up (flaps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_count: Option<u64>,
+    /// When the state last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<String>,
 }
 
 /// Session state (GoBGP `PeerState`).

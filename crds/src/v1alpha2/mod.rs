@@ -9,8 +9,8 @@ mod eip;
 
 pub use bgp_conf::{BgpConf, BgpConfSpec, BgpConfStatus, GracefulRestart, NodeConfStatus};
 pub use bgp_peer::{
-    AddPaths, AddPathsConfig, AfiSafi, AfiSafiConfig, BgpPeer, BgpPeerSpec, BgpPeerStatus, EbgpMultihop,
-    Family, Message, Messages, MpGracefulRestart, MpGracefulRestartConfig, NodePeerStatus, PeerConf,
-    PeerState, Queues, Timers, TimersConfig, TimersState, Transport,
+    AddPaths, AddPathsConfig, AfiSafi, AfiSafiConfig, Bfd, BfdStatus, BgpPeer, BgpPeerSpec, BgpPeerStatus,
+    EbgpMultihop, Family, Message, Messages, MpGracefulRestart, MpGracefulRestartConfig, NodePeerStatus,
+    PeerConf, PeerState, Queues, Timers, TimersConfig, TimersState, Transport,
 };
 pub use eip::{Eip, EipProtocol, EipSpec, EipStatus};

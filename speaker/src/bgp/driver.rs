@@ -1,6 +1,11 @@
 //! One tokio task per BGP session: the I/O around `oxelb_bgp::session::Session`. It turns the
 //! session's outputs into TCP (connect, send, close) and timers, and feeds back what happens
 //! (connected, bytes, closed, timer fired); the manager feeds routes, accepted connections and stop.
+//!
+//! With BFD configured for the peer (BgpPeer `spec.bfd`) the driver follows the BFD session's
+//! reports: BFD going Down from Up (a failure: not the peer's AdminDown, which RFC 5882 section
+//! 3.2 says is no failure) stops the BGP session at once (Cease), and BGP is not started while
+//! BFD is not Up; it starts as soon as BFD is Up again.
 
 use std::{collections::BTreeMap, collections::BTreeSet, net::IpAddr, net::SocketAddr, time::Duration};
 
@@ -18,7 +23,10 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::transport::{Dial, connect, set_ttl};
-use crate::sessions::{self, SessionConfig};
+use crate::{
+    bfd::Reports,
+    sessions::{self, SessionConfig},
+};
 
 /// What the manager tells a session.
 #[derive(Debug)]
@@ -29,6 +37,14 @@ pub enum Command {
     TableReady,
     /// The router connected to our listener.
     Accepted(TcpStream),
+    /// Whether BFD is configured for the peer now (a change of `spec.bfd` alone does not
+    /// restart the BGP session).
+    Bfd(bool),
+    /// The speaker process is stopping (SIGTERM, e.g. a DaemonSet rolling update): with
+    /// graceful restart negotiated, close the connection without a NOTIFICATION so the router
+    /// keeps our routes for the restart time (RFC 4724 section 4.2) and the next speaker process
+    /// takes them over without a withdrawal; otherwise Cease, as on any stop.
+    Shutdown,
 }
 
 /// What a session reports (metrics, BgpPeer status).
@@ -93,11 +109,17 @@ fn fsm_config(config: &SessionConfig, node_ips: &[IpAddr], restarting: bool) -> 
     }
 }
 
-/// Starts the session `config` (of this node, whose InternalIPs are `node_ips`).
-pub fn spawn(config: SessionConfig, node_ips: Vec<IpAddr>, restarting: bool) -> SessionHandle {
+/// Starts the session `config` (of this node, whose InternalIPs are `node_ips`), following
+/// `bfd` for its peer when `config.bfd` is set.
+pub fn spawn(
+    config: SessionConfig,
+    node_ips: Vec<IpAddr>,
+    restarting: bool,
+    bfd: watch::Receiver<Reports>,
+) -> SessionHandle {
     let (commands, rx) = mpsc::unbounded_channel();
     let (status_tx, status) = watch::channel(SessionStatus::default());
-    let task = tokio::spawn(run(config, node_ips, restarting, rx, status_tx));
+    let task = tokio::spawn(run(config, node_ips, restarting, rx, status_tx, bfd));
     SessionHandle {
         commands,
         status,
@@ -117,6 +139,23 @@ struct Driver {
     connect_results: mpsc::Sender<std::io::Result<TcpStream>>,
     status: watch::Sender<SessionStatus>,
     feedback: Vec<Input>,
+    gate: Gate,
+    /// Graceful restart negotiated on the current session: both sides advertised it.
+    graceful: bool,
+    /// Graceful restart time we advertise (configured).
+    graceful_restart_time: Option<u16>,
+}
+
+/// The coupling to BFD.
+struct Gate {
+    /// `conf.adminDown`: never started.
+    admin_down: bool,
+    /// BFD is configured for the peer.
+    required: bool,
+    /// BGP is stopped because of BFD.
+    held: bool,
+    /// The BFD state last seen.
+    last: Option<oxelb_bfd::wire::State>,
 }
 
 async fn run(
@@ -125,6 +164,7 @@ async fn run(
     restarting: bool,
     mut commands: mpsc::UnboundedReceiver<Command>,
     status: watch::Sender<SessionStatus>,
+    mut bfd: watch::Receiver<Reports>,
 ) {
     let peer = SocketAddr::new(config.neighbor, config.remote_port);
     let (connect_results, mut results) = mpsc::channel(1);
@@ -145,9 +185,22 @@ async fn run(
         connect_results,
         status,
         feedback: Vec::new(),
+        graceful: false,
+        graceful_restart_time: config.graceful_restart_time,
+        gate: Gate {
+            admin_down: config.admin_down,
+            required: config.bfd.is_some(),
+            held: false,
+            last: None,
+        },
     };
     if config.admin_down {
         info!(peer = %driver.name, neighbor = %peer, "BgpPeer is adminDown: session kept down");
+    } else if driver.gate.required
+        && bfd.borrow_and_update().get(&config.peer).map(|r| r.state) != Some(oxelb_bfd::wire::State::Up)
+    {
+        info!(peer = %driver.name, neighbor = %peer, "BGP session waits for its BFD session to come Up");
+        driver.gate.held = true;
     } else {
         driver.input(Input::Start).await;
     }
@@ -162,6 +215,21 @@ async fn run(
                 }
                 Some(Command::Routes(routes)) => driver.input(Input::Routes(routes)).await,
                 Some(Command::TableReady) => driver.input(Input::TableReady).await,
+                Some(Command::Shutdown) => {
+                    if driver.graceful && driver.session.state() == State::Established {
+                        info!(peer = %driver.name, neighbor = %peer,
+                            "stopping: closing the BGP connection without NOTIFICATION; graceful restart keeps our routes at the router until the next speaker process sends End-of-RIB");
+                        driver.stream = None;
+                    } else {
+                        driver.input(Input::Stop).await;
+                    }
+                    break;
+                }
+                Some(Command::Bfd(required)) => {
+                    driver.gate.required = required;
+                    let report = bfd.borrow().get(&config.peer).cloned();
+                    driver.follow_bfd(report.as_ref()).await;
+                }
                 Some(Command::Accepted(stream)) => {
                     if driver.stream.is_none() && matches!(driver.session.state(), State::Active | State::Connect) {
                         if let Err(error) = set_ttl(&stream, peer, config.ttl) {
@@ -173,6 +241,12 @@ async fn run(
                     }
                 }
             },
+            changed = bfd.changed() => {
+                if changed.is_ok() {
+                    let report = bfd.borrow_and_update().get(&config.peer).cloned();
+                    driver.follow_bfd(report.as_ref()).await;
+                }
+            }
             result = results.recv() => {
                 driver.connecting = false;
                 match result {
@@ -211,18 +285,60 @@ async fn read_some(stream: &mut Option<TcpStream>, buf: &mut [u8]) -> std::io::R
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
+/// Sleeps until `at`, or forever without a deadline (a `select!` branch that never fires).
+pub(crate) async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
 
-fn now_rfc3339() -> String {
+/// The current time as status and Events write it (RFC 3339).
+pub(crate) fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
 impl Driver {
+    /// Section "coupling" of the module notes: BFD Down stops BGP, BFD Up starts it again.
+    async fn follow_bfd(&mut self, report: Option<&crate::bfd::Report>) {
+        use oxelb_bfd::wire::State as Bfd;
+        if self.gate.admin_down {
+            return;
+        }
+        let state = report.map(|r| r.state);
+        if state == Some(Bfd::AdminDown) {
+            // Our own AdminDown: this speaker is stopping, and the shutdown decides what BGP
+            // does (graceful restart keeps the routes); not a path failure.
+            self.gate.last = state;
+            return;
+        }
+        let was_up = self.gate.last == Some(Bfd::Up);
+        self.gate.last = state;
+        if !self.gate.required || state == Some(Bfd::Up) {
+            if self.gate.held {
+                info!(peer = %self.name, neighbor = %self.peer, "BFD Up: starting the BGP session");
+                self.gate.held = false;
+                self.input(Input::Start).await;
+            }
+            return;
+        }
+        if self.gate.held {
+            return;
+        }
+        let graceful = report.is_some_and(|r| r.peer_admin_down);
+        if was_up && !graceful {
+            warn!(peer = %self.name, neighbor = %self.peer, diagnostic = report.map_or("none", |r| r.diagnostic.as_str()),
+                "BFD Down: bringing the BGP session down at once");
+        } else if self.session.state() == State::Established {
+            // Never Up since BFD was enabled, or the peer's AdminDown: not a failure, BGP stays.
+            return;
+        } else {
+            debug!(peer = %self.name, "BFD not Up: the BGP session waits for it");
+        }
+        self.gate.held = true;
+        self.input(Input::Stop).await;
+    }
+
     async fn attach(&mut self, stream: TcpStream) {
         let local = stream.local_addr().map(|a| a.ip());
         self.stream = Some(stream);
@@ -286,6 +402,7 @@ impl Driver {
             Output::Established(negotiated) => {
                 info!(peer = %self.name, neighbor = %self.peer, hold_time = negotiated.hold_time, families = ?negotiated.families,
                     four_octet_as = negotiated.four_octet_as, "BGP session established");
+                self.graceful = negotiated.peer_graceful_restart && self.graceful_restart_time.is_some();
                 self.status.send_modify(|s| {
                     s.up_since = Some(now_rfc3339());
                     s.negotiated_hold_time = Some(negotiated.hold_time);
@@ -294,6 +411,7 @@ impl Driver {
             }
             Output::Down(reason) => {
                 warn!(peer = %self.name, neighbor = %self.peer, reason = %reason, "BGP session down");
+                self.graceful = false;
                 self.status.send_modify(|s| {
                     s.up_since = None;
                     s.down_since = Some(now_rfc3339());

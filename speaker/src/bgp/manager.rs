@@ -2,7 +2,9 @@
 //! only the sessions whose resolved configuration changed (OpenELB restarts all on any change),
 //! hands every session the route set, accepts routers' connections on the BgpConf `listenPort`, and
 //! writes this node's entry of each `BgpPeer.status.nodesPeerStatus` (rate-limited, merge-patching
-//! only its own key, so other nodes' entries are never clobbered).
+//! only its own key, so other nodes' entries are never clobbered). It also runs the BFD sessions
+//! the BgpPeers ask for (`crate::bfd`), reports them in the same status entry and as Events
+//! (`BfdUp`, `BfdDown`), and on shutdown sends BFD AdminDown before the BGP Cease.
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +15,10 @@ use std::{
 
 use oxelb_bgp::session::{MessageCounts, State};
 use oxelb_crds::v1alpha2::BgpPeer;
-use oxelb_runtime::{shutdown::Shutdown, source::Writer};
+use oxelb_runtime::{
+    shutdown::Shutdown,
+    source::{EventRecord, EventType, Writer},
+};
 use prometheus_client::{
     metrics::{family::Family, gauge::Gauge},
     registry::Registry,
@@ -27,6 +32,7 @@ use super::{
     transport::{listen, update_listener_keys},
 };
 use crate::{
+    bfd::{BfdMetrics, BfdPeer, BfdService, Report},
     planner::SpeakerState,
     sessions::{Listen, SessionConfig, diff},
 };
@@ -104,7 +110,9 @@ type Inbound = Arc<Mutex<BTreeMap<IpAddr, mpsc::UnboundedSender<Command>>>>;
 struct Running {
     config: SessionConfig,
     handle: SessionHandle,
-    written: Option<SessionStatus>,
+    written: Option<(SessionStatus, Option<Report>)>,
+    /// The BFD state last said in an Event.
+    said: Option<oxelb_bfd::wire::State>,
 }
 
 /// Runs the sessions until shutdown.
@@ -113,9 +121,11 @@ pub async fn run(
     writer: Writer,
     node_name: String,
     metrics: BgpMetrics,
+    bfd_metrics: BfdMetrics,
     shutdown: Shutdown,
 ) {
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let bfd = BfdService::spawn(bfd_metrics);
     let inbound: Inbound = Arc::default();
     let mut listener: Option<Listener> = None;
     // This process restarted if it finds sessions to hold on its first state (RFC 4724 R bit).
@@ -128,18 +138,22 @@ pub async fn run(
             changed = states.changed() => {
                 if changed.is_err() { break; }
                 let state = states.borrow_and_update().clone();
-                apply(&state, &applied, &mut running, &inbound, restarting, &metrics);
+                apply(&state, &applied, &mut running, &inbound, restarting, &metrics, &bfd);
                 listener = relisten(listener, &state, &inbound).await;
                 applied = state;
             }
             _ = tick.tick() => {
+                let reports = bfd.reports().borrow().clone();
                 for (name, session) in &mut running {
                     let status = session.handle.status.borrow().clone();
                     metrics.record(name, &status);
-                    if session.written.as_ref() != Some(&status) {
-                        let patch = json!({"nodesPeerStatus": {node_name.clone(): peer_status(&session.config, &status)}});
+                    let report = reports.get(name).cloned();
+                    bfd_event(&writer, name, &node_name, session, report.as_ref()).await;
+                    let current = (status, report);
+                    if session.written.as_ref() != Some(&current) {
+                        let patch = json!({"nodesPeerStatus": {node_name.clone(): peer_status(&session.config, &current.0, current.1.as_ref())}});
                         match writer.patch_status::<BgpPeer>(name, None, patch).await {
-                            Ok(()) => session.written = Some(status),
+                            Ok(()) => session.written = Some(current),
                             Err(error) => debug!(peer = %name, %error, "BgpPeer status not written; retried"),
                         }
                     }
@@ -148,10 +162,24 @@ pub async fn run(
             _ = shutdown.wait() => break,
         }
     }
-    // Shutdown: every session sends Cease and closes (a graceful-restart helper keeps our routes).
+    // Shutdown (SIGTERM, e.g. a rolling update). Sessions with graceful restart negotiated close
+    // without NOTIFICATION, so the router keeps our routes as stale until the next process has
+    // sent its table and End-of-RIB (RFC 4724): no withdrawal, no second ECMP reshuffle. The
+    // others send Cease. BFD AdminDown goes out only after that, once the router has seen the BGP
+    // session end: FRR 8.4 takes even a BFD AdminDown for a failure (RFC 5882 section 3.2 asks
+    // otherwise) and ends an Established session with Cease/BFD Down, which would withdraw the
+    // routes; a session already in graceful restart keeps them (measured in
+    // tests/tests/bgp_upgrade.rs).
+    let with_bfd = !bfd.reports().borrow().is_empty();
     for (name, session) in running {
+        let _ = session.handle.commands.send(Command::Shutdown);
         stop(&name, session).await;
     }
+    if with_bfd {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        bfd.admin_down(Duration::from_millis(50)).await;
+    }
+    bfd.stop();
     if let Some((_, _, _, task)) = listener {
         task.abort();
     }
@@ -164,8 +192,37 @@ fn apply(
     inbound: &Inbound,
     restarting: bool,
     metrics: &BgpMetrics,
+    bfd: &BfdService,
 ) {
     let changes = diff(&applied.sessions, &state.sessions);
+    // BFD first: a starting BGP session with BFD then finds its BFD session wanted. A change of
+    // `spec.bfd` alone reaches the BGP driver as a command; its session stays up.
+    bfd.set(
+        state
+            .sessions
+            .sessions
+            .iter()
+            .filter_map(|(name, c)| {
+                let config = c.bfd?;
+                (!c.admin_down).then(|| {
+                    (
+                        name.clone(),
+                        BfdPeer {
+                            neighbor: c.neighbor,
+                            config,
+                        },
+                    )
+                })
+            })
+            .collect(),
+    );
+    for name in &changes.bfd {
+        if let (Some(session), Some(config)) = (running.get_mut(name), state.sessions.sessions.get(name)) {
+            info!(peer = %name, bfd = config.bfd.is_some(), "BFD configuration changed: BGP session kept");
+            let _ = session.handle.commands.send(Command::Bfd(config.bfd.is_some()));
+            session.config = config.clone();
+        }
+    }
     let node_ips: Vec<IpAddr> = state
         .node
         .as_ref()
@@ -187,7 +244,7 @@ fn apply(
             continue;
         };
         info!(peer = %name, neighbor = %config.neighbor, port = config.remote_port, local_as = config.local_as, peer_as = config.peer_as, passive = config.passive, "starting BGP session");
-        let handle = driver::spawn(config.clone(), node_ips.clone(), restarting);
+        let handle = driver::spawn(config.clone(), node_ips.clone(), restarting, bfd.reports());
         let _ = handle.commands.send(Command::Routes(state.bgp_routes.clone()));
         // The planner publishes only after every watch synced: the table is complete.
         let _ = handle.commands.send(Command::TableReady);
@@ -201,6 +258,7 @@ fn apply(
                 config: config.clone(),
                 handle,
                 written: None,
+                said: None,
             },
         );
     }
@@ -308,8 +366,61 @@ fn counts(m: &MessageCounts) -> serde_json::Value {
         "keepalive": m.keepalive.to_string(), "refresh": m.refresh.to_string(), "total": m.total.to_string()})
 }
 
-/// This node's `nodesPeerStatus` entry, in OpenELB's (GoBGP's) shape.
-fn peer_status(config: &SessionConfig, status: &SessionStatus) -> serde_json::Value {
+/// A Normal Event `BfdUp` or a Warning `BfdDown` on the BgpPeer when its BFD state changed
+/// since the last one.
+async fn bfd_event(writer: &Writer, name: &str, node: &str, session: &mut Running, report: Option<&Report>) {
+    use oxelb_bfd::wire::State as Bfd;
+    let Some(report) = report else {
+        session.said = None;
+        return;
+    };
+    let up = report.state == Bfd::Up;
+    // Only Up and the first Down after Up are said (not every Init on the way up).
+    let worth = match session.said {
+        None => up,
+        Some(said) => (said == Bfd::Up) != up,
+    };
+    if !worth {
+        return;
+    }
+    let note = match report.negotiated {
+        Some(n) if up => format!(
+            "node {node}: BFD session Up, sending every {} ms, detection time {} ms",
+            n.tx_interval_us / 1000,
+            n.detection_time_us / 1000
+        ),
+        _ if up => format!("node {node}: BFD session Up"),
+        _ => format!(
+            "node {node}: BFD session {} ({}){}",
+            report.state.as_str(),
+            report.diagnostic.as_str(),
+            if report.peer_admin_down {
+                "; the peer stopped administratively, BGP session kept"
+            } else {
+                "; BGP session brought down"
+            }
+        ),
+    };
+    let event = EventRecord {
+        regarding: k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("network.kubesphere.io/v1alpha2".into()),
+            kind: Some("BgpPeer".into()),
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        type_: if up { EventType::Normal } else { EventType::Warning },
+        reason: if up { "BfdUp" } else { "BfdDown" }.into(),
+        action: "Detect".into(),
+        note: Some(note),
+    };
+    match writer.publish_event(event).await {
+        Ok(()) => session.said = Some(report.state),
+        Err(error) => debug!(peer = %name, %error, "BFD Event not published; retried"),
+    }
+}
+
+/// This node's `nodesPeerStatus` entry, in OpenELB's (GoBGP's) shape, with the `bfd` extension.
+fn peer_status(config: &SessionConfig, status: &SessionStatus, bfd: Option<&Report>) -> serde_json::Value {
     let mut timers = json!({"holdTime": config.hold_time.to_string(), "keepaliveInterval": config.keepalive.to_string(),
         "connectRetry": config.connect_retry.to_string()});
     if let Some(hold) = status.negotiated_hold_time {
@@ -332,5 +443,18 @@ fn peer_status(config: &SessionConfig, status: &SessionStatus) -> serde_json::Va
             "messages": {"sent": counts(&status.sent), "received": counts(&status.received)},
         },
         "timersState": timers,
+        "bfd": bfd.map(|r| {
+            let ms = |us: u64| u32::try_from(us / 1000).unwrap_or(u32::MAX);
+            json!({
+                "state": r.state.as_str(),
+                "diagnostic": r.diagnostic.as_str(),
+                "txIntervalMs": r.negotiated.map(|n| ms(n.tx_interval_us)),
+                "detectionTimeMs": r.negotiated.map(|n| ms(n.detection_time_us)),
+                "remoteDetectMultiplier": r.negotiated.map(|n| n.peer_detect_mult),
+                "upCount": r.counters.up,
+                "downCount": r.counters.down,
+                "lastChange": r.last_change,
+            })
+        }),
     })
 }

@@ -4,6 +4,8 @@
 //!
 //! - TCP-MD5 signatures for BGP sessions (RFC 2385, Linux `TCP_MD5SIG`), on connecting sockets and
 //!   on the listener (accepted sockets inherit the listener's keys).
+//! - The minimum TTL (hop limit) of received packets, for BFD's single-hop GTSM check (RFC 5881
+//!   section 5): the kernel drops what arrives with less than 255.
 //! - [`packet`]: the layer2 AF_PACKET sockets (ARP; NS behind a BPF filter) under tokio, re-exported
 //!   as `layer2::socket`.
 
@@ -104,6 +106,33 @@ pub fn set_tcp_md5(socket: BorrowedFd<'_>, peer: IpAddr, password: Option<&[u8]>
             peer,
             source: io::Error::last_os_error(),
         })
+    }
+}
+
+/// Makes the kernel drop packets that arrive on `socket` with a TTL (IPv4, `IP_MINTTL`) or hop
+/// limit (IPv6, `IPV6_MINHOPCOUNT`) below `min`.
+pub fn set_min_ttl(socket: BorrowedFd<'_>, ipv6: bool, min: u8) -> io::Result<()> {
+    let value = libc::c_int::from(min);
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MINTTL)
+    };
+    // SAFETY: `socket` is an open descriptor for the duration of the borrow; `value` is a c_int
+    // that outlives the call, and the length passed is its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast::<libc::c_void>(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
