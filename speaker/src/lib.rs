@@ -12,6 +12,7 @@ pub mod layer2;
 pub mod liveness;
 pub mod node;
 pub mod planner;
+pub mod reach;
 pub mod sessions;
 // The workspace's one module of raw syscalls (see its docs and every SAFETY comment).
 #[allow(unsafe_code)]
@@ -216,6 +217,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             writer.clone(),
             layer2_metrics,
             app.shutdown().clone(),
+            reach::start(app.source().kube_client()),
         )),
         tokio::spawn(bgp::manager::run(
             states,

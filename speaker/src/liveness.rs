@@ -16,10 +16,15 @@
 //! answerers for one IP are possible only during that window (< 1 s).
 //!
 //! **Two-node clusters**: a majority of two is two, so the majority rule would silence the survivor
-//! of a node failure. With exactly two expected speakers, a lone speaker keeps standing while it
-//! can reach the apiserver (the caller reports the last successful contact). The trade-off: a
-//! partition *between* the two nodes that leaves both reaching the apiserver cannot be told from a
-//! death, and both answer until it heals. With three or more speakers this cannot happen.
+//! of a node failure. With exactly two expected speakers (Ready, not excluded), the apiserver
+//! breaks the tie: a lone speaker keeps standing only while it reaches the apiserver (the caller
+//! reports the last successful contact) **and** its name is the smaller of the two. So a clean
+//! partition between the two nodes leaves exactly one answerer (the smaller name) within
+//! `dead_after`; when the smaller-named node dies, the other takes over once the apiserver no
+//! longer lists that Node as Ready (then one speaker is expected, and one is a majority): the
+//! node-lifecycle controller's grace period (40 s by default), not `dead_after`. When the
+//! larger-named node dies, the survivor keeps answering with no gap. A node that cannot reach the
+//! apiserver never answers alone.
 //!
 //! # Hand-over under skewed views
 //! Speakers learn a new Service, Eip or Node at different moments (separate watches: tens of ms
@@ -571,7 +576,13 @@ impl Membership {
         expected.insert(self.me.clone());
         let alive: BTreeSet<String> = self.alive(now).intersection(&expected).cloned().collect();
         let needed = expected.len() / 2 + 1;
-        if alive.len() >= needed || (expected.len() == 2 && alive.len() == 1 && apiserver_reachable) {
+        // Two expected, one alive: the tie-break of the module docs (the smaller name, with the
+        // apiserver reachable).
+        let tie_break = expected.len() == 2
+            && alive.len() == 1
+            && apiserver_reachable
+            && expected.first() == Some(&self.me);
+        if alive.len() >= needed || tie_break {
             Standing::Good { alive }
         } else {
             Standing::Lost {
@@ -1083,6 +1094,51 @@ mod tests {
             m.standing(ms(0), &expected, false),
             Standing::Lost { seen: 1, needed: 2 }
         );
+        // A clean partition: both alone, both reach the apiserver; only the smaller name answers.
+        let b = Membership::new("b", cfg());
+        assert_eq!(
+            b.standing(ms(0), &expected, true),
+            Standing::Lost { seen: 1, needed: 2 }
+        );
+        // a is dead and the apiserver says so (its Node not Ready): b alone is expected, b answers.
+        assert!(matches!(
+            b.standing(ms(0), &set(&["b"]), true),
+            Standing::Good { .. }
+        ));
+        // Every combination of two speakers, hearing or not, reaching the apiserver or not: never
+        // two with standing.
+        for bits in 0u8..16 {
+            let hears = bits & 1 != 0;
+            let reach = [bits & 2 != 0, bits & 4 != 0];
+            let heard_back = bits & 8 != 0;
+            let mut ms_ = [Membership::new("a", cfg()), Membership::new("b", cfg())];
+            // Each heartbeat lists its sender's peer only if the sender hears it, as real ones do.
+            let beat = |from: &str, to: &str, hears_to: bool| {
+                let mut beat = hb(from, 1, 0);
+                beat.hears = if hears_to {
+                    [name_hash(to)].into()
+                } else {
+                    BTreeSet::new()
+                };
+                beat
+            };
+            if hears {
+                ms_[0].heard(&beat("b", "a", heard_back), ms(0));
+            }
+            if heard_back {
+                ms_[1].heard(&beat("a", "b", hears), ms(0));
+            }
+            let good: Vec<bool> = (0..2)
+                .map(|i| matches!(ms_[i].standing(ms(1), &expected, reach[i]), Standing::Good { .. }))
+                .collect();
+            // Both may have standing only when they hear each other (no partition).
+            if good[0] && good[1] {
+                assert!(
+                    hears && heard_back,
+                    "bits {bits:04b}: two answer across a partition"
+                );
+            }
+        }
         // Alone in a one-node cluster: a majority of one.
         assert!(matches!(
             m.standing(ms(0), &set(&["a"]), false),

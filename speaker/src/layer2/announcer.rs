@@ -283,7 +283,8 @@ impl Drop for Responder {
 
 /// Runs the responders of this node until the state channel closes or `shutdown` fires; on
 /// shutdown it stops answering and tells the peers it leaves (graceful hand-over). `heartbeat`:
-/// the heartbeats' settings (`None`: off).
+/// the heartbeats' settings (`None`: off). `apiserver`: whether the apiserver is reachable (the
+/// two-node tie-break, [`crate::reach`]).
 pub async fn run(
     mut states: watch::Receiver<Arc<SpeakerState>>,
     node_name: String,
@@ -291,6 +292,7 @@ pub async fn run(
     writer: Writer,
     metrics: Layer2Metrics,
     shutdown: Shutdown,
+    mut apiserver: watch::Receiver<bool>,
 ) {
     let mut announced: BTreeSet<IpAddr> = BTreeSet::new();
     let mut unannounceable: BTreeMap<IpAddr, String> = BTreeMap::new();
@@ -343,6 +345,7 @@ pub async fn run(
             biased;
             () = shutdown.wait() => break,
             changed = states.changed() => if changed.is_err() { break },
+            Ok(()) = apiserver.changed() => {}
             () = async {
                 match &liveness {
                     Some(l) => l.changed().await,
@@ -424,7 +427,7 @@ pub async fn run(
                 .filter(|n| n.ready && !n.network_unavailable && !n.excluded)
                 .map(|n| n.name.clone())
                 .collect();
-            let standing = liveness.standing(&expected, true);
+            let standing = liveness.standing(&expected, *apiserver.borrow_and_update());
             let settled = liveness.settled(matches!(standing, Standing::Good { .. }));
             match standing {
                 Standing::Good { alive } => {
