@@ -450,9 +450,14 @@ impl Membership {
             return Recorded::Ignored;
         }
         let last = self.peers.get(&heartbeat.node);
+        // A lower incarnation is a replay, or a restart after the sender's wall clock jumped back:
+        // taken only once the last incarnation is dead (silent for two detection times), so a
+        // restarted peer is not shut out for as long as its clock lags.
         let newer = last.is_none_or(|last| {
             heartbeat.incarnation > last.incarnation
                 || (heartbeat.incarnation == last.incarnation && heartbeat.seq > last.seq)
+                || (heartbeat.incarnation < last.incarnation
+                    && now.saturating_sub(last.at) >= self.config.dead_after * 2)
         });
         if !newer {
             return Recorded::Ignored;
@@ -1048,9 +1053,58 @@ mod tests {
         assert!(!m.heard(&hb("b", 10, 0), ms(500)));
         assert!(!m.heard(&hb("b", 9, 99), ms(500)));
         assert_eq!(m.alive(ms(500)), set(&["a"]));
+        // A restart whose wall clock jumped back (a lower incarnation) is taken once the last
+        // incarnation has been silent for two detection times, and not before.
+        let mut jumped = Membership::new("a", cfg());
+        assert!(jumped.heard(&hb("b", 10, 5), ms(0)));
+        assert!(
+            !jumped.heard(&hb("b", 3, 0), ms(100)),
+            "while 10 is alive: a replay"
+        );
+        assert!(!jumped.heard(&hb("b", 3, 0), ms(799)));
+        assert!(jumped.heard(&hb("b", 3, 0), ms(800)));
+        assert!(jumped.heard(&hb("b", 3, 1), ms(850)));
+        assert_eq!(jumped.alive(ms(850)), set(&["a", "b"]));
         // A restart (new incarnation, seq from 0) does.
         assert!(m.heard(&hb("b", 11, 0), ms(600)));
         assert_eq!(m.alive(ms(600)), set(&["a", "b"]));
+    }
+
+    /// A peer heard and lost every 50 ms (a flapping link) for 10 s: liveness follows it, no
+    /// panic, and the majority rule never gives both sides of the flap standing at once.
+    #[test]
+    fn a_peer_flapping_every_50_ms_never_gives_two_sides_standing() {
+        let expected = set(&["a", "b", "c"]);
+        let mut a = Membership::new("a", cfg());
+        let mut c = Membership::new("c", cfg());
+        let mut seq = 0;
+        for step in 0..200u64 {
+            let now = ms(step * 50);
+            // b always hears everyone; c's link to a flaps: up on even steps.
+            seq += 1;
+            a.heard(&hb("b", 1, seq), now);
+            c.heard(&hb("b", 1, seq), now);
+            if step % 2 == 0 {
+                a.heard(&hb("c", 1, seq), now);
+                c.heard(&hb("a", 1, seq), now);
+            }
+            // Whatever the flap, a and c both hear b: both keep a majority; the election (same
+            // views) then gives one winner per IP. Standing never depends on the flapping link.
+            assert!(matches!(a.standing(now, &expected, true), Standing::Good { .. }));
+            assert!(matches!(c.standing(now, &expected, true), Standing::Good { .. }));
+        }
+        // Now the flapping node is cut from both others: it loses standing within dead_after.
+        let mut lone = Membership::new("c", cfg());
+        for step in 0..200u64 {
+            let now = ms(step * 50);
+            if step % 2 == 0 && step < 100 {
+                lone.heard(&hb("a", 1, step + 1), now);
+            }
+            let good = matches!(lone.standing(now, &expected, true), Standing::Good { .. });
+            if step >= 100 + 8 {
+                assert!(!good, "step {step}: alone for 400 ms and still standing");
+            }
+        }
     }
 
     #[test]

@@ -427,3 +427,80 @@ fn two_nodes_the_survivor_answers_once_the_apiserver_says_the_other_is_gone() ->
     assert_eq!(winner(&nodes, &client)?, 1, "n2 answers");
     Ok(())
 }
+
+/// Sends `datagram` from `from` to `to` (UDP 9643) with the system's python3 (the test process is
+/// not inside the lab's namespaces).
+fn send_udp(from: &Ns, to: &str, datagram: &[u8]) -> Result<(), LabError> {
+    let hex: String = datagram.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(bytes.fromhex('{hex}'), ('{to}', 9643))"
+    );
+    from.run("python3", &["-c", &script]).map(drop)
+}
+
+#[test]
+fn bad_heartbeats_and_a_flapping_peer_leave_one_answerer_and_name_the_peer() -> Result<(), LabError> {
+    use oxelb_speaker::liveness::{Heartbeat, HeartbeatKey, encode};
+    let Some(mut lab) =
+        lab_or_skip("bad_heartbeats_and_a_flapping_peer_leave_one_answerer_and_name_the_peer")?
+    else {
+        return Ok(());
+    };
+    let (nodes, client, _dir) = topology(&mut lab)?;
+    let first = winner(&nodes, &client)?;
+    std::thread::sleep(Duration::from_secs(1));
+    // From the client: a heartbeat claiming to be n2 under another key, truncated ones, an
+    // oversized one, garbage; each at every node.
+    let forged = Heartbeat {
+        node: "n2".into(),
+        incarnation: u64::MAX,
+        seq: 1,
+        serving: ["l2".to_owned()].into(),
+        hears: std::collections::BTreeSet::new(),
+        view: Some(0),
+        leaving: true,
+    };
+    let wrong_key = encode(&forged, &HeartbeatKey::new(b"not the lab's key")).unwrap();
+    let mut bad: Vec<Vec<u8>> = vec![wrong_key.clone(), vec![0u8; 1500], b"OXHB".to_vec()];
+    bad.extend(
+        (1..wrong_key.len())
+            .step_by(7)
+            .map(|cut| wrong_key[..cut].to_vec()),
+    );
+    for i in 1..=3 {
+        for datagram in &bad {
+            send_udp(&client, &format!("192.0.2.1{i}"), datagram)?;
+        }
+    }
+    // The peer n3 flaps every 50 ms for 3 s: its link to n1 and n2 comes and goes.
+    for step in 0..60 {
+        let verb = if step % 2 == 0 { "add" } else { "del" };
+        for other in ["192.0.2.11/32", "192.0.2.12/32"] {
+            nodes[2].1.ip(&["route", verb, "blackhole", other])?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // Nothing forged was believed (the forged "n2 leaving" would have moved n2's IPs), nobody
+    // crashed, one node answers, and the wrong key is logged with the peer it claimed to be.
+    let now = winner(&nodes, &client)?;
+    for (name, _) in &nodes {
+        let log = lab.log(&format!("speaker-{name}"));
+        assert!(!log.contains("panicked"), "{name} panicked:\n{log}");
+        assert!(
+            !log.contains("another MAC claims"),
+            "{name} saw two answerers:\n{log}"
+        );
+        assert!(
+            !log.contains("peer is leaving"),
+            "{name} believed a forgery:\n{log}"
+        );
+        assert!(
+            log.lines().any(|l| l.contains("heartbeat ignored")
+                && l.contains("heartbeat from \"n2\" fails authentication")),
+            "{name} did not name the claimed peer:\n{log}"
+        );
+    }
+    println!("winner before: n{}, after: n{}", first + 1, now + 1);
+    Ok(())
+}
