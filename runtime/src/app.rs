@@ -95,7 +95,10 @@ impl App {
             async move { shutdown.wait().await }
         }));
         info!(%addr, "serving /metrics, /healthz and /readyz");
-        let source = ObjectSource::from_spec(&args.source).await?.with_metrics(metrics);
+        let source =
+            ObjectSource::from_spec_with_delay(&args.source, Duration::from_millis(args.dir_delay_ms))
+                .await?
+                .with_metrics(metrics);
         info!(source = %args.source, "source opened");
         Ok(Self {
             source,
@@ -217,6 +220,7 @@ mod tests {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir_delay_ms: 0,
         };
         let mut app = App::start(&args, Registry::default()).await.unwrap();
         let _services = app.index::<Service>();

@@ -24,6 +24,12 @@ pub struct CommonArgs {
     /// Address of the `/metrics`, `/healthz` and `/readyz` server.
     #[arg(long, env = "OXELB_METRICS_ADDR")]
     pub metrics_addr: SocketAddr,
+
+    /// For labs only: the `dir:` source delivers every change this many milliseconds late, so
+    /// processes reading one directory see a change at different moments, as watches of a real
+    /// apiserver do (skewed views). 0 (the default) delivers at once; ignored by `kube`.
+    #[arg(long, env = "OXELB_DIR_DELAY_MS", default_value_t = 0, hide = true)]
+    pub dir_delay_ms: u64,
 }
 
 /// Parses a binary's flags, with `default_metrics_addr` as the default of `--metrics-addr` (the

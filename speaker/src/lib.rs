@@ -13,6 +13,7 @@ pub mod layer2;
 pub mod liveness;
 pub mod node;
 pub mod planner;
+pub mod reach;
 pub mod sessions;
 // The workspace's one module of raw syscalls (see its docs and every SAFETY comment).
 #[allow(unsafe_code)]
@@ -66,12 +67,29 @@ pub struct Args {
     #[arg(long, env = "POD_NAMESPACE", default_value = "oxelb-system")]
     pub namespace: String,
 
-    /// UDP port of the heartbeats (on every node's IPv4 InternalIP).
+    /// UDP port of the heartbeats (on every node's InternalIP, IPv4 or IPv6).
     #[arg(long, env = "OXELB_HEARTBEAT_PORT", default_value_t = 9643)]
     pub heartbeat_port: u16,
+
+    /// Milliseconds between heartbeats. Each node sends (nodes - 1) datagrams per interval.
+    #[arg(long, env = "OXELB_HEARTBEAT_INTERVAL_MS", default_value_t = 50)]
+    pub heartbeat_interval_ms: u64,
+
+    /// Milliseconds of silence after which a peer is dead (detection time; at least twice the
+    /// interval). A dead node's IPs move within this time.
+    #[arg(long, env = "OXELB_HEARTBEAT_DEAD_AFTER_MS", default_value_t = 200)]
+    pub heartbeat_dead_after_ms: u64,
 }
 
 impl Args {
+    /// The heartbeat timing, checked.
+    pub fn timing(&self) -> Result<liveness::LivenessConfig, liveness::TimingError> {
+        liveness::LivenessConfig::new(
+            std::time::Duration::from_millis(self.heartbeat_interval_ms),
+            std::time::Duration::from_millis(self.heartbeat_dead_after_ms),
+        )
+    }
+
     /// `--node-name`, else the host name.
     pub fn node_name(&self) -> String {
         self.node_name
@@ -165,7 +183,14 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let writer = app.source().writer(COMPONENT);
     let heartbeat = match &args.heartbeat_key_file {
         Some(path) => match std::fs::read(path) {
-            Ok(key) if !key.is_empty() => Some((args.heartbeat_port, key)),
+            Ok(key) if !key.is_empty() => Some(layer2::announcer::Heartbeats {
+                port: args.heartbeat_port,
+                key,
+                timing: args.timing().unwrap_or_else(|error| {
+                    tracing::warn!(%error, "heartbeat timing refused: the defaults apply");
+                    liveness::LivenessConfig::default()
+                }),
+            }),
             Ok(_) => {
                 tracing::warn!(file = %path.display(), "heartbeat key file is empty: heartbeats off");
                 None
@@ -193,6 +218,8 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             heartbeat,
             writer.clone(),
             layer2_metrics,
+            app.shutdown().clone(),
+            reach::start(app.source().kube_client()),
         )),
         tokio::spawn(bgp::manager::run(
             states,

@@ -2,10 +2,10 @@
 //! detector and split-brain rule, in pure code (no socket, no clock: time is a `Duration` on one
 //! monotonic timeline, passed in).
 //!
-//! Speakers send each other a heartbeat every [`LivenessConfig::interval`] (100 ms by default) over
+//! Speakers send each other a heartbeat every [`LivenessConfig::interval`] (50 ms by default) over
 //! UDP, authenticated with HMAC-SHA256 under a key all speakers share (from a Secret). A peer is
 //! alive while a valid heartbeat of its current incarnation arrived within
-//! [`LivenessConfig::dead_after`] (400 ms by default), so a dead node is noticed in 300-400 ms, where
+//! [`LivenessConfig::dead_after`] (200 ms by default), so a dead node is noticed in 150-200 ms, where
 //! node status takes tens of seconds and memberlist gossip (OpenELB, MetalLB) 3-4 s.
 //!
 //! # The standing rule (split brain)
@@ -16,10 +16,33 @@
 //! answerers for one IP are possible only during that window (< 1 s).
 //!
 //! **Two-node clusters**: a majority of two is two, so the majority rule would silence the survivor
-//! of a node failure. With exactly two expected speakers, a lone speaker keeps standing while it
-//! can reach the apiserver (the caller reports the last successful contact). The trade-off: a
-//! partition *between* the two nodes that leaves both reaching the apiserver cannot be told from a
-//! death, and both answer until it heals. With three or more speakers this cannot happen.
+//! of a node failure. With exactly two expected speakers (Ready, not excluded), the apiserver
+//! breaks the tie: a lone speaker keeps standing only while it reaches the apiserver (the caller
+//! reports the last successful contact) **and** its name is the smaller of the two. So a clean
+//! partition between the two nodes leaves exactly one answerer (the smaller name) within
+//! `dead_after`; when the smaller-named node dies, the other takes over once the apiserver no
+//! longer lists that Node as Ready (then one speaker is expected, and one is a majority): the
+//! node-lifecycle controller's grace period (40 s by default), not `dead_after`. When the
+//! larger-named node dies, the survivor keeps answering with no gap. A node that cannot reach the
+//! apiserver never answers alone.
+//!
+//! # Hand-over under skewed views
+//! Speakers learn a new Service, Eip or Node at different moments (separate watches: tens of ms
+//! apart on a real apiserver). Two speakers whose object views differ can each elect themselves,
+//! and both would answer. So every heartbeat carries a digest of the sender's *applied* layer2
+//! view ([`Heartbeat::view`]: the IPs, their pools and Local nodes, the Nodes' facts, every node's
+//! serving pools; not liveness), published only after the sender has acted on it (stopped
+//! answering what it lost). A speaker *begins* answering an IP only while every peer it hears
+//! announces the same digest ([`Membership::agreed`]): then each of them has already dropped the IP
+//! if it held it, which is the explicit hand-over. A speaker keeps an IP it still wins. Should the
+//! views not agree (a peer whose source is stuck), [`Handover`] lets the IP be answered once a
+//! bounded settle time has passed since this speaker first won it. Liveness is left out of the
+//! digest, so failover (views agree, a peer fell silent) is not delayed.
+//!
+//! # Leaving
+//! A speaker that stops on purpose (SIGTERM: rolling update, drain) first stops answering, then
+//! sends heartbeats with [`Heartbeat::leaving`] set: peers count it dead at once and take its IPs
+//! over without waiting for `dead_after`.
 //!
 //! # Replay
 //! A heartbeat carries the sender's incarnation (its start time in ms, growing across restarts) and
@@ -28,14 +51,20 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
     time::Duration,
 };
 
 use ring::hmac;
 
-/// The wire tag of a heartbeat, and the format version.
+/// The wire tag of a heartbeat, and the format version: 2 adds the view digest and the flags;
+/// version 1 (no digest: never agrees, so new IPs wait for the settle bound) is still read, for
+/// rolling upgrades.
 const MAGIC: &[u8; 4] = b"OXHB";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
+/// Flag bit: the sender is leaving (SIGTERM).
+const FLAG_LEAVING: u8 = 1;
 /// The HMAC-SHA256 tag length.
 const TAG_LEN: usize = 32;
 
@@ -46,14 +75,70 @@ pub struct LivenessConfig {
     pub interval: Duration,
     /// A peer unheard for this long is dead (a few intervals: single lost datagrams do not count).
     pub dead_after: Duration,
+    /// The longest a won IP waits for the peers' views to agree before it is answered anyway
+    /// (see [`Handover`]).
+    pub settle_bound: Duration,
 }
+
+/// The default heartbeat interval: 50 ms, so that with [`DEFAULT_DEAD_AFTER`] a dead node is
+/// replaced in 150-200 ms, ahead of keepalived at `advert_int 0.1` (master down after 3 adverts plus
+/// skew: about 300 ms measured here).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
+/// The default detection time: four intervals, so up to three lost datagrams in a row are survived.
+pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_millis(200);
 
 impl Default for LivenessConfig {
     fn default() -> Self {
         Self {
-            interval: Duration::from_millis(100),
-            dead_after: Duration::from_millis(400),
+            interval: DEFAULT_INTERVAL,
+            dead_after: DEFAULT_DEAD_AFTER,
+            settle_bound: Duration::from_secs(2),
         }
+    }
+}
+
+/// Why a timing is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimingError {
+    /// The interval is zero.
+    #[error("heartbeat interval must be at least 1 ms")]
+    ZeroInterval,
+    /// The detection time does not leave room for one lost heartbeat.
+    #[error(
+        "detection time {dead_after_ms} ms must be at least twice the heartbeat interval ({interval_ms} ms), or one lost datagram kills a peer"
+    )]
+    DeadAfterTooShort {
+        /// The detection time asked for.
+        dead_after_ms: u128,
+        /// The interval asked for.
+        interval_ms: u128,
+    },
+}
+
+impl LivenessConfig {
+    /// A timing of `interval` and `dead_after` (detection), checked.
+    pub fn new(interval: Duration, dead_after: Duration) -> Result<Self, TimingError> {
+        if interval.is_zero() {
+            return Err(TimingError::ZeroInterval);
+        }
+        if dead_after < interval * 2 {
+            return Err(TimingError::DeadAfterTooShort {
+                dead_after_ms: dead_after.as_millis(),
+                interval_ms: interval.as_millis(),
+            });
+        }
+        Ok(Self {
+            interval,
+            dead_after,
+            // Ten detection times, at least 2 s: far beyond watch skew (tens of ms).
+            settle_bound: (dead_after * 10).max(Duration::from_secs(2)),
+        })
+    }
+
+    /// Heartbeat datagrams per second each node sends (and receives) in a cluster of `nodes`
+    /// speakers: one to every other node per interval.
+    pub fn packets_per_second(&self, nodes: u32) -> f64 {
+        f64::from(nodes.saturating_sub(1)) / self.interval.as_secs_f64()
     }
 }
 
@@ -72,6 +157,11 @@ pub struct Heartbeat {
     /// Whom the sender hears, as [`name_hash`]es: a peer counts as alive only while it hears us too
     /// (mutual), so a one-way partition cannot leave two answerers.
     pub hears: BTreeSet<u32>,
+    /// The digest of the sender's applied layer2 view (see the module docs); `None` from a
+    /// version 1 sender.
+    pub view: Option<u64>,
+    /// The sender is stopping on purpose: count it dead now.
+    pub leaving: bool,
 }
 
 /// The 32-bit FNV-1a hash of a node name, as heartbeats list whom their sender hears (4 bytes a
@@ -147,9 +237,10 @@ fn push_name(out: &mut Vec<u8>, name: &str) -> Result<(), EncodeError> {
     Ok(())
 }
 
-/// Encodes `heartbeat`: `OXHB`, version, node name (length byte, bytes), incarnation, seq
-/// (big-endian u64), the count of serving Eips (u16) and each name, then the HMAC-SHA256 of
-/// everything before it.
+/// Encodes `heartbeat`: `OXHB`, version 2, node name (length byte, bytes), incarnation, seq
+/// (big-endian u64), the count of serving Eips (u16) and each name, the count of heard peers (u16)
+/// and their name hashes (u32), the view digest (u64, 0 when none), flags (u8, bit 0 leaving),
+/// then the HMAC-SHA256 of everything before it.
 pub fn encode(heartbeat: &Heartbeat, key: &HeartbeatKey) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(MAGIC);
@@ -175,6 +266,8 @@ pub fn encode(heartbeat: &Heartbeat, key: &HeartbeatKey) -> Result<Vec<u8>, Enco
     for hash in &heartbeat.hears {
         out.extend_from_slice(&hash.to_be_bytes());
     }
+    out.extend_from_slice(&heartbeat.view.unwrap_or(0).to_be_bytes());
+    out.push(if heartbeat.leaving { FLAG_LEAVING } else { 0 });
     if out.len() + TAG_LEN > MAX_DATAGRAM {
         return Err(EncodeError::TooLarge { count });
     }
@@ -197,7 +290,8 @@ pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, Heartbea
     if body.len() < 6 || &body[..4] != MAGIC {
         return Err(HeartbeatError::Malformed("no OXHB tag"));
     }
-    if body[4] != VERSION {
+    let version = body[4];
+    if version != VERSION && version != VERSION_1 {
         return Err(HeartbeatError::Malformed("unknown version"));
     }
     let mut reader = Reader { bytes: body, at: 5 };
@@ -233,6 +327,18 @@ pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, Heartbea
             .ok_or(HeartbeatError::Malformed("truncated heard list"))?;
         hears.insert(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
     }
+    let (view, leaving) = if version == VERSION_1 {
+        (None, false)
+    } else {
+        let view = reader
+            .u64()
+            .ok_or(HeartbeatError::Malformed("truncated view digest"))?;
+        let flags = *reader
+            .take(1)
+            .and_then(<[u8]>::first)
+            .ok_or(HeartbeatError::Malformed("truncated flags"))?;
+        (Some(view), flags & FLAG_LEAVING != 0)
+    };
     if reader.at != body.len() {
         return Err(HeartbeatError::Malformed("trailing bytes"));
     }
@@ -242,6 +348,8 @@ pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, Heartbea
         seq,
         serving,
         hears,
+        view,
+        leaving,
     })
 }
 
@@ -280,6 +388,19 @@ struct Heard {
     at: Duration,
     serving: BTreeSet<String>,
     hears: BTreeSet<u32>,
+    view: Option<u64>,
+    leaving: bool,
+}
+
+/// What a heartbeat changed in the membership (the caller re-decides only on `Changed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Our own, a replay or an older one: ignored.
+    Ignored,
+    /// Newer, but the peer's facts are the same: only its deadline moved.
+    Refreshed,
+    /// A new or revived peer, or new facts (serving, hears, view, leaving, incarnation).
+    Changed,
 }
 
 /// What this speaker knows of the others.
@@ -320,38 +441,94 @@ impl Membership {
     /// Records a decoded heartbeat received at `now`. Returns `false` (and changes nothing) for our
     /// own, a replayed or an older one.
     pub fn heard(&mut self, heartbeat: &Heartbeat, now: Duration) -> bool {
-        if heartbeat.node == self.me {
-            return false;
-        }
-        let newer = match self.peers.get(&heartbeat.node) {
-            None => true,
-            Some(last) => {
-                heartbeat.incarnation > last.incarnation
-                    || (heartbeat.incarnation == last.incarnation && heartbeat.seq > last.seq)
-            }
-        };
-        if newer {
-            self.peers.insert(
-                heartbeat.node.clone(),
-                Heard {
-                    incarnation: heartbeat.incarnation,
-                    seq: heartbeat.seq,
-                    at: now,
-                    serving: heartbeat.serving.clone(),
-                    hears: heartbeat.hears.clone(),
-                },
-            );
-        }
-        newer
+        self.record(heartbeat, now) != Recorded::Ignored
     }
 
-    /// The peers this speaker heard within `dead_after` (whether or not they hear it): what its own
-    /// heartbeats list.
+    /// Records a decoded heartbeat received at `now`, and says what it changed.
+    pub fn record(&mut self, heartbeat: &Heartbeat, now: Duration) -> Recorded {
+        if heartbeat.node == self.me {
+            return Recorded::Ignored;
+        }
+        let last = self.peers.get(&heartbeat.node);
+        // A lower incarnation is a replay, or a restart after the sender's wall clock jumped back:
+        // taken only once the last incarnation is dead (silent for two detection times), so a
+        // restarted peer is not shut out for as long as its clock lags.
+        let newer = last.is_none_or(|last| {
+            heartbeat.incarnation > last.incarnation
+                || (heartbeat.incarnation == last.incarnation && heartbeat.seq > last.seq)
+                || (heartbeat.incarnation < last.incarnation
+                    && now.saturating_sub(last.at) >= self.config.dead_after * 2)
+        });
+        if !newer {
+            return Recorded::Ignored;
+        }
+        let same = last.is_some_and(|last| {
+            self.fresh(last, now)
+                && last.incarnation == heartbeat.incarnation
+                && last.serving == heartbeat.serving
+                && last.hears == heartbeat.hears
+                && last.view == heartbeat.view
+                && last.leaving == heartbeat.leaving
+        });
+        self.peers.insert(
+            heartbeat.node.clone(),
+            Heard {
+                incarnation: heartbeat.incarnation,
+                seq: heartbeat.seq,
+                at: now,
+                serving: heartbeat.serving.clone(),
+                hears: heartbeat.hears.clone(),
+                view: heartbeat.view,
+                leaving: heartbeat.leaving,
+            },
+        );
+        if same {
+            Recorded::Refreshed
+        } else {
+            Recorded::Changed
+        }
+    }
+
+    /// Heard within `dead_after` and not leaving.
+    fn fresh(&self, heard: &Heard, now: Duration) -> bool {
+        !heard.leaving && now.saturating_sub(heard.at) < self.config.dead_after
+    }
+
+    /// The peers this speaker heard within `dead_after` (whether or not they hear it), leaving
+    /// ones excepted: what its own heartbeats list.
     pub fn hearing(&self, now: Duration) -> BTreeSet<String> {
         self.peers
             .iter()
-            .filter(|(_, heard)| now.saturating_sub(heard.at) < self.config.dead_after)
+            .filter(|(_, heard)| self.fresh(heard, now))
             .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Whether every peer this speaker hears (leaving ones excepted) announces `view` as its
+    /// applied view: then none of them answers an IP that `view` gives this speaker, and this
+    /// speaker may begin answering it (see the module docs).
+    pub fn agreed(&self, now: Duration, view: u64) -> bool {
+        self.peers
+            .values()
+            .filter(|heard| self.fresh(heard, now))
+            .all(|heard| heard.view == Some(view))
+    }
+
+    /// The peers heard within `dead_after` whose view differs from `view` (for logs).
+    pub fn disagreeing(&self, now: Duration, view: u64) -> BTreeSet<String> {
+        self.peers
+            .iter()
+            .filter(|(_, heard)| self.fresh(heard, now) && heard.view != Some(view))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The serving pools every peer last announced, dead or alive (what the view digest covers:
+    /// it must not change with liveness).
+    pub fn last_serving(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.peers
+            .iter()
+            .map(|(name, heard)| (name.clone(), heard.serving.clone()))
             .collect()
     }
 
@@ -363,9 +540,7 @@ impl Membership {
         let mut alive: BTreeSet<String> = self
             .peers
             .iter()
-            .filter(|(_, heard)| {
-                now.saturating_sub(heard.at) < self.config.dead_after && heard.hears.contains(&me)
-            })
+            .filter(|(_, heard)| self.fresh(heard, now) && heard.hears.contains(&me))
             .map(|(name, _)| name.clone())
             .collect();
         alive.insert(self.me.clone());
@@ -387,6 +562,7 @@ impl Membership {
     pub fn next_expiry(&self, now: Duration) -> Option<Duration> {
         self.peers
             .values()
+            .filter(|heard| !heard.leaving)
             .map(|heard| heard.at + self.config.dead_after)
             .filter(|at| *at > now)
             .min()
@@ -405,7 +581,13 @@ impl Membership {
         expected.insert(self.me.clone());
         let alive: BTreeSet<String> = self.alive(now).intersection(&expected).cloned().collect();
         let needed = expected.len() / 2 + 1;
-        if alive.len() >= needed || (expected.len() == 2 && alive.len() == 1 && apiserver_reachable) {
+        // Two expected, one alive: the tie-break of the module docs (the smaller name, with the
+        // apiserver reachable).
+        let tie_break = expected.len() == 2
+            && alive.len() == 1
+            && apiserver_reachable
+            && expected.first() == Some(&self.me);
+        if alive.len() >= needed || tie_break {
             Standing::Good { alive }
         } else {
             Standing::Lost {
@@ -451,6 +633,82 @@ impl SettleGate {
     }
 }
 
+impl SettleGate {
+    /// When a closed gate opens if standing holds (for the caller's timer).
+    pub fn opens_at(&self) -> Option<Duration> {
+        self.good_since.map(|since| since + self.settle)
+    }
+}
+
+/// Which won IPs a speaker may answer, under skewed views (see the module docs): an IP it already
+/// answers and still wins is kept; a newly won IP is begun only while the peers' views agree with
+/// this speaker's, or once `bound` has passed since it was first won.
+#[derive(Clone, Debug)]
+pub struct Handover {
+    bound: Duration,
+    /// Won but not answered yet, since when.
+    pending: BTreeMap<IpAddr, Duration>,
+    /// The IPs the last [`Handover::decide`] began only because their bound passed.
+    forced: BTreeSet<IpAddr>,
+}
+
+impl Handover {
+    /// A hand-over rule whose fallback opens `bound` after an IP is first won.
+    pub fn new(bound: Duration) -> Self {
+        Self {
+            bound,
+            pending: BTreeMap::new(),
+            forced: BTreeSet::new(),
+        }
+    }
+
+    /// The IPs the last decision began without agreement, because their bound passed (for a
+    /// warning: a peer's view is stuck).
+    pub fn forced(&self) -> &BTreeSet<IpAddr> {
+        &self.forced
+    }
+
+    /// The IPs to answer at `now`: of `won` (what this speaker's view elects it for), those in
+    /// `answering` (already answered), and the others if `agreed` or their bound has passed.
+    pub fn decide(
+        &mut self,
+        now: Duration,
+        won: &BTreeSet<IpAddr>,
+        answering: &BTreeSet<IpAddr>,
+        agreed: bool,
+    ) -> BTreeSet<IpAddr> {
+        self.pending
+            .retain(|ip, _| won.contains(ip) && !answering.contains(ip));
+        let mut out = BTreeSet::new();
+        self.forced.clear();
+        for ip in won {
+            if answering.contains(ip) {
+                out.insert(*ip);
+                continue;
+            }
+            let since = *self.pending.entry(*ip).or_insert(now);
+            if agreed || now.saturating_sub(since) >= self.bound {
+                if !agreed {
+                    self.forced.insert(*ip);
+                }
+                self.pending.remove(ip);
+                out.insert(*ip);
+            }
+        }
+        out
+    }
+
+    /// When the earliest waiting IP reaches its bound (for the caller's timer).
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.pending.values().min().map(|since| *since + self.bound)
+    }
+
+    /// How many won IPs wait for the peers' views to agree.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -458,6 +716,221 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// The timing these tests were written for: 100 ms heartbeats, dead after 400 ms.
+    fn cfg() -> LivenessConfig {
+        LivenessConfig::new(ms(100), ms(400)).unwrap()
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, last])
+    }
+
+    #[test]
+    fn timings_are_checked_and_traffic_is_computed() {
+        assert_eq!(
+            LivenessConfig::new(Duration::ZERO, ms(100)),
+            Err(TimingError::ZeroInterval)
+        );
+        assert!(matches!(
+            LivenessConfig::new(ms(100), ms(150)),
+            Err(TimingError::DeadAfterTooShort { .. })
+        ));
+        let default = LivenessConfig::default();
+        assert_eq!(
+            LivenessConfig::new(DEFAULT_INTERVAL, DEFAULT_DEAD_AFTER),
+            Ok(default)
+        );
+        // The README's table: datagrams per second each node sends (and receives) at 50 ms.
+        let pps: Vec<f64> = [3, 10, 50, 100]
+            .iter()
+            .map(|n| default.packets_per_second(*n))
+            .collect();
+        assert_eq!(pps, vec![40.0, 180.0, 980.0, 1980.0]);
+    }
+
+    #[test]
+    fn version_1_heartbeats_are_read_without_a_view() {
+        let key = HeartbeatKey::new(b"k");
+        let beat = hb("n1", 5, 6);
+        let mut v2 = encode(&beat, &key).unwrap();
+        // Rebuild the body as version 1 wrote it: no digest, no flags.
+        let body_len = v2.len() - TAG_LEN - 9;
+        v2.truncate(body_len);
+        v2[4] = VERSION_1;
+        let tag = hmac::sign(&key.0, &v2);
+        v2.extend_from_slice(tag.as_ref());
+        let old = decode(&v2, &key).unwrap();
+        assert_eq!(old.view, None);
+        assert!(!old.leaving);
+        assert_eq!(old.node, "n1");
+        // A peer without a view never agrees: new IPs wait for the bound.
+        let mut m = Membership::new("a", cfg());
+        m.heard(&old, ms(0));
+        assert!(!m.agreed(ms(1), 7));
+    }
+
+    #[test]
+    fn a_leaving_peer_is_dead_at_once_and_needs_no_agreement() {
+        let key = HeartbeatKey::new(b"k");
+        let mut m = Membership::new("a", cfg());
+        m.heard(&hb("b", 1, 0), ms(0));
+        m.heard(&hb("c", 1, 0), ms(0));
+        assert_eq!(m.alive(ms(10)), set(&["a", "b", "c"]));
+        let mut bye = hb("b", 1, 1);
+        bye.leaving = true;
+        let bye = decode(&encode(&bye, &key).unwrap(), &key).unwrap();
+        assert!(bye.leaving, "the flag survives the wire");
+        assert_eq!(m.record(&bye, ms(20)), Recorded::Changed);
+        assert_eq!(m.alive(ms(20)), set(&["a", "c"]), "no wait for dead_after");
+        assert_eq!(m.hearing(ms(20)), set(&["c"]));
+        assert!(m.agreed(ms(20), 7), "c agrees; b is leaving");
+        assert_eq!(m.next_expiry(ms(20)), Some(ms(400)), "only c's deadline");
+        // Back from a restart (new incarnation, not leaving): alive again.
+        assert_eq!(m.record(&hb("b", 2, 0), ms(500)), Recorded::Changed);
+        assert_eq!(m.alive(ms(500)), set(&["a", "b"]));
+    }
+
+    #[test]
+    fn record_tells_refreshes_from_changes() {
+        let mut m = Membership::new("a", cfg());
+        assert_eq!(m.record(&hb("b", 1, 0), ms(0)), Recorded::Changed, "new peer");
+        assert_eq!(m.record(&hb("b", 1, 1), ms(100)), Recorded::Refreshed);
+        assert_eq!(m.record(&hb("b", 1, 1), ms(150)), Recorded::Ignored, "replay");
+        let mut moved = hb("b", 1, 2);
+        moved.view = Some(8);
+        assert_eq!(m.record(&moved, ms(200)), Recorded::Changed, "new view");
+        let mut again = hb("b", 1, 3);
+        again.view = Some(8);
+        assert_eq!(
+            m.record(&again, ms(2000)),
+            Recorded::Changed,
+            "revived after death"
+        );
+        assert_eq!(m.record(&hb("a", 9, 9), ms(2000)), Recorded::Ignored, "own");
+    }
+
+    #[test]
+    fn agreement_needs_every_heard_peer_on_the_same_view() {
+        let mut m = Membership::new("a", cfg());
+        assert!(m.agreed(ms(0), 7), "alone: agreed");
+        m.heard(&hb("b", 1, 0), ms(0));
+        let mut c = hb("c", 1, 0);
+        c.view = Some(9);
+        m.heard(&c, ms(0));
+        assert!(!m.agreed(ms(10), 7));
+        assert_eq!(m.disagreeing(ms(10), 7), set(&["c"]));
+        // c falls silent: only b counts, and it agrees.
+        m.heard(&hb("b", 1, 1), ms(300));
+        assert!(m.agreed(ms(450), 7));
+        assert_eq!(
+            m.last_serving().len(),
+            2,
+            "the digest covers dead peers' pools too"
+        );
+    }
+
+    #[test]
+    fn handover_keeps_what_it_answers_and_begins_only_on_agreement_or_bound() {
+        let mut h = Handover::new(ms(2000));
+        let won: BTreeSet<IpAddr> = [ip(50), ip(51)].into();
+        let answering: BTreeSet<IpAddr> = [ip(50)].into();
+        // Views differ: keep .50, hold .51 back.
+        assert_eq!(h.decide(ms(0), &won, &answering, false), answering);
+        assert_eq!(h.waiting(), 1);
+        assert_eq!(h.next_deadline(), Some(ms(2000)));
+        assert_eq!(h.decide(ms(1999), &won, &answering, false), answering);
+        // Views agree: begin at once.
+        assert_eq!(h.decide(ms(1000), &won, &answering, true), won);
+        assert_eq!(h.waiting(), 0);
+        // Never agreeing: the bound opens it.
+        let mut h = Handover::new(ms(2000));
+        h.decide(ms(0), &won, &BTreeSet::new(), false);
+        assert!(h.forced().is_empty());
+        assert_eq!(h.decide(ms(2000), &won, &BTreeSet::new(), false), won);
+        assert_eq!(h.forced(), &won, "begun by the bound, not by agreement");
+        // An IP lost meanwhile is forgotten: won again later, it waits from then.
+        let mut h = Handover::new(ms(2000));
+        h.decide(ms(0), &won, &BTreeSet::new(), false);
+        h.decide(ms(100), &BTreeSet::new(), &BTreeSet::new(), false);
+        assert_eq!(h.waiting(), 0);
+        assert!(h.decide(ms(2000), &won, &BTreeSet::new(), false).is_empty());
+        assert_eq!(h.next_deadline(), Some(ms(4000)));
+    }
+
+    /// Two speakers whose object views are skewed, driven step by step in every interleaving of
+    /// "learn the change" and "exchange heartbeats": the IP is never begun by one while the other
+    /// still answers it (the invariant of the skew lab, in pure code).
+    #[test]
+    fn skewed_views_never_give_two_answerers() {
+        // The IP's winner moves from x to y with the change (view 1 -> view 2).
+        struct Speaker {
+            name: &'static str,
+            view: u64,
+            m: Membership,
+            h: Handover,
+            answering: BTreeSet<IpAddr>,
+        }
+        let winner = |view: u64| if view == 1 { "x" } else { "y" };
+        let target = ip(50);
+        // Steps: 0 = x learns, 1 = y learns, 2 = x -> y heartbeat, 3 = y -> x heartbeat. Every
+        // order of a sequence of 8 steps over {0,1,2,3}, learning at most once each.
+        for order in 0u32..4u32.pow(8) {
+            let mut s = [
+                Speaker {
+                    name: "x",
+                    view: 1,
+                    m: Membership::new("x", cfg()),
+                    h: Handover::new(ms(10_000)),
+                    answering: [target].into(),
+                },
+                Speaker {
+                    name: "y",
+                    view: 1,
+                    m: Membership::new("y", cfg()),
+                    h: Handover::new(ms(10_000)),
+                    answering: BTreeSet::new(),
+                },
+            ];
+            let mut seq = [0u64; 2];
+            // Both heard each other on the old view before the change.
+            for (from, to) in [(0, 1), (1, 0)] {
+                seq[from] += 1;
+                let beat = hb(s[from].name, 1, seq[from]);
+                let mut beat = beat;
+                beat.view = Some(1);
+                s[to].m.heard(&beat, ms(0));
+            }
+            for step in 0u32..8 {
+                let now = ms(u64::from(step) * 10);
+                let action = (order >> (2 * step)) & 3;
+                match action {
+                    0 | 1 => s[action as usize].view = 2,
+                    _ => {
+                        let (from, to) = if action == 2 { (0, 1) } else { (1, 0) };
+                        seq[from] += 1;
+                        let mut beat = hb(s[from].name, 1, seq[from]);
+                        beat.view = Some(s[from].view);
+                        s[to].m.heard(&beat, now);
+                    }
+                }
+                // Each decides on what it knows; its next heartbeat carries the view it applied.
+                for sp in &mut s {
+                    let won: BTreeSet<IpAddr> = if winner(sp.view) == sp.name {
+                        [target].into()
+                    } else {
+                        BTreeSet::new()
+                    };
+                    let agreed = sp.m.agreed(now, sp.view);
+                    sp.answering = sp.h.decide(now, &won, &sp.answering, agreed);
+                }
+                assert!(
+                    !(s[0].answering.contains(&target) && s[1].answering.contains(&target)),
+                    "order {order:#x} step {step}: two answerers"
+                );
+            }
+        }
     }
 
     /// A heartbeat whose sender hears every name the tests use.
@@ -471,6 +944,8 @@ mod tests {
                 .iter()
                 .map(|n| name_hash(n))
                 .collect(),
+            view: Some(7),
+            leaving: false,
         }
     }
 
@@ -532,7 +1007,7 @@ mod tests {
     #[test]
     fn a_peer_that_does_not_hear_us_is_not_alive() {
         // One-way partition: b's heartbeats reach a, but b does not hear a.
-        let mut m = Membership::new("a", LivenessConfig::default());
+        let mut m = Membership::new("a", cfg());
         let mut b = hb("b", 1, 0);
         b.hears = [name_hash("c")].into();
         m.heard(&b, ms(0));
@@ -556,7 +1031,7 @@ mod tests {
 
     #[test]
     fn serving_sets_of_live_peers() {
-        let mut m = Membership::new("a", LivenessConfig::default());
+        let mut m = Membership::new("a", cfg());
         let mut b = hb("b", 1, 0);
         b.serving = set(&["l2"]);
         m.heard(&b, ms(0));
@@ -568,7 +1043,7 @@ mod tests {
 
     #[test]
     fn dead_after_missed_heartbeats_and_replays_are_ignored() {
-        let mut m = Membership::new("a", LivenessConfig::default());
+        let mut m = Membership::new("a", cfg());
         assert!(m.heard(&hb("b", 10, 0), ms(0)));
         assert!(!m.heard(&hb("a", 10, 0), ms(0)), "own heartbeat");
         assert_eq!(m.alive(ms(399)), set(&["a", "b"]));
@@ -578,9 +1053,58 @@ mod tests {
         assert!(!m.heard(&hb("b", 10, 0), ms(500)));
         assert!(!m.heard(&hb("b", 9, 99), ms(500)));
         assert_eq!(m.alive(ms(500)), set(&["a"]));
+        // A restart whose wall clock jumped back (a lower incarnation) is taken once the last
+        // incarnation has been silent for two detection times, and not before.
+        let mut jumped = Membership::new("a", cfg());
+        assert!(jumped.heard(&hb("b", 10, 5), ms(0)));
+        assert!(
+            !jumped.heard(&hb("b", 3, 0), ms(100)),
+            "while 10 is alive: a replay"
+        );
+        assert!(!jumped.heard(&hb("b", 3, 0), ms(799)));
+        assert!(jumped.heard(&hb("b", 3, 0), ms(800)));
+        assert!(jumped.heard(&hb("b", 3, 1), ms(850)));
+        assert_eq!(jumped.alive(ms(850)), set(&["a", "b"]));
         // A restart (new incarnation, seq from 0) does.
         assert!(m.heard(&hb("b", 11, 0), ms(600)));
         assert_eq!(m.alive(ms(600)), set(&["a", "b"]));
+    }
+
+    /// A peer heard and lost every 50 ms (a flapping link) for 10 s: liveness follows it, no
+    /// panic, and the majority rule never gives both sides of the flap standing at once.
+    #[test]
+    fn a_peer_flapping_every_50_ms_never_gives_two_sides_standing() {
+        let expected = set(&["a", "b", "c"]);
+        let mut a = Membership::new("a", cfg());
+        let mut c = Membership::new("c", cfg());
+        let mut seq = 0;
+        for step in 0..200u64 {
+            let now = ms(step * 50);
+            // b always hears everyone; c's link to a flaps: up on even steps.
+            seq += 1;
+            a.heard(&hb("b", 1, seq), now);
+            c.heard(&hb("b", 1, seq), now);
+            if step % 2 == 0 {
+                a.heard(&hb("c", 1, seq), now);
+                c.heard(&hb("a", 1, seq), now);
+            }
+            // Whatever the flap, a and c both hear b: both keep a majority; the election (same
+            // views) then gives one winner per IP. Standing never depends on the flapping link.
+            assert!(matches!(a.standing(now, &expected, true), Standing::Good { .. }));
+            assert!(matches!(c.standing(now, &expected, true), Standing::Good { .. }));
+        }
+        // Now the flapping node is cut from both others: it loses standing within dead_after.
+        let mut lone = Membership::new("c", cfg());
+        for step in 0..200u64 {
+            let now = ms(step * 50);
+            if step % 2 == 0 && step < 100 {
+                lone.heard(&hb("a", 1, step + 1), now);
+            }
+            let good = matches!(lone.standing(now, &expected, true), Standing::Good { .. });
+            if step >= 100 + 8 {
+                assert!(!good, "step {step}: alone for 400 ms and still standing");
+            }
+        }
     }
 
     #[test]
@@ -593,7 +1117,7 @@ mod tests {
                 let side = |i: usize| mask & (1 << i) != 0;
                 let standing: Vec<bool> = (0..n)
                     .map(|i| {
-                        let mut m = Membership::new(names[i].clone(), LivenessConfig::default());
+                        let mut m = Membership::new(names[i].clone(), cfg());
                         for j in (0..n).filter(|j| *j != i && side(*j) == side(i)) {
                             m.heard(&hb(&names[j], 1, 0), ms(0));
                         }
@@ -615,7 +1139,7 @@ mod tests {
     #[test]
     fn two_node_survivor_keeps_standing_only_with_the_apiserver() {
         let expected = set(&["a", "b"]);
-        let m = Membership::new("a", LivenessConfig::default());
+        let m = Membership::new("a", cfg());
         assert!(matches!(
             m.standing(ms(0), &expected, true),
             Standing::Good { .. }
@@ -624,13 +1148,58 @@ mod tests {
             m.standing(ms(0), &expected, false),
             Standing::Lost { seen: 1, needed: 2 }
         );
+        // A clean partition: both alone, both reach the apiserver; only the smaller name answers.
+        let b = Membership::new("b", cfg());
+        assert_eq!(
+            b.standing(ms(0), &expected, true),
+            Standing::Lost { seen: 1, needed: 2 }
+        );
+        // a is dead and the apiserver says so (its Node not Ready): b alone is expected, b answers.
+        assert!(matches!(
+            b.standing(ms(0), &set(&["b"]), true),
+            Standing::Good { .. }
+        ));
+        // Every combination of two speakers, hearing or not, reaching the apiserver or not: never
+        // two with standing.
+        for bits in 0u8..16 {
+            let hears = bits & 1 != 0;
+            let reach = [bits & 2 != 0, bits & 4 != 0];
+            let heard_back = bits & 8 != 0;
+            let mut ms_ = [Membership::new("a", cfg()), Membership::new("b", cfg())];
+            // Each heartbeat lists its sender's peer only if the sender hears it, as real ones do.
+            let beat = |from: &str, to: &str, hears_to: bool| {
+                let mut beat = hb(from, 1, 0);
+                beat.hears = if hears_to {
+                    [name_hash(to)].into()
+                } else {
+                    BTreeSet::new()
+                };
+                beat
+            };
+            if hears {
+                ms_[0].heard(&beat("b", "a", heard_back), ms(0));
+            }
+            if heard_back {
+                ms_[1].heard(&beat("a", "b", hears), ms(0));
+            }
+            let good: Vec<bool> = (0..2)
+                .map(|i| matches!(ms_[i].standing(ms(1), &expected, reach[i]), Standing::Good { .. }))
+                .collect();
+            // Both may have standing only when they hear each other (no partition).
+            if good[0] && good[1] {
+                assert!(
+                    hears && heard_back,
+                    "bits {bits:04b}: two answer across a partition"
+                );
+            }
+        }
         // Alone in a one-node cluster: a majority of one.
         assert!(matches!(
             m.standing(ms(0), &set(&["a"]), false),
             Standing::Good { .. }
         ));
         // Speakers not expected (excluded or NotReady nodes) do not count towards the majority.
-        let mut m = Membership::new("a", LivenessConfig::default());
+        let mut m = Membership::new("a", cfg());
         m.heard(&hb("stranger", 1, 0), ms(0));
         assert_eq!(
             m.standing(ms(1), &set(&["a", "b", "c"]), true),

@@ -8,6 +8,10 @@ use oxelb_speaker::{Args, DEFAULT_METRICS_ADDR, run};
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Args = parse_with_metrics_default(DEFAULT_METRICS_ADDR);
+    if let Err(error) = args.timing() {
+        eprintln!("oxelb-speaker: --heartbeat-interval-ms/--heartbeat-dead-after-ms: {error}");
+        return ExitCode::FAILURE;
+    }
     if let Err(error) = telemetry::init(&args.common) {
         eprintln!("oxelb-speaker: {error}");
         return ExitCode::FAILURE;

@@ -90,6 +90,15 @@ impl ObjectSource {
     /// Opens the source named by `--source`. For `kube` this loads the kubeconfig or in-cluster
     /// configuration (`kube::Client::try_default`); for `dir:PATH` it checks that PATH is a directory.
     pub async fn from_spec(spec: &SourceSpec) -> Result<Self, SourceError> {
+        Self::from_spec_with_delay(spec, std::time::Duration::ZERO).await
+    }
+
+    /// [`Self::from_spec`], with a `dir:` source that delivers each change `dir_delay` late (labs
+    /// give each process its own delay to reproduce the skewed views of separate watches).
+    pub async fn from_spec_with_delay(
+        spec: &SourceSpec,
+        dir_delay: std::time::Duration,
+    ) -> Result<Self, SourceError> {
         let backend = match spec {
             SourceSpec::Kube => {
                 let client = ::kube::Client::try_default()
@@ -97,7 +106,7 @@ impl ObjectSource {
                     .map_err(|source| SourceError::Client { source })?;
                 Backend::Kube(self::kube::KubeSource::new(client))
             }
-            SourceSpec::Dir(path) => Backend::Dir(dir::DirSource::open(path)?),
+            SourceSpec::Dir(path) => Backend::Dir(dir::DirSource::open(path)?.with_delay(dir_delay)),
         };
         Ok(Self {
             backend,

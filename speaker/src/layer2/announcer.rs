@@ -3,11 +3,15 @@
 //! and stops answering an IP the moment it loses it.
 //!
 //! **Liveness**: with heartbeats on (`--heartbeat-key-file`, [`super::heartbeat`]) a speaker is alive
-//! while its heartbeats arrive (dead after 400 ms of silence), each candidate's pools are the ones
-//! its heartbeats list, and a speaker without standing (no majority, see [`crate::liveness`]) answers
-//! nothing. The whole choice is re-evaluated every 100 ms. Without heartbeats a speaker counts as
-//! alive while its Node is Ready, and every node is assumed to have each pool's interface: failover
-//! is then as slow as the Node turning NotReady.
+//! while its heartbeats arrive (dead after `--heartbeat-dead-after`, 200 ms by default), each
+//! candidate's pools are the ones its heartbeats list, and a speaker without standing (no majority,
+//! see [`crate::liveness`]) answers nothing. The choice is re-evaluated when the objects change,
+//! when a heartbeat changes something, and at the exact moment a peer's deadline passes (no periodic
+//! tick); the take-over announcement goes out in that same pass. A newly won IP is begun only once
+//! the peers' applied views agree ([`crate::liveness::Handover`]), so speakers that learn a change at
+//! different moments never answer one IP together. Without heartbeats a speaker counts as alive
+//! while its Node is Ready, and every node is assumed to have each pool's interface: failover is
+//! then as slow as the Node turning NotReady.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,7 +22,10 @@ use std::{
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use oxelb_crds::v1alpha2::EipProtocol;
-use oxelb_runtime::source::{EventRecord, EventType, Writer};
+use oxelb_runtime::{
+    shutdown::Shutdown,
+    source::{EventRecord, EventType, Writer},
+};
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
@@ -30,9 +37,74 @@ use super::{frames, socket::PacketSocket};
 use crate::{
     election::{Candidate, Contest, announced_by, elect},
     interface::{Nic, resolve},
-    liveness::Standing,
+    liveness::{Handover, LivenessConfig, Standing},
     planner::SpeakerState,
 };
+
+/// The heartbeats' settings (`None` in [`run`]: heartbeats off).
+#[derive(Clone, Debug)]
+pub struct Heartbeats {
+    /// The UDP port, on every node.
+    pub port: u16,
+    /// The shared key.
+    pub key: Vec<u8>,
+    /// Interval and detection time.
+    pub timing: LivenessConfig,
+}
+
+/// The digest of this speaker's layer2 view, as heartbeats carry it (pure): every layer2/vip IP
+/// with its pool and Local nodes, every Node's facts, and every node's serving pools (this node's
+/// own, the others' as last heard, dead or alive). Liveness is left out, so a failover does not
+/// make views disagree. SHA-256, first 8 bytes, over a canonical text.
+pub fn view_digest(
+    state: &SpeakerState,
+    me: &str,
+    my_pools: &BTreeSet<String>,
+    serving: &BTreeMap<String, BTreeSet<String>>,
+) -> u64 {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for a in state
+        .announcements
+        .values()
+        .filter(|a| matches!(a.protocol, EipProtocol::Layer2 | EipProtocol::Vip))
+    {
+        let _ = write!(text, "ip {} {} ", a.ip, a.pool);
+        match &a.local_nodes {
+            None => text.push_str("cluster\n"),
+            Some(nodes) => {
+                text.push_str("local");
+                for n in nodes {
+                    let _ = write!(text, " {n}");
+                }
+                text.push('\n');
+            }
+        }
+    }
+    let mut nodes: Vec<&crate::node::NodeFacts> = state.nodes.iter().collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let empty = BTreeSet::new();
+    for n in nodes {
+        let pools = if n.name == me {
+            my_pools
+        } else {
+            serving.get(&n.name).unwrap_or(&empty)
+        };
+        let _ = write!(
+            text,
+            "node {} {} {} {}",
+            n.name, n.ready, n.network_unavailable, n.excluded
+        );
+        for pool in pools {
+            let _ = write!(text, " {pool}");
+        }
+        text.push('\n');
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(first)
+}
 
 /// When a take-over is announced, after the take-over (RFC 5227's announce spacing is 2 s; clients
 /// with a fresh entry ignore some repeats within their 1 s locktime, so there are several).
@@ -209,21 +281,41 @@ impl Drop for Responder {
     }
 }
 
-/// Runs the responders of this node until the state channel closes. `heartbeat`: the UDP port and
-/// shared key of the heartbeats (`None`: off).
+/// Runs the responders of this node until the state channel closes or `shutdown` fires; on
+/// shutdown it stops answering and tells the peers it leaves (graceful hand-over). `heartbeat`:
+/// the heartbeats' settings (`None`: off). `apiserver`: whether the apiserver is reachable (the
+/// two-node tie-break, [`crate::reach`]).
 pub async fn run(
     mut states: watch::Receiver<Arc<SpeakerState>>,
     node_name: String,
-    heartbeat: Option<(u16, Vec<u8>)>,
+    heartbeat: Option<Heartbeats>,
     writer: Writer,
     metrics: Layer2Metrics,
+    shutdown: Shutdown,
+    mut apiserver: watch::Receiver<bool>,
 ) {
     let mut announced: BTreeSet<IpAddr> = BTreeSet::new();
     let mut unannounceable: BTreeMap<IpAddr, String> = BTreeMap::new();
     let (serving_tx, serving_rx) = watch::channel(BTreeSet::new());
+    let (view_tx, view_rx) = watch::channel(0u64);
+    let mut handover = Handover::new(
+        heartbeat
+            .as_ref()
+            .map_or(Duration::ZERO, |h| h.timing.settle_bound),
+    );
     let liveness = match heartbeat {
-        Some((port, key)) => {
-            match super::heartbeat::start(node_name.clone(), port, key, states.clone(), serving_rx).await {
+        Some(Heartbeats { port, key, timing }) => {
+            match super::heartbeat::start(
+                node_name.clone(),
+                port,
+                key,
+                timing,
+                states.clone(),
+                serving_rx,
+                view_rx,
+            )
+            .await
+            {
                 Ok(liveness) => Some(liveness),
                 Err(error) => {
                     warn!(port, %error, "cannot bind the heartbeat port: layer2 liveness falls back to Node readiness");
@@ -238,11 +330,34 @@ pub async fn run(
     let mut standing_lost = false;
     // At start nothing is answered until standing is gained and has settled.
     let mut settling = true;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut waiting_logged = false;
     loop {
+        // The next moment the decision may change by itself: a peer's expiry, the settle gate,
+        // a held-back IP's bound. Woken exactly then, not by a tick.
+        let deadline = liveness.as_ref().and_then(|l| {
+            [l.next_deadline(), handover.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|at| l.instant(at))
+        });
         tokio::select! {
+            biased;
+            () = shutdown.wait() => break,
             changed = states.changed() => if changed.is_err() { break },
-            _ = tick.tick(), if liveness.is_some() => {}
+            Ok(()) = apiserver.changed() => {}
+            () = async {
+                match &liveness {
+                    Some(l) => l.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            () = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
         let state = states.borrow_and_update().clone();
         // This node's NIC for each layer2 pool.
@@ -301,6 +416,9 @@ pub async fn run(
             .into_iter()
             .filter_map(|ip| Some((ip, state.announcements.get(&ip)?.pool.clone())))
             .collect();
+        let digest = liveness
+            .as_ref()
+            .map(|l| view_digest(&state, &node_name, &my_pools, &l.last_serving()));
         report_unannounceable(&writer, &state, &node_name, &outcomes, &mut unannounceable).await;
         if let Some(liveness) = &liveness {
             let expected: BTreeSet<String> = state
@@ -309,7 +427,7 @@ pub async fn run(
                 .filter(|n| n.ready && !n.network_unavailable && !n.excluded)
                 .map(|n| n.name.clone())
                 .collect();
-            let standing = liveness.standing(&expected);
+            let standing = liveness.standing(&expected, *apiserver.borrow_and_update());
             let settled = liveness.settled(matches!(standing, Standing::Good { .. }));
             match standing {
                 Standing::Good { alive } => {
@@ -327,6 +445,30 @@ pub async fn run(
                         info!(alive = alive.len(), "view of the peers settled: answering");
                     }
                     settling = !settled;
+                    // Begin a newly won IP only once the peers' views agree (hand-over).
+                    let view = digest.unwrap_or_default();
+                    let agreement = liveness.agreement(view);
+                    let answering: BTreeSet<IpAddr> = responders
+                        .values()
+                        .flat_map(|r| r.served.read().unwrap_or_else(|e| e.into_inner()).clone())
+                        .collect();
+                    let won: BTreeSet<IpAddr> = mine.keys().copied().collect();
+                    let allowed = handover.decide(liveness.now(), &won, &answering, agreement.is_ok());
+                    mine.retain(|ip, _| allowed.contains(ip));
+                    if let (Err(peers), false) = (&agreement, handover.forced().is_empty()) {
+                        warn!(ips = ?handover.forced(), peers = ?peers,
+                            "these peers' views did not agree within the settle bound: answering anyway");
+                    }
+                    match (&agreement, handover.waiting()) {
+                        (Err(peers), waiting) if waiting > 0 => {
+                            if !waiting_logged {
+                                info!(waiting, peers = ?peers, view = format_args!("{view:016x}"),
+                                    "won IPs wait until these peers' views agree (hand-over)");
+                                waiting_logged = true;
+                            }
+                        }
+                        _ => waiting_logged = false,
+                    }
                 }
                 Standing::Lost { seen, needed } => {
                     if !standing_lost {
@@ -409,6 +551,23 @@ pub async fn run(
             }
         }
         announced = now;
+        // Only now, with the view applied (IPs it lost no longer answered), tell the peers.
+        if let Some(view) = digest {
+            view_tx.send_if_modified(|v| {
+                let changed = *v != view;
+                *v = view;
+                changed
+            });
+        }
+    }
+    // Graceful hand-over: stop answering first, then tell the peers, who take over at once.
+    for (_, mut responder) in std::mem::take(&mut responders) {
+        responder.update(BTreeSet::new());
+    }
+    if let Some(liveness) = &liveness
+        && shutdown.is_triggered()
+    {
+        liveness.leave().await;
     }
 }
 

@@ -1,24 +1,54 @@
 //! Heartbeats on the wire: the UDP adapter around [`crate::liveness`]. Every
-//! [`LivenessConfig::interval`] this speaker sends an authenticated heartbeat (with the layer2 pools
-//! it can serve) to every other node's IPv4 InternalIP, and it records the ones it receives. The
-//! responder asks [`Liveness`] who is alive, what they serve, and whether this speaker has standing.
+//! [`LivenessConfig::interval`] this speaker sends an authenticated heartbeat (the layer2 pools it
+//! can serve, whom it hears, the digest of its applied view) to every other node's InternalIP, IPv4
+//! or IPv6 (one dual-stack socket, so IPv6-only and dual-stack node networks work alike), and it
+//! records the ones it receives. The responder asks [`Liveness`] who is alive, what they serve,
+//! whether the peers' views agree, and whether this speaker has standing; it is woken the moment a
+//! heartbeat changes something ([`Liveness::changed`]) and at the next deadline
+//! ([`Liveness::next_deadline`]), never by a periodic tick.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use tokio::{net::UdpSocket, sync::watch, time::Instant};
+use tokio::{
+    net::UdpSocket,
+    sync::{Notify, watch},
+    time::Instant,
+};
 use tracing::{debug, info, warn};
 
 use crate::{
     liveness::{
-        Heartbeat, HeartbeatKey, LivenessConfig, Membership, SettleGate, Standing, decode, encode, name_hash,
+        Heartbeat, HeartbeatError, HeartbeatKey, LivenessConfig, Membership, Recorded, SettleGate, Standing,
+        decode, encode, name_hash,
     },
     planner::SpeakerState,
 };
+
+/// How many leaving heartbeats are sent on shutdown (datagrams may be lost), and how far apart.
+const LEAVING_REPEATS: u32 = 3;
+const LEAVING_SPACING: Duration = Duration::from_millis(5);
+/// At most one "heartbeat ignored" warning per sender address in this interval (a flapping or
+/// misconfigured peer must not flood the log).
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What the sender needs besides the membership.
+struct Sender {
+    socket: UdpSocket,
+    key: HeartbeatKey,
+    node_name: String,
+    port: u16,
+    incarnation: u64,
+    seq: Mutex<u64>,
+    /// Where each peer's heartbeats last came from, and when: peers this speaker hears are sent
+    /// heartbeats even before its own object view lists their Node (a node re-joining must hear
+    /// every live peer within its settle time, or it takes their IPs for dead ones').
+    heard_from: Mutex<BTreeMap<String, (SocketAddr, Instant)>>,
+}
 
 /// The shared view of the other speakers, fed by the receiver.
 #[derive(Clone)]
@@ -26,40 +56,67 @@ pub struct Liveness {
     membership: Arc<Mutex<Membership>>,
     gate: Arc<Mutex<SettleGate>>,
     origin: Instant,
+    config: LivenessConfig,
+    changed: Arc<Notify>,
+    sender: Arc<Sender>,
+    states: watch::Receiver<Arc<SpeakerState>>,
+    serving: watch::Receiver<BTreeSet<String>>,
+    view: watch::Receiver<u64>,
 }
 
 impl Liveness {
-    fn now(&self) -> Duration {
+    /// Time on the speaker's monotonic timeline (what the pure code takes).
+    pub fn now(&self) -> Duration {
         self.origin.elapsed()
+    }
+
+    /// The instant of `at` on the same timeline.
+    pub fn instant(&self, at: Duration) -> Instant {
+        self.origin + at
+    }
+
+    /// The timing in force.
+    pub fn config(&self) -> LivenessConfig {
+        self.config
+    }
+
+    fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
+        self.membership.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The speakers alive now, this one included.
     pub fn alive(&self) -> BTreeSet<String> {
         let now = self.now();
-        self.membership
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .alive(now)
+        self.membership().alive(now)
     }
 
     /// The pools each live peer can serve.
     pub fn serving(&self) -> BTreeMap<String, BTreeSet<String>> {
         let now = self.now();
-        self.membership
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .serving(now)
+        self.membership().serving(now)
     }
 
-    /// Whether this speaker may answer, given the speakers expected to run.
-    pub fn standing(&self, expected: &BTreeSet<String>) -> Standing {
+    /// The pools every peer last announced, dead or alive (for the view digest).
+    pub fn last_serving(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.membership().last_serving()
+    }
+
+    /// Whether every peer heard announces `view` as its applied view; else who does not.
+    pub fn agreement(&self, view: u64) -> Result<(), BTreeSet<String>> {
         let now = self.now();
-        // The dir source and the apiserver watch are both "reachable" while the process runs; a
-        // real apiserver-reachability signal is a later refinement (two-node clusters only).
-        self.membership
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .standing(now, expected, true)
+        let m = self.membership();
+        if m.agreed(now, view) {
+            Ok(())
+        } else {
+            Err(m.disagreeing(now, view))
+        }
+    }
+
+    /// Whether this speaker may answer, given the speakers expected to run and whether the
+    /// apiserver (the object source) answered lately.
+    pub fn standing(&self, expected: &BTreeSet<String>, apiserver_reachable: bool) -> Standing {
+        let now = self.now();
+        self.membership().standing(now, expected, apiserver_reachable)
     }
 
     /// Whether this speaker may answer now, given whether it has standing: only once it has held
@@ -71,76 +128,181 @@ impl Liveness {
             .unwrap_or_else(|e| e.into_inner())
             .open(now, standing)
     }
+
+    /// The next moment the decision may change with no heartbeat arriving: a peer's expiry or the
+    /// settle gate opening.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let now = self.now();
+        let expiry = self.membership().next_expiry(now);
+        let gate = self
+            .gate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .opens_at()
+            .filter(|at| *at > now);
+        [expiry, gate].into_iter().flatten().min()
+    }
+
+    /// Resolves when a heartbeat changed the membership (a new, revived or leaving peer, new
+    /// facts, a new view).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Sends one heartbeat to every other node now (`leaving`: the last ones, on shutdown).
+    async fn beat(&self, leaving: bool) {
+        let hears = {
+            let now = self.now();
+            self.membership()
+                .hearing(now)
+                .iter()
+                .map(|n| name_hash(n))
+                .collect()
+        };
+        let seq = {
+            let mut seq = self.sender.seq.lock().unwrap_or_else(|e| e.into_inner());
+            *seq += 1;
+            *seq
+        };
+        let beat = Heartbeat {
+            node: self.sender.node_name.clone(),
+            incarnation: self.sender.incarnation,
+            seq,
+            serving: self.serving.borrow().clone(),
+            hears,
+            view: Some(*self.view.borrow()),
+            leaving,
+        };
+        let bytes = match encode(&beat, &self.sender.key) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                warn!(%error, "heartbeat not sent");
+                return;
+            }
+        };
+        let state = self.states.borrow().clone();
+        let mut targets: BTreeMap<String, SocketAddr> = BTreeMap::new();
+        for node in state.nodes.iter().filter(|n| n.name != self.sender.node_name) {
+            // The first InternalIP (IPv4 first on dual-stack nodes, see `NodeFacts`), IPv4 as a
+            // mapped address on the dual-stack socket.
+            if let Some(ip) = node.internal_ips.first().copied() {
+                targets.insert(
+                    node.name.clone(),
+                    SocketAddr::new(IpAddr::V6(mapped(ip)), self.sender.port),
+                );
+            }
+        }
+        {
+            let now = Instant::now();
+            let mut heard = self.sender.heard_from.lock().unwrap_or_else(|e| e.into_inner());
+            heard.retain(|_, (_, at)| now.duration_since(*at) < self.config.dead_after);
+            for (name, (from, _)) in heard.iter() {
+                targets.entry(name.clone()).or_insert(*from);
+            }
+        }
+        for (peer, to) in targets {
+            if let Err(error) = self.sender.socket.send_to(&bytes, to).await {
+                debug!(%peer, %to, %error, "heartbeat not sent");
+            }
+        }
+    }
+
+    /// Tells the peers this speaker is leaving (they take its IPs over at once). The caller has
+    /// already stopped answering.
+    pub async fn leave(&self) {
+        for i in 0..LEAVING_REPEATS {
+            if i > 0 {
+                tokio::time::sleep(LEAVING_SPACING).await;
+            }
+            self.beat(true).await;
+        }
+        info!("told the peers this speaker is leaving");
+    }
 }
 
-/// Binds the heartbeat port and starts sending and receiving; returns the shared view.
+/// `ip` as an IPv6 address: IPv4 as IPv4-mapped (RFC 4291 section 2.5.5.2), which a dual-stack
+/// socket sends as IPv4.
+fn mapped(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+/// One UDP socket for both families: `[::]:port` with `IPV6_V6ONLY` off.
+fn bind(port: u16) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_only_v6(false)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Binds the heartbeat port and starts sending and receiving; returns the shared view. `view` is
+/// the digest of the layer2 view the caller has applied; it goes into every heartbeat.
 pub async fn start(
     node_name: String,
     port: u16,
     key: Vec<u8>,
+    config: LivenessConfig,
     states: watch::Receiver<Arc<SpeakerState>>,
     serving: watch::Receiver<BTreeSet<String>>,
+    view: watch::Receiver<u64>,
 ) -> std::io::Result<Liveness> {
-    let config = LivenessConfig::default();
-    let socket = Arc::new(UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?);
+    let socket = bind(port)?;
+    let incarnation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
     let liveness = Liveness {
         membership: Arc::new(Mutex::new(Membership::new(node_name.clone(), config))),
         gate: Arc::new(Mutex::new(SettleGate::new(config.dead_after))),
         origin: Instant::now(),
+        config,
+        changed: Arc::new(Notify::new()),
+        sender: Arc::new(Sender {
+            socket,
+            key: HeartbeatKey::new(&key),
+            node_name,
+            port,
+            incarnation,
+            seq: Mutex::new(0),
+            heard_from: Mutex::new(BTreeMap::new()),
+        }),
+        states,
+        serving,
+        view,
     };
-    let key = Arc::new(HeartbeatKey::new(&key));
     info!(
         port,
-        interval_ms = config.interval.as_millis() as u64,
-        dead_after_ms = config.dead_after.as_millis() as u64,
-        "heartbeats on"
+        interval_ms = u64::try_from(config.interval.as_millis()).unwrap_or(u64::MAX),
+        dead_after_ms = u64::try_from(config.dead_after.as_millis()).unwrap_or(u64::MAX),
+        "heartbeats on (IPv4 and IPv6)"
     );
-    // Sender.
+    // Sender: every interval, and at once when the applied view changes (peers waiting for it
+    // to agree need not wait an interval).
     {
-        let socket = socket.clone();
-        let key = key.clone();
         let liveness = liveness.clone();
+        let mut view = liveness.view.clone();
         tokio::spawn(async move {
-            let incarnation = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            let mut seq = 0u64;
             let mut tick = tokio::time::interval(config.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
-                let state = states.borrow().clone();
-                let hears = {
-                    let now = liveness.now();
-                    liveness
-                        .membership
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .hearing(now)
-                        .iter()
-                        .map(|n| name_hash(n))
-                        .collect()
-                };
-                let beat = Heartbeat {
-                    node: node_name.clone(),
-                    incarnation,
-                    seq,
-                    serving: serving.borrow().clone(),
-                    hears,
-                };
-                seq += 1;
-                let bytes = match encode(&beat, &key) {
-                    Ok(bytes) => bytes,
-                    Err(error) => {
-                        warn!(%error, "heartbeat not sent");
-                        continue;
-                    }
-                };
-                for node in state.nodes.iter().filter(|n| n.name != node_name) {
-                    if let Some(ip @ IpAddr::V4(_)) = node.internal_ips.first().copied() {
-                        let _ = socket.send_to(&bytes, SocketAddr::new(ip, port)).await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    changed = view.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        view.borrow_and_update();
+                        tick.reset();
                     }
                 }
+                liveness.beat(false).await;
             }
         });
     }
@@ -149,21 +311,61 @@ pub async fn start(
         let liveness = liveness.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
+            let mut warned: BTreeMap<IpAddr, Instant> = BTreeMap::new();
             loop {
-                let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                let (n, from) = match liveness.sender.socket.recv_from(&mut buf).await {
+                    Ok(got) => got,
+                    Err(error) => {
+                        debug!(%error, "heartbeat receive failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let Some(datagram) = buf.get(..n) else {
                     continue;
                 };
-                match buf.get(..n).map(|d| decode(d, &key)) {
-                    Some(Ok(beat)) => {
+                match decode(datagram, &liveness.sender.key) {
+                    Ok(beat) => {
                         let now = liveness.now();
-                        liveness
-                            .membership
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .heard(&beat, now);
+                        let recorded = liveness.membership().record(&beat, now);
+                        if recorded != Recorded::Ignored && !beat.leaving {
+                            liveness
+                                .sender
+                                .heard_from
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(beat.node.clone(), (from, Instant::now()));
+                        }
+                        match recorded {
+                            Recorded::Changed => {
+                                if beat.leaving {
+                                    info!(peer = %beat.node, "peer is leaving: taking over its IPs now");
+                                }
+                                liveness.changed.notify_one();
+                            }
+                            Recorded::Refreshed => {}
+                            Recorded::Ignored if beat.node != liveness.sender.node_name => {
+                                debug!(peer = %beat.node, seq = beat.seq, "stale or replayed heartbeat ignored");
+                            }
+                            Recorded::Ignored => {}
+                        }
                     }
-                    Some(Err(error)) => debug!(%from, %error, "heartbeat ignored"),
-                    None => {}
+                    Err(error) => {
+                        let from_ip = from.ip();
+                        let now = Instant::now();
+                        if warned
+                            .get(&from_ip)
+                            .is_none_or(|at| now.duration_since(*at) >= WARN_EVERY)
+                        {
+                            let peer = match &error {
+                                HeartbeatError::BadMac { node } => node.as_str(),
+                                HeartbeatError::Malformed(_) => "",
+                            };
+                            warn!(%from, peer, %error, "heartbeat ignored");
+                            warned.retain(|_, at| now.duration_since(*at) < WARN_EVERY);
+                            warned.insert(from_ip, now);
+                        }
+                    }
                 }
             }
         });

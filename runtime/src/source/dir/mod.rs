@@ -56,6 +56,8 @@ pub struct DirSource {
 struct Inner {
     root: PathBuf,
     poll_interval: Duration,
+    /// Every snapshot is delivered this late (labs: skewed views between processes).
+    delay: Duration,
     snapshots: OnceLock<watch::Receiver<Option<Arc<Snapshot>>>>,
     store: store::StoreState,
 }
@@ -76,10 +78,28 @@ impl DirSource {
             inner: Arc::new(Inner {
                 root: root.to_owned(),
                 poll_interval,
+                delay: Duration::ZERO,
                 snapshots: OnceLock::new(),
                 store: store::StoreState::default(),
             }),
         })
+    }
+
+    /// The same directory, delivering every change `delay` late (in order), as a watch of a
+    /// real apiserver delivers a change to each client at its own moment. Labs give each process
+    /// its own delay to test decisions shared between processes under skewed views. Call before
+    /// the first watch.
+    pub fn with_delay(self, delay: Duration) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.delay = delay;
+                Self {
+                    inner: Arc::new(inner),
+                }
+            }
+            // Already shared: a clone is in use, keep it as it is.
+            Err(inner) => Self { inner },
+        }
     }
 
     /// The directory.
@@ -98,11 +118,22 @@ impl DirSource {
             .snapshots
             .get_or_init(|| {
                 let (tx, rx) = watch::channel(None);
-                tokio::spawn(poll(
-                    Scanner::new(self.inner.root.clone()),
-                    tx,
-                    self.inner.poll_interval,
-                ));
+                let delay = self.inner.delay;
+                if delay.is_zero() {
+                    tokio::spawn(poll(
+                        Scanner::new(self.inner.root.clone()),
+                        tx,
+                        self.inner.poll_interval,
+                    ));
+                } else {
+                    let (early_tx, early_rx) = watch::channel(None);
+                    tokio::spawn(poll(
+                        Scanner::new(self.inner.root.clone()),
+                        early_tx,
+                        self.inner.poll_interval,
+                    ));
+                    tokio::spawn(deliver_late(early_rx, tx, delay));
+                }
                 rx
             })
             .clone()
@@ -239,6 +270,44 @@ impl<K: Object> WatchState<K> {
             }
         }
         self.known = Some(current);
+    }
+}
+
+/// Forwards each snapshot of `early` to `late`, `delay` after it was published, in order. Stops
+/// when the poller stops or nobody listens any more.
+async fn deliver_late(
+    mut early: watch::Receiver<Option<Arc<Snapshot>>>,
+    late: watch::Sender<Option<Arc<Snapshot>>>,
+    delay: Duration,
+) {
+    // Snapshots in flight, oldest first, with when they are due.
+    let mut queue: VecDeque<(tokio::time::Instant, Option<Arc<Snapshot>>)> = VecDeque::new();
+    let mut open = true;
+    loop {
+        let due = queue.front().map(|(at, _)| *at);
+        tokio::select! {
+            changed = early.changed(), if open => match changed {
+                Ok(()) => {
+                    let snapshot = early.borrow_and_update().clone();
+                    queue.push_back((tokio::time::Instant::now() + delay, snapshot));
+                }
+                Err(_) => open = false,
+            },
+            () = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some((_, snapshot)) = queue.pop_front() {
+                    late.send_replace(snapshot);
+                }
+            }
+            () = late.closed() => return,
+        }
+        if !open && queue.is_empty() {
+            return;
+        }
     }
 }
 

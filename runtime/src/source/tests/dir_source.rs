@@ -12,6 +12,8 @@ const POLL: Duration = Duration::from_millis(20);
 
 struct DirHarness {
     dir: TempDir,
+    /// The source's delivery delay (skewed-view labs); the scenario must hold with any.
+    delay: Duration,
 }
 
 impl Harness for DirHarness {
@@ -28,7 +30,11 @@ impl Harness for DirHarness {
     }
 
     async fn start(&mut self) -> ObjectSource {
-        ObjectSource::dir(DirSource::open_with_interval(self.dir.path(), POLL).unwrap())
+        ObjectSource::dir(
+            DirSource::open_with_interval(self.dir.path(), POLL)
+                .unwrap()
+                .with_delay(self.delay),
+        )
     }
 }
 
@@ -36,6 +42,17 @@ impl Harness for DirHarness {
 async fn dir_source_scenario() {
     scenario(DirHarness {
         dir: TempDir::new().unwrap(),
+        delay: Duration::ZERO,
+    })
+    .await;
+}
+
+/// A delivery delay (labs' skewed views) changes when, never what or in which order, a watch sees.
+#[tokio::test]
+async fn dir_source_scenario_with_a_delivery_delay() {
+    scenario(DirHarness {
+        dir: TempDir::new().unwrap(),
+        delay: Duration::from_millis(70),
     })
     .await;
 }
