@@ -7,8 +7,13 @@
 //!   would cost an API call (or a 409, for preconditioned metadata patches).
 //! - A 409 is never overwritten: the action is dropped, and the loop re-reads (its next pass sees
 //!   the object as it now is) and decides again.
+//! - Writes to different objects within one phase of a pass go out concurrently (up to
+//!   [`CONCURRENCY`] in flight), those to one object in order, so that the apiserver, not one
+//!   round trip after another, is the limit.
 
 use std::collections::HashMap;
+
+use futures::StreamExt;
 
 use k8s_openapi::api::core::v1::Service;
 use oxelb_crds::v1alpha2::Eip;
@@ -36,6 +41,10 @@ pub struct ApplySummary {
     pub fenced: bool,
 }
 
+/// Writes in flight at once within a phase (client-go's default QPS burst is 10; an apiserver
+/// serves hundreds of small patches per second per client).
+pub const CONCURRENCY: usize = 16;
+
 /// What a write was: the `resourceVersion` its decision rested on, and its payload.
 type Memo = (Option<String>, String);
 
@@ -57,23 +66,81 @@ impl Applier {
         }
     }
 
-    /// Makes the writes in order; stops at the first one this replica may no longer make.
+    /// Makes the writes of one phase (in order per object; see the module docs); stops at the first
+    /// one this replica may no longer make.
     pub async fn apply(&mut self, actions: Vec<Action>, leadership: &Leadership) -> ApplySummary {
+        self.apply_phases(actions, &[], leadership).await
+    }
+
+    /// Makes the writes phase by phase (`phase_starts`: where each phase after the first starts,
+    /// as in [`crate::reconcile::PassReport::phase_starts`]); within a phase, concurrently for
+    /// different objects and in order for one object.
+    pub async fn apply_phases(
+        &mut self,
+        actions: Vec<Action>,
+        phase_starts: &[usize],
+        leadership: &Leadership,
+    ) -> ApplySummary {
         let mut summary = ApplySummary::default();
-        for action in actions {
-            if !leadership.may_write() {
-                warn!("not the leader any more (Lease not renewed in time); stopping writes");
-                summary.fenced = true;
+        let mut phases: Vec<Vec<Action>> = Vec::with_capacity(phase_starts.len() + 1);
+        let mut rest = actions;
+        for start in phase_starts.iter().rev() {
+            let start = (*start).min(rest.len());
+            phases.push(rest.split_off(start));
+        }
+        phases.push(rest);
+        phases.reverse();
+        for phase in phases {
+            self.apply_phase(phase, leadership, &mut summary).await;
+            if summary.fenced {
                 break;
             }
-            let (what, target, memo) = describe(&action);
-            if let (Some(target), Some(memo)) = (&target, &memo)
-                && self.made.get(&(target.clone(), what)) == Some(memo)
+        }
+        summary
+    }
+
+    async fn apply_phase(
+        &mut self,
+        actions: Vec<Action>,
+        leadership: &Leadership,
+        summary: &mut ApplySummary,
+    ) {
+        // Per object, in order; objects in first-action order.
+        let mut groups: Vec<Vec<(Action, Described)>> = Vec::new();
+        let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
+        for action in actions {
+            let described = describe(&action);
+            let (what, target, memo) = &described;
+            if let (Some(target), Some(memo)) = (target, memo)
+                && self.made.get(&(target.clone(), *what)) == Some(memo)
             {
                 summary.skipped += 1;
                 continue;
             }
-            match self.write(action).await {
+            let key = group_key(&action);
+            let index = *group_of.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[index].push((action, described));
+        }
+        let writes: Vec<_> = groups
+            .into_iter()
+            .map(|group| self.write_group(group, leadership))
+            .collect();
+        let results: Vec<Vec<GroupResult>> = futures::stream::iter(writes)
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for ((what, target, memo), result) in results.into_iter().flatten() {
+            let Some(result) = result else {
+                if !summary.fenced {
+                    warn!("not the leader any more (Lease not renewed in time); stopping writes");
+                }
+                summary.fenced = true;
+                continue;
+            };
+            match result {
                 Ok(()) => {
                     summary.written += 1;
                     self.metrics.record_write(what, "ok");
@@ -93,7 +160,25 @@ impl Applier {
                 }
             }
         }
-        summary
+    }
+
+    /// The writes to one object, in order; `None` for a write the fence refused.
+    async fn write_group(
+        &self,
+        group: Vec<(Action, Described)>,
+        leadership: &Leadership,
+    ) -> Vec<GroupResult> {
+        let mut done = Vec::with_capacity(group.len());
+        for (action, described) in group {
+            // Each write asks the fence itself: a term can end in the middle of a phase.
+            if !leadership.may_write() {
+                done.push((described, None));
+                continue;
+            }
+            let result = self.write(action).await;
+            done.push((described, Some(result)));
+        }
+        done
     }
 
     async fn write(&self, action: Action) -> Result<(), WriteError> {
@@ -119,9 +204,33 @@ impl Applier {
     }
 }
 
+/// A write's metric name, target and memo.
+type Described = (&'static str, Option<Target>, Option<Memo>);
+
+/// A write and how it went (`None`: not made, this replica may no longer write).
+type GroupResult = (Described, Option<Result<(), WriteError>>);
+
+/// The object whose writes must stay in order: the target, or the object an Event is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum GroupKey {
+    Target(Target),
+    Regarding(Option<String>, Option<String>, Option<String>),
+}
+
+fn group_key(action: &Action) -> GroupKey {
+    match action {
+        Action::Metadata { target, .. } | Action::Status { target, .. } => GroupKey::Target(target.clone()),
+        Action::Event(event) => GroupKey::Regarding(
+            event.regarding.kind.clone(),
+            event.regarding.namespace.clone(),
+            event.regarding.name.clone(),
+        ),
+    }
+}
+
 /// The write's metric name, target and memo (`None` for Events: they are never deduplicated here,
 /// the reconciler says each once).
-fn describe(action: &Action) -> (&'static str, Option<Target>, Option<Memo>) {
+fn describe(action: &Action) -> Described {
     match action {
         Action::Event(_) => ("event", None, None),
         Action::Metadata {

@@ -17,7 +17,10 @@ use super::{
     ObjectEvent, SourceError,
     writer::{EventRecord, EventType, MetadataPatch, WriteError, object_name},
 };
-use crate::object::{KnownScope, Object, kind_of};
+use crate::{
+    object::{KnownScope, Object, kind_of},
+    shape::{Shape, apply_shape, shape_event},
+};
 
 /// Reads objects from the apiserver.
 #[derive(Clone)]
@@ -42,26 +45,38 @@ impl KubeSource {
     /// what it lists (DESIGN.md, "The controller's truth is the API"): a list served from a stale
     /// apiserver cache could hide an existing assignment.
     /// Errors are yielded and the next poll waits per the watcher's `default_backoff`.
-    pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
-        watch_api(Api::<K>::all(self.client.clone()))
+    ///
+    /// Each object is shaped ([`crate::shape`]) as it arrives, before the initial list is buffered.
+    pub fn watch<K: Object>(
+        &self,
+        shape: Shape<K>,
+    ) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+        watch_api(Api::<K>::all(self.client.clone()), shape)
     }
 
     /// Watches the objects of kind `K` in `namespace` only (as [`watch`](Self::watch) otherwise):
     /// for kinds whose RBAC is granted in one namespace, such as the speakers' Secrets.
-    pub fn watch_in<K>(&self, namespace: &str) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>>
+    pub fn watch_in<K>(
+        &self,
+        namespace: &str,
+        shape: Shape<K>,
+    ) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>>
     where
         K: Object + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
-        watch_api(Api::<K>::namespaced(self.client.clone(), namespace))
+        watch_api(Api::<K>::namespaced(self.client.clone(), namespace), shape)
     }
 }
 
-fn watch_api<K: Object>(api: Api<K>) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+fn watch_api<K: Object>(
+    api: Api<K>,
+    shape: Shape<K>,
+) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
     let kind = kind_of::<K>();
     watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .scan(Vec::new(), move |buffer, item| {
-            let mapped = map_watcher_event(&kind, buffer, item);
+            let mapped = map_watcher_event(&kind, &shape, buffer, item);
             ready(Some(mapped))
         })
         .filter_map(ready)
@@ -69,9 +84,10 @@ fn watch_api<K: Object>(api: Api<K>) -> BoxStream<'static, Result<ObjectEvent<K>
 }
 
 /// Maps kube's watcher events onto [`ObjectEvent`]: the objects of `Init`..`InitDone` are buffered
-/// and delivered as one `Resync`.
+/// and delivered as one `Resync`. Objects are shaped on arrival: the buffer holds only what is kept.
 fn map_watcher_event<K: Object>(
     kind: &str,
+    shape: &Shape<K>,
     buffer: &mut Vec<K>,
     item: Result<WatcherEvent<K>, watcher::Error>,
 ) -> Option<Result<ObjectEvent<K>, SourceError>> {
@@ -81,13 +97,20 @@ fn map_watcher_event<K: Object>(
             buffer.clear();
             None
         }
-        Ok(WatcherEvent::InitApply(obj)) => {
-            buffer.push(obj);
+        Ok(WatcherEvent::InitApply(mut obj)) => {
+            if apply_shape(shape, &mut obj) {
+                buffer.push(obj);
+            }
             None
         }
-        Ok(WatcherEvent::InitDone) => Some(Ok(ObjectEvent::Resync(std::mem::take(buffer)))),
-        Ok(WatcherEvent::Apply(obj)) => Some(Ok(ObjectEvent::Apply(obj))),
-        Ok(WatcherEvent::Delete(obj)) => Some(Ok(ObjectEvent::Delete(obj))),
+        Ok(WatcherEvent::InitDone) => {
+            // The buffer grew page by page; the index keeps the objects, not the spare capacity.
+            let mut all = std::mem::take(buffer);
+            all.shrink_to_fit();
+            Some(Ok(ObjectEvent::Resync(all)))
+        }
+        Ok(WatcherEvent::Apply(obj)) => Some(Ok(shape_event(shape, ObjectEvent::Apply(obj)))),
+        Ok(WatcherEvent::Delete(obj)) => Some(Ok(shape_event(shape, ObjectEvent::Delete(obj)))),
         Err(source) => Some(Err(SourceError::Watch {
             kind: kind.to_owned(),
             source,
