@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use futures::StreamExt;
+use futures::{StreamExt, stream::FuturesUnordered};
 
 use k8s_openapi::api::core::v1::Service;
 use oxelb_crds::v1alpha2::Eip;
@@ -45,8 +45,16 @@ pub struct ApplySummary {
 /// serves hundreds of small patches per second per client).
 pub const CONCURRENCY: usize = 16;
 
-/// What a write was: the `resourceVersion` its decision rested on, and its payload.
-type Memo = (Option<String>, String);
+/// What a write was: the `resourceVersion` its decision rested on, and a hash of its payload (the
+/// memo is kept for every object written: ten thousand payloads would be megabytes).
+type Memo = (Option<String>, u64);
+
+fn payload_hash(payload: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut hasher);
+    hasher.finish()
+}
 
 /// Applies actions, remembering the writes made per object.
 pub struct Applier {
@@ -124,14 +132,24 @@ impl Applier {
             });
             groups[index].push((action, described));
         }
-        let writes: Vec<_> = groups
-            .into_iter()
-            .map(|group| self.write_group(group, leadership))
-            .collect();
-        let results: Vec<Vec<GroupResult>> = futures::stream::iter(writes)
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        // At most CONCURRENCY groups in flight, each started only when a slot frees: a write's
+        // future is kilobytes, and a pass may hold ten thousand groups.
+        let mut waiting = groups.into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        let mut results: Vec<Vec<GroupResult>> = Vec::new();
+        loop {
+            while in_flight.len() < CONCURRENCY {
+                match waiting.next() {
+                    Some(group) => in_flight.push(self.write_group(group, leadership)),
+                    None => break,
+                }
+            }
+            match in_flight.next().await {
+                Some(done) => results.push(done),
+                None => break,
+            }
+        }
+        drop(in_flight);
         for ((what, target, memo), result) in results.into_iter().flatten() {
             let Some(result) = result else {
                 if !summary.fenced {
@@ -243,7 +261,10 @@ fn describe(action: &Action) -> Described {
                 Target::Eip(_) => "eip_metadata",
             },
             Some(target.clone()),
-            Some((base_version.clone(), patch.to_merge_patch().to_string())),
+            Some((
+                base_version.clone(),
+                payload_hash(&patch.to_merge_patch().to_string()),
+            )),
         ),
         Action::Status {
             target,
@@ -255,7 +276,7 @@ fn describe(action: &Action) -> Described {
                 Target::Eip(_) => "eip_status",
             },
             Some(target.clone()),
-            Some((base_version.clone(), status.to_string())),
+            Some((base_version.clone(), payload_hash(&status.to_string()))),
         ),
     }
 }

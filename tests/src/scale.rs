@@ -170,7 +170,20 @@ fn spawn(
         what: name.into(),
         detail: format!("log file {}: {e}", log.display()),
     })?;
-    let child = Command::new(binary)
+    let wrapper: Vec<String> = std::env::var("OXELB_SCALE_WRAP")
+        .ok()
+        .filter(|_| name == "leader")
+        .map(|w| w.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    let child = command
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "warn")

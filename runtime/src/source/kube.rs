@@ -2,12 +2,16 @@
 //! recorder for writing.
 
 use futures::{StreamExt, future::ready, stream::BoxStream};
+use k8s_openapi::{
+    api::events::v1::Event as K8sEvent,
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+};
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams},
+    api::{Patch, PatchParams, PostParams},
     runtime::{
         WatchStreamExt,
-        events::{Event, EventType as KubeEventType, Recorder, Reporter},
+        events::Reporter,
         watcher::{self, Event as WatcherEvent},
     },
 };
@@ -121,22 +125,24 @@ fn map_watcher_event<K: Object>(
 /// Writes to the apiserver.
 #[derive(Clone)]
 pub struct KubeWriter {
-    // Shared so that cloning a writer is cheap and clones share the Event recorder's dedup cache.
+    // Shared so that cloning a writer is cheap.
     inner: std::sync::Arc<KubeWriterInner>,
 }
 
 struct KubeWriterInner {
     client: Client,
-    recorder: Recorder,
+    reporter: Reporter,
 }
 
 impl KubeWriter {
     /// A writer over `client`; Events are reported as coming from `reporter` (the instance is the
     /// hostname, i.e. the pod name).
     pub fn new(client: Client, reporter: &str) -> Self {
-        let recorder = Recorder::new(client.clone(), Reporter::from(reporter));
         Self {
-            inner: std::sync::Arc::new(KubeWriterInner { client, recorder }),
+            inner: std::sync::Arc::new(KubeWriterInner {
+                client,
+                reporter: Reporter::from(reporter),
+            }),
         }
     }
 
@@ -187,26 +193,57 @@ impl KubeWriter {
             })
     }
 
+    /// Creates one `events.k8s.io/v1` Event, as kube's `Recorder` would, but without its cache:
+    /// the Recorder keeps every Event for six minutes to merge repeats into a series and scans that
+    /// cache on each publish, which after ten thousand allocations is megabytes and a quadratic
+    /// cost; the controller says each Event once (it remembers what it said), so nothing repeats.
     pub(crate) async fn publish_event(&self, event: EventRecord) -> Result<(), WriteError> {
-        let kube_event = Event {
-            type_: match event.type_ {
-                EventType::Normal => KubeEventType::Normal,
-                EventType::Warning => KubeEventType::Warning,
-            },
-            reason: event.reason.clone(),
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let regarding = &event.regarding;
+        let reporter = &self.inner.reporter;
+        let kube_event = K8sEvent {
+            action: Some(event.action.clone()),
+            reason: Some(event.reason.clone()),
             note: event.note.clone(),
-            action: event.action.clone(),
-            secondary: None,
+            type_: Some(
+                match event.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_owned(),
+            ),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding.clone()),
+            metadata: ObjectMeta {
+                namespace: regarding.namespace.clone(),
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_ref().unwrap_or(&reporter.controller),
+                    now.as_nanosecond()
+                )),
+                ..Default::default()
+            },
+            reporting_controller: Some(reporter.controller.clone()),
+            reporting_instance: Some(
+                reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| reporter.controller.clone()),
+            ),
+            ..Default::default()
         };
-        self.inner
-            .recorder
-            .publish(&kube_event, &event.regarding)
+        let api: Api<K8sEvent> = Api::namespaced(
+            self.inner.client.clone(),
+            regarding.namespace.as_deref().unwrap_or("default"),
+        );
+        api.create(&PostParams::default(), &kube_event)
             .await
+            .map(drop)
             .map_err(|source| WriteError::Api {
-                kind: event.regarding.kind.clone().unwrap_or_default(),
+                kind: regarding.kind.clone().unwrap_or_default(),
                 object: object_name(
-                    event.regarding.name.as_deref().unwrap_or_default(),
-                    event.regarding.namespace.as_deref(),
+                    regarding.name.as_deref().unwrap_or_default(),
+                    regarding.namespace.as_deref(),
                 ),
                 what: "publish event",
                 source: Box::new(source),
