@@ -46,10 +46,16 @@ pub enum Changes {
     All,
 }
 
+/// Past this many changed keys, [`Changes`] becomes [`Changes::All`]: a reader that has not asked
+/// for a long while (a standby replica) holds no growing set, and deciding that many objects one by
+/// one would cost as much as deciding all.
+pub const MAX_TRACKED_KEYS: usize = 4096;
+
 impl Changes {
     fn add(&mut self, key: ObjectKey) {
         match self {
             Changes::None => *self = Changes::Keys(BTreeSet::from([key])),
+            Changes::Keys(keys) if keys.len() >= MAX_TRACKED_KEYS => *self = Changes::All,
             Changes::Keys(keys) => {
                 keys.insert(key);
             }
@@ -317,5 +323,9 @@ mod tests {
             Changes::All,
             "a re-list may change anything"
         );
+        for i in 0..=MAX_TRACKED_KEYS {
+            index.apply(ObjectEvent::Apply(svc("a", &format!("s{i}"), "1")));
+        }
+        assert_eq!(index.take_changes(), Changes::All, "too many to track one by one");
     }
 }
