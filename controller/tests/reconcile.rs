@@ -11,6 +11,7 @@ use oxelb_controller::{
 use oxelb_crds::names;
 use oxelb_ipam::ServiceKey;
 use oxelb_runtime::source::EventType;
+use oxelb_tests::apiserver::merge;
 use serde_json::{Value, json};
 
 /// The objects, as an apiserver holds them; `apply` makes a pass's writes.
@@ -23,25 +24,6 @@ struct Api {
     /// Every write made, as (kind of write, target).
     writes: Vec<(String, String)>,
     events: Vec<(EventType, String, String, String)>,
-}
-
-fn merge(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(fields) => {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            let map = target.as_object_mut().unwrap();
-            for (k, v) in fields {
-                if v.is_null() {
-                    map.remove(k);
-                } else {
-                    merge(map.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
 }
 
 impl Api {

@@ -146,7 +146,9 @@ fn query(uri: &Uri) -> HashMap<String, String> {
         .collect()
 }
 
-fn merge(target: &mut Value, patch: &Value) {
+/// Applies a JSON merge patch (RFC 7396) to `target`: objects merge key by key, `null` removes a
+/// key, anything else replaces.
+pub fn merge(target: &mut Value, patch: &Value) {
     match patch {
         Value::Object(fields) => {
             if !target.is_object() {
