@@ -45,9 +45,16 @@ pub struct ApplySummary {
 /// serves hundreds of small patches per second per client).
 pub const CONCURRENCY: usize = 16;
 
-/// What a write was: the `resourceVersion` its decision rested on, and a hash of its payload (the
-/// memo is kept for every object written: ten thousand payloads would be megabytes).
-type Memo = (Option<String>, u64);
+/// What a write was: the `resourceVersion`s whose object it was made on top of (the one its decision
+/// rested on, and those this applier's own earlier writes to the object produced just before it),
+/// and a hash of its payload (the memo is kept for every object written: ten thousand payloads
+/// would be megabytes).
+///
+/// A later decision on any of those versions, with the same payload, is the same write again: the
+/// watch has not delivered its result yet. The common case is a new allocation: the metadata patch
+/// makes version 2, the status patch version 3, and a pass that sees version 2 (the metadata echo)
+/// before version 3 would write the same status again.
+type Memo = (Vec<Option<String>>, u64);
 
 fn payload_hash(payload: &str) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -119,8 +126,11 @@ impl Applier {
         for action in actions {
             let described = describe(&action);
             let (what, target, memo) = &described;
-            if let (Some(target), Some(memo)) = (target, memo)
-                && self.made.get(&(target.clone(), *what)) == Some(memo)
+            if let (Some(target), Some((bases, hash))) = (target, memo)
+                && self
+                    .made
+                    .get(&(target.clone(), *what))
+                    .is_some_and(|(seen, made)| made == hash && bases.iter().all(|b| seen.contains(b)))
             {
                 summary.skipped += 1;
                 continue;
@@ -187,36 +197,45 @@ impl Applier {
         leadership: &Leadership,
     ) -> Vec<GroupResult> {
         let mut done = Vec::with_capacity(group.len());
-        for (action, described) in group {
+        // The versions this group's writes produced, in order.
+        let mut produced: Vec<Option<String>> = Vec::new();
+        for (action, (what, target, memo)) in group {
             // Each write asks the fence itself: a term can end in the middle of a phase.
             if !leadership.may_write() {
-                done.push((described, None));
+                done.push(((what, target, memo), None));
                 continue;
             }
             let result = self.write(action).await;
-            done.push((described, Some(result)));
+            let memo = memo.map(|(mut bases, hash)| {
+                bases.extend(produced.iter().cloned());
+                (bases, hash)
+            });
+            if let Ok(Some(version)) = &result {
+                produced.push(Some(version.clone()));
+            }
+            done.push(((what, target, memo), Some(result.map(drop))));
         }
         done
     }
 
-    async fn write(&self, action: Action) -> Result<(), WriteError> {
+    /// Makes one write; answers the object's resourceVersion after it, when known.
+    async fn write(&self, action: Action) -> Result<Option<String>, WriteError> {
+        let w = &self.writer;
         match action {
-            Action::Event(event) => self.writer.publish_event(event).await,
+            Action::Event(event) => w.publish_event(event).await.map(|()| None),
             Action::Metadata { target, patch, .. } => match target {
                 Target::Service(key) => {
-                    self.writer
-                        .patch_metadata::<Service>(&key.name, Some(&key.namespace), patch)
+                    w.patch_metadata_versioned::<Service>(&key.name, Some(&key.namespace), patch)
                         .await
                 }
-                Target::Eip(name) => self.writer.patch_metadata::<Eip>(&name, None, patch).await,
+                Target::Eip(name) => w.patch_metadata_versioned::<Eip>(&name, None, patch).await,
             },
             Action::Status { target, status, .. } => match target {
                 Target::Service(key) => {
-                    self.writer
-                        .patch_status::<Service>(&key.name, Some(&key.namespace), status)
+                    w.patch_status_versioned::<Service>(&key.name, Some(&key.namespace), status)
                         .await
                 }
-                Target::Eip(name) => self.writer.patch_status::<Eip>(&name, None, status).await,
+                Target::Eip(name) => w.patch_status_versioned::<Eip>(&name, None, status).await,
             },
         }
     }
@@ -262,7 +281,7 @@ fn describe(action: &Action) -> Described {
             },
             Some(target.clone()),
             Some((
-                base_version.clone(),
+                vec![base_version.clone()],
                 payload_hash(&patch.to_merge_patch().to_string()),
             )),
         ),
@@ -276,7 +295,7 @@ fn describe(action: &Action) -> Described {
                 Target::Eip(_) => "eip_status",
             },
             Some(target.clone()),
-            Some((base_version.clone(), payload_hash(&status.to_string()))),
+            Some((vec![base_version.clone()], payload_hash(&status.to_string()))),
         ),
     }
 }

@@ -376,3 +376,49 @@ async fn writes_to_different_objects_are_in_flight_together_those_to_one_in_orde
     assert_eq!((summary.written, summary.conflicts, summary.errors), (3, 0, 0));
     tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
 }
+
+/// The status write of an allocation is not made again when a pass decides on the version the
+/// allocation's own metadata patch produced (the watch delivered that echo before the status one),
+/// and is made again on any other version.
+#[tokio::test]
+async fn a_decision_on_our_own_intermediate_version_is_not_written_twice() {
+    let (client, mut handle) = mock_client();
+    let writer = ObjectSource::kube(client).writer("oxelb-controller");
+    let metrics = ControllerMetrics::register(&mut Registry::default());
+    let mut applier = Applier::new(writer, metrics);
+    let server = tokio::spawn(async move {
+        for version in ["8", "9", "11"] {
+            let (_, _, _, _, send) = next(&mut handle).await;
+            send.send_response(respond(
+                StatusCode::OK,
+                &json!({"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "web", "namespace": "default", "resourceVersion": version}}),
+            ));
+        }
+        handle
+    });
+    let mut actions = allocation("7");
+    actions.truncate(2); // metadata (-> 8), status (-> 9)
+    let first = applier.apply(actions.clone(), &Leadership::always()).await;
+    assert_eq!(first.written, 2);
+    let status_on = |version: &str| {
+        let mut status = actions[1].clone();
+        if let Action::Status { base_version, .. } = &mut status {
+            *base_version = Some(version.into());
+        }
+        vec![status]
+    };
+    let echo = applier.apply(status_on("8"), &Leadership::always()).await;
+    assert_eq!(
+        (echo.written, echo.skipped),
+        (0, 1),
+        "version 8 is our own metadata patch"
+    );
+    let other = applier.apply(status_on("10"), &Leadership::always()).await;
+    assert_eq!(
+        (other.written, other.skipped),
+        (1, 0),
+        "version 10 is someone else's"
+    );
+    tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+}

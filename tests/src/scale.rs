@@ -236,7 +236,8 @@ async fn wait_for(
 }
 
 /// A Service as `kubectl apply` leaves it on a 1.28 apiserver: defaulted spec, the last-applied
-/// annotation and managedFields (the parts the binaries must not keep).
+/// annotation and managedFields (the parts the binaries must not keep); every other one has
+/// `externalTrafficPolicy: Local`, so the speaker looks up their endpoints.
 fn service(i: usize) -> (String, Value) {
     let ns = format!("ns{}", i % NAMESPACES);
     let name = format!("svc{i}");
@@ -258,7 +259,8 @@ fn service(i: usize) -> (String, Value) {
             "clusterIP": format!("10.96.{}.{}", (i / 250) % 250, i % 250 + 1),
             "clusterIPs": [format!("10.96.{}.{}", (i / 250) % 250, i % 250 + 1)],
             "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None",
-            "externalTrafficPolicy": "Cluster", "internalTrafficPolicy": "Cluster", "allocateLoadBalancerNodePorts": true},
+            "externalTrafficPolicy": if i.is_multiple_of(2) { "Local" } else { "Cluster" },
+            "internalTrafficPolicy": "Cluster", "allocateLoadBalancerNodePorts": true},
         "status": {"loadBalancer": {}}});
     (format!("/api/v1/namespaces/{ns}/services"), value)
 }

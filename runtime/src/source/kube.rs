@@ -160,12 +160,12 @@ impl KubeWriter {
         name: &str,
         namespace: Option<&str>,
         status: serde_json::Value,
-    ) -> Result<(), WriteError> {
+    ) -> Result<Option<String>, WriteError> {
         let api = self.api::<K>(name, namespace)?;
         let body = serde_json::json!({ "status": status });
         api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
             .await
-            .map(drop)
+            .map(|obj| obj.meta().resource_version.clone())
             .map_err(|e| api_error::<K>(e, name, namespace, None, "patch status"))
     }
 
@@ -174,14 +174,14 @@ impl KubeWriter {
         name: &str,
         namespace: Option<&str>,
         patch: MetadataPatch,
-    ) -> Result<(), WriteError> {
+    ) -> Result<Option<String>, WriteError> {
         let api = self.api::<K>(name, namespace)?;
         // A merge patch carrying metadata.resourceVersion is the apiserver's optimistic-concurrency
         // precondition: it answers 409 Conflict if the object has moved on.
         let body = patch.to_merge_patch();
         api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
             .await
-            .map(drop)
+            .map(|obj| obj.meta().resource_version.clone())
             .map_err(|e| {
                 api_error::<K>(
                     e,
