@@ -7,8 +7,13 @@
 //!   would cost an API call (or a 409, for preconditioned metadata patches).
 //! - A 409 is never overwritten: the action is dropped, and the loop re-reads (its next pass sees
 //!   the object as it now is) and decides again.
+//! - Writes to different objects within one phase of a pass go out concurrently (up to
+//!   [`CONCURRENCY`] in flight), those to one object in order, so that the apiserver, not one
+//!   round trip after another, is the limit.
 
 use std::collections::HashMap;
+
+use futures::{StreamExt, stream::FuturesUnordered};
 
 use k8s_openapi::api::core::v1::Service;
 use oxelb_crds::v1alpha2::Eip;
@@ -36,8 +41,27 @@ pub struct ApplySummary {
     pub fenced: bool,
 }
 
-/// What a write was: the `resourceVersion` its decision rested on, and its payload.
-type Memo = (Option<String>, String);
+/// Writes in flight at once within a phase (client-go's default QPS burst is 10; an apiserver
+/// serves hundreds of small patches per second per client).
+pub const CONCURRENCY: usize = 16;
+
+/// What a write was: the `resourceVersion`s whose object it was made on top of (the one its decision
+/// rested on, and those this applier's own earlier writes to the object produced just before it),
+/// and a hash of its payload (the memo is kept for every object written: ten thousand payloads
+/// would be megabytes).
+///
+/// A later decision on any of those versions, with the same payload, is the same write again: the
+/// watch has not delivered its result yet. The common case is a new allocation: the metadata patch
+/// makes version 2, the status patch version 3, and a pass that sees version 2 (the metadata echo)
+/// before version 3 would write the same status again.
+type Memo = (Vec<Option<String>>, u64);
+
+fn payload_hash(payload: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut hasher);
+    hasher.finish()
+}
 
 /// Applies actions, remembering the writes made per object.
 pub struct Applier {
@@ -57,23 +81,94 @@ impl Applier {
         }
     }
 
-    /// Makes the writes in order; stops at the first one this replica may no longer make.
+    /// Makes the writes of one phase (in order per object; see the module docs); stops at the first
+    /// one this replica may no longer make.
     pub async fn apply(&mut self, actions: Vec<Action>, leadership: &Leadership) -> ApplySummary {
+        self.apply_phases(actions, &[], leadership).await
+    }
+
+    /// Makes the writes phase by phase (`phase_starts`: where each phase after the first starts,
+    /// as in [`crate::reconcile::PassReport::phase_starts`]); within a phase, concurrently for
+    /// different objects and in order for one object.
+    pub async fn apply_phases(
+        &mut self,
+        actions: Vec<Action>,
+        phase_starts: &[usize],
+        leadership: &Leadership,
+    ) -> ApplySummary {
         let mut summary = ApplySummary::default();
-        for action in actions {
-            if !leadership.may_write() {
-                warn!("not the leader any more (Lease not renewed in time); stopping writes");
-                summary.fenced = true;
+        let mut phases: Vec<Vec<Action>> = Vec::with_capacity(phase_starts.len() + 1);
+        let mut rest = actions;
+        for start in phase_starts.iter().rev() {
+            let start = (*start).min(rest.len());
+            phases.push(rest.split_off(start));
+        }
+        phases.push(rest);
+        phases.reverse();
+        for phase in phases {
+            self.apply_phase(phase, leadership, &mut summary).await;
+            if summary.fenced {
                 break;
             }
-            let (what, target, memo) = describe(&action);
-            if let (Some(target), Some(memo)) = (&target, &memo)
-                && self.made.get(&(target.clone(), what)) == Some(memo)
+        }
+        summary
+    }
+
+    async fn apply_phase(
+        &mut self,
+        actions: Vec<Action>,
+        leadership: &Leadership,
+        summary: &mut ApplySummary,
+    ) {
+        // Per object, in order; objects in first-action order.
+        let mut groups: Vec<Vec<(Action, Described)>> = Vec::new();
+        let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
+        for action in actions {
+            let described = describe(&action);
+            let (what, target, memo) = &described;
+            if let (Some(target), Some((bases, hash))) = (target, memo)
+                && self
+                    .made
+                    .get(&(target.clone(), *what))
+                    .is_some_and(|(seen, made)| made == hash && bases.iter().all(|b| seen.contains(b)))
             {
                 summary.skipped += 1;
                 continue;
             }
-            match self.write(action).await {
+            let key = group_key(&action);
+            let index = *group_of.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[index].push((action, described));
+        }
+        // At most CONCURRENCY groups in flight, each started only when a slot frees: a write's
+        // future is kilobytes, and a pass may hold ten thousand groups.
+        let mut waiting = groups.into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        let mut results: Vec<Vec<GroupResult>> = Vec::new();
+        loop {
+            while in_flight.len() < CONCURRENCY {
+                match waiting.next() {
+                    Some(group) => in_flight.push(self.write_group(group, leadership)),
+                    None => break,
+                }
+            }
+            match in_flight.next().await {
+                Some(done) => results.push(done),
+                None => break,
+            }
+        }
+        drop(in_flight);
+        for ((what, target, memo), result) in results.into_iter().flatten() {
+            let Some(result) = result else {
+                if !summary.fenced {
+                    warn!("not the leader any more (Lease not renewed in time); stopping writes");
+                }
+                summary.fenced = true;
+                continue;
+            };
+            match result {
                 Ok(()) => {
                     summary.written += 1;
                     self.metrics.record_write(what, "ok");
@@ -93,35 +188,86 @@ impl Applier {
                 }
             }
         }
-        summary
     }
 
-    async fn write(&self, action: Action) -> Result<(), WriteError> {
+    /// The writes to one object, in order; `None` for a write the fence refused.
+    async fn write_group(
+        &self,
+        group: Vec<(Action, Described)>,
+        leadership: &Leadership,
+    ) -> Vec<GroupResult> {
+        let mut done = Vec::with_capacity(group.len());
+        // The versions this group's writes produced, in order.
+        let mut produced: Vec<Option<String>> = Vec::new();
+        for (action, (what, target, memo)) in group {
+            // Each write asks the fence itself: a term can end in the middle of a phase.
+            if !leadership.may_write() {
+                done.push(((what, target, memo), None));
+                continue;
+            }
+            let result = self.write(action).await;
+            let memo = memo.map(|(mut bases, hash)| {
+                bases.extend(produced.iter().cloned());
+                (bases, hash)
+            });
+            if let Ok(Some(version)) = &result {
+                produced.push(Some(version.clone()));
+            }
+            done.push(((what, target, memo), Some(result.map(drop))));
+        }
+        done
+    }
+
+    /// Makes one write; answers the object's resourceVersion after it, when known.
+    async fn write(&self, action: Action) -> Result<Option<String>, WriteError> {
+        let w = &self.writer;
         match action {
-            Action::Event(event) => self.writer.publish_event(event).await,
+            Action::Event(event) => w.publish_event(event).await.map(|()| None),
             Action::Metadata { target, patch, .. } => match target {
                 Target::Service(key) => {
-                    self.writer
-                        .patch_metadata::<Service>(&key.name, Some(&key.namespace), patch)
+                    w.patch_metadata_versioned::<Service>(&key.name, Some(&key.namespace), patch)
                         .await
                 }
-                Target::Eip(name) => self.writer.patch_metadata::<Eip>(&name, None, patch).await,
+                Target::Eip(name) => w.patch_metadata_versioned::<Eip>(&name, None, patch).await,
             },
             Action::Status { target, status, .. } => match target {
                 Target::Service(key) => {
-                    self.writer
-                        .patch_status::<Service>(&key.name, Some(&key.namespace), status)
+                    w.patch_status_versioned::<Service>(&key.name, Some(&key.namespace), status)
                         .await
                 }
-                Target::Eip(name) => self.writer.patch_status::<Eip>(&name, None, status).await,
+                Target::Eip(name) => w.patch_status_versioned::<Eip>(&name, None, status).await,
             },
         }
     }
 }
 
+/// A write's metric name, target and memo.
+type Described = (&'static str, Option<Target>, Option<Memo>);
+
+/// A write and how it went (`None`: not made, this replica may no longer write).
+type GroupResult = (Described, Option<Result<(), WriteError>>);
+
+/// The object whose writes must stay in order: the target, or the object an Event is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum GroupKey {
+    Target(Target),
+    Regarding(Option<String>, Option<String>, Option<String>),
+}
+
+fn group_key(action: &Action) -> GroupKey {
+    match action {
+        Action::Metadata { target, .. } | Action::Status { target, .. } => GroupKey::Target(target.clone()),
+        Action::Event(event) => GroupKey::Regarding(
+            event.regarding.kind.clone(),
+            event.regarding.namespace.clone(),
+            event.regarding.name.clone(),
+        ),
+    }
+}
+
 /// The write's metric name, target and memo (`None` for Events: they are never deduplicated here,
 /// the reconciler says each once).
-fn describe(action: &Action) -> (&'static str, Option<Target>, Option<Memo>) {
+fn describe(action: &Action) -> Described {
     match action {
         Action::Event(_) => ("event", None, None),
         Action::Metadata {
@@ -134,7 +280,10 @@ fn describe(action: &Action) -> (&'static str, Option<Target>, Option<Memo>) {
                 Target::Eip(_) => "eip_metadata",
             },
             Some(target.clone()),
-            Some((base_version.clone(), patch.to_merge_patch().to_string())),
+            Some((
+                vec![base_version.clone()],
+                payload_hash(&patch.to_merge_patch().to_string()),
+            )),
         ),
         Action::Status {
             target,
@@ -146,7 +295,7 @@ fn describe(action: &Action) -> (&'static str, Option<Target>, Option<Memo>) {
                 Target::Eip(_) => "eip_status",
             },
             Some(target.clone()),
-            Some((base_version.clone(), status.to_string())),
+            Some((vec![base_version.clone()], payload_hash(&status.to_string()))),
         ),
     }
 }

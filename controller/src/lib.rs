@@ -23,7 +23,11 @@ pub mod metrics;
 pub mod reconcile;
 pub mod webhook;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use clap::Parser;
 use k8s_openapi::api::core::v1::{Namespace, Service};
@@ -32,12 +36,17 @@ use oxelb_runtime::{
     app::{App, AppError},
     cli::{CommonArgs, SourceSpec},
     feed::{SharedIndex, SyncTracker},
+    index::Changes,
+    object::ObjectKey,
+    shape::Shape,
     shutdown::Shutdown,
     source::Writer,
 };
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
+
+use oxelb_ipam::ServiceKey;
 
 use crate::{
     apply::Applier,
@@ -209,30 +218,124 @@ pub struct Indexes {
 }
 
 impl Indexes {
-    /// A copy of the current objects, for one pass.
+    /// The current objects, for one whole pass (shared with the indexes, not copied).
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_of(None)
+    }
+
+    /// The objects for one pass: every Service (`touched` = `None`), or only the touched ones that
+    /// still exist; every Eip and Namespace either way.
+    pub fn snapshot_of(&self, touched: Option<BTreeSet<ServiceKey>>) -> Snapshot {
         // A poisoned lock means a reader panicked; the data is still a valid map.
         let services = self.services.read().unwrap_or_else(|e| e.into_inner());
         let namespaces = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
         let eips = self.eips.read().unwrap_or_else(|e| e.into_inner());
+        let services = match &touched {
+            None => services.iter_shared().map(|(_, s)| s.clone()).collect(),
+            Some(keys) => keys
+                .iter()
+                .filter_map(|k| {
+                    services
+                        .get_shared(&ObjectKey::new(Some(&k.namespace), &k.name))
+                        .cloned()
+                })
+                .collect(),
+        };
         Snapshot {
-            services: services.iter().map(|(_, s)| s.clone()).collect(),
+            services,
             namespaces: namespaces
                 .iter()
                 .map(|(key, ns)| (key.name.clone(), ns.metadata.labels.clone().unwrap_or_default()))
                 .collect::<BTreeMap<_, _>>(),
-            eips: eips.iter().map(|(_, e)| e.clone()).collect(),
+            eips: eips.iter_shared().map(|(_, e)| e.clone()).collect(),
+            touched,
+        }
+    }
+
+    /// What changed since the last call: `None` when a whole pass is called for (an Eip or a
+    /// Namespace changed, or the Services were re-listed), else the touched Services' keys.
+    pub fn take_changes(&self) -> Option<BTreeSet<ServiceKey>> {
+        let services = self
+            .services
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_changes();
+        let namespaces = self
+            .namespaces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_changes();
+        let eips = self
+            .eips
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_changes();
+        if !namespaces.is_empty() || !eips.is_empty() {
+            return None;
+        }
+        match services {
+            Changes::None => Some(BTreeSet::new()),
+            Changes::Keys(keys) => Some(
+                keys.into_iter()
+                    .filter_map(|k| Some(ServiceKey::new(k.namespace?, k.name)))
+                    .collect(),
+            ),
+            Changes::All => None,
         }
     }
 }
 
-/// Starts the indexes of every kind the controller reads.
-pub fn watch_all(app: &mut App) -> Indexes {
+/// Starts the indexes of every kind the controller reads, each object trimmed on arrival to what
+/// a decision reads: Services the controller never handles and holds nothing of are not kept,
+/// Namespaces are kept as their labels.
+pub fn watch_all(app: &mut App, handling: &Handling) -> Indexes {
+    let services = app.index_shaped::<Service>(service_shape(handling.clone()));
+    let namespaces = app.index_shaped::<Namespace>(Arc::new(|ns: &mut Namespace| {
+        ns.spec = None;
+        ns.status = None;
+        ns.metadata.annotations = None;
+        true
+    }));
+    let eips = app.index::<Eip>();
+    // A pass over a change needs to know what changed.
+    services
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .track_changes();
+    namespaces
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .track_changes();
+    eips.write().unwrap_or_else(|e| e.into_inner()).track_changes();
     Indexes {
-        services: app.index::<Service>(),
-        namespaces: app.index::<Namespace>(),
-        eips: app.index::<Eip>(),
+        services,
+        namespaces,
+        eips,
     }
+}
+
+/// The controller's Services: those it handles, and those it left a mark on (its finalizer or
+/// pool label: it must clean them up), without their status conditions.
+pub fn service_shape(handling: Handling) -> Shape<Service> {
+    Arc::new(move |service: &mut Service| {
+        let meta = &service.metadata;
+        let marked = meta
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == oxelb_crds::names::SERVICE_FINALIZER)
+            || meta
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(oxelb_crds::names::EIP_POOL_LABEL));
+        if !marked && !handling.handles(service) {
+            return false;
+        }
+        if let Some(status) = service.status.as_mut() {
+            status.conditions = None;
+        }
+        true
+    })
 }
 
 /// Runs the controller until SIGTERM/SIGINT.
@@ -248,7 +351,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let mut registry = Registry::default();
     let metrics = ControllerMetrics::register(&mut registry);
     let mut app = App::start(&args.common, registry).await?;
-    let indexes = watch_all(&mut app);
+    let indexes = watch_all(&mut app, &args.handling());
     let writer = app.source().writer(COMPONENT);
 
     let mut tasks = Vec::new();
@@ -357,18 +460,31 @@ pub async fn reconcile_loop(
         let mut reconciler = Reconciler::new(handling.clone());
         let mut applier = Applier::new(writer.clone(), metrics.clone());
         let mut backoff = ERROR_BACKOFF.0;
+        // A whole pass first (re-registration), then passes over changes, with a whole pass as
+        // the safety net every RESYNC and after anything a pass over a change cannot cover.
+        let mut whole_due = true;
+        let mut next_whole = Instant::now();
         loop {
             changes.borrow_and_update();
-            let started = std::time::Instant::now();
-            let snapshot = indexes.snapshot();
+            let started = Instant::now();
+            let changed = indexes.take_changes();
+            let whole = whole_due || started >= next_whole || changed.is_none();
+            let snapshot = indexes.snapshot_of(if whole { None } else { changed });
+            if whole {
+                next_whole = started + RESYNC;
+            }
             let report = reconciler.pass(&snapshot);
             metrics.record_pass(&report);
+            whole_due = report.needs_whole_pass;
             let actions = report.actions.len();
-            let summary = applier.apply(report.actions, &leadership).await;
+            let summary = applier
+                .apply_phases(report.actions, &report.phase_starts, &leadership)
+                .await;
             let elapsed = started.elapsed();
             metrics.observe_pass(elapsed.as_secs_f64());
             if actions > 0 {
                 info!(
+                    whole,
                     services = snapshot.services.len(),
                     eips = snapshot.eips.len(),
                     written = summary.written,
@@ -383,15 +499,20 @@ pub async fn reconcile_loop(
                 break;
             }
             let wait = if summary.errors > 0 {
+                // The failed writes' objects did not change: only a whole pass decides them again.
+                whole_due = true;
                 let wait = backoff;
                 backoff = (backoff * 2).min(ERROR_BACKOFF.1);
                 wait
             } else {
                 backoff = ERROR_BACKOFF.0;
                 if summary.conflicts > 0 {
+                    // The conflicting objects changed: the watch brings them as touched.
                     CONFLICT_RETRY
+                } else if whole_due {
+                    DEBOUNCE
                 } else {
-                    RESYNC
+                    next_whole.saturating_duration_since(Instant::now())
                 }
             };
             tokio::select! {

@@ -26,6 +26,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
+    sync::Arc,
 };
 
 use k8s_openapi::api::core::v1::Service;
@@ -47,15 +48,20 @@ use crate::{
     inputs::{pool_from_eip, request_from_service},
 };
 
-/// The objects one pass looks at.
+/// The objects one pass looks at, shared with the indexes (never deep-copied).
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    /// Every Service (all namespaces).
-    pub services: Vec<Service>,
+    /// Every Service (all namespaces), or with [`touched`](Self::touched) only the touched ones
+    /// that still exist.
+    pub services: Vec<Arc<Service>>,
     /// Every Namespace's labels, by name (for `namespaceSelector`).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Every Eip.
-    pub eips: Vec<Eip>,
+    pub eips: Vec<Arc<Eip>>,
+    /// `None`: a whole pass over every Service. `Some(keys)`: a pass over a change: only the
+    /// Services with these keys were created, changed or deleted since the last pass, and only they
+    /// are decided (see [`Reconciler::pass`]).
+    pub touched: Option<BTreeSet<ServiceKey>>,
 }
 
 /// The object a write is for.
@@ -113,6 +119,12 @@ pub struct PassReport {
     pub pending: BTreeMap<&'static str, u64>,
     /// Every pool's status after the pass.
     pub pools: Vec<PoolStatus>,
+    /// Where each phase after the first starts in [`actions`](Self::actions): writes of one phase
+    /// may run concurrently (in order per object); a phase starts once the previous one is done.
+    pub phase_starts: Vec<usize>,
+    /// A pass over a change could not decide everything it affects (it released IPs that waiting
+    /// Services could take, or the pools changed): run a whole pass next.
+    pub needs_whole_pass: bool,
 }
 
 /// The allocator plus what the controller remembers between passes (to say things once).
@@ -128,6 +140,8 @@ pub struct Reconciler {
     draining: HashMap<String, String>,
     /// The last protocol-annotation Warning said about each Service.
     protocol_warned: HashMap<ServiceKey, String>,
+    /// The handled Services without an IP, with the reason (kept across passes over changes).
+    waiting: BTreeMap<ServiceKey, &'static str>,
 }
 
 impl Reconciler {
@@ -142,7 +156,14 @@ impl Reconciler {
             warned: HashMap::new(),
             draining: HashMap::new(),
             protocol_warned: HashMap::new(),
+            waiting: BTreeMap::new(),
         }
+    }
+
+    /// Whether the first (whole) pass has re-registered the existing assignments; until then every
+    /// pass must be a whole one.
+    pub fn bootstrapped(&self) -> bool {
+        self.bootstrapped
     }
 
     /// The allocator's view (tests and metrics).
@@ -158,20 +179,52 @@ impl Reconciler {
 
     /// One pass: pools from Eips, restart registration (first pass only), releases, allocations,
     /// then the writes that make every Service and Eip agree with the allocator.
+    ///
+    /// A pass over a change ([`Snapshot::touched`]) decides only the touched Services and writes
+    /// only them and the Eips whose IPs they took or gave back, so its cost follows the change; its
+    /// result is what a whole pass would decide for them. It asks for a whole pass
+    /// ([`PassReport::needs_whole_pass`]) when it gave back IPs while other Services wait for one,
+    /// or when the pools changed. The first pass of a reconciler is always a whole one.
     pub fn pass(&mut self, snapshot: &Snapshot) -> PassReport {
+        let touched = snapshot.touched.as_ref().filter(|_| self.bootstrapped);
+        if snapshot.touched.is_some() && touched.is_none() {
+            // Nothing is registered yet: only a whole pass may decide.
+            return PassReport {
+                needs_whole_pass: true,
+                ..Default::default()
+            };
+        }
         let mut out = Out::default();
         let services: BTreeMap<ServiceKey, &Service> = snapshot
             .services
             .iter()
-            .filter_map(|s| Some((service_key(s)?, s)))
+            .filter_map(|s| Some((service_key(s)?, s.as_ref())))
+            .filter(|(key, _)| touched.is_none_or(|t| t.contains(key)))
             .collect();
         let eips: BTreeMap<&str, &Eip> = snapshot
             .eips
             .iter()
-            .filter_map(|e| Some((e.metadata.name.as_deref()?, e)))
+            .filter_map(|e| Some((e.metadata.name.as_deref()?, e.as_ref())))
             .collect();
 
-        self.update_pools(&eips, &mut out);
+        let pools_changed = self.update_pools(&eips, &mut out);
+        match touched {
+            None => self.waiting.clear(),
+            Some(keys) => self.waiting.retain(|key, _| !keys.contains(key)),
+        }
+        // The pools whose IPs a pass over a change moves: those the touched Services held before
+        // and hold after it.
+        let mut touched_pools: BTreeSet<String> = BTreeSet::new();
+        let mut note_pools = |allocator: &Allocator, keys: &BTreeSet<ServiceKey>| {
+            for key in keys {
+                if let Some(assignment) = allocator.assignment(key) {
+                    touched_pools.extend(assignment.ips.into_iter().map(|a| a.pool));
+                }
+            }
+        };
+        if let Some(keys) = touched {
+            note_pools(&self.allocator, keys);
+        }
 
         // Requests of every handled, live Service (bad ones are warned about and keep what they hold).
         let mut requests: BTreeMap<ServiceKey, ServiceRequest> = BTreeMap::new();
@@ -189,7 +242,7 @@ impl Reconciler {
                     requests.insert(key.clone(), request);
                 }
                 Err(error) => {
-                    out.pending("invalid_service");
+                    self.waiting.insert(key.clone(), "invalid_service");
                     self.warn(
                         &mut out,
                         *service,
@@ -207,7 +260,15 @@ impl Reconciler {
         }
 
         // Releases first, so their IPs serve this pass's allocations.
-        let held: Vec<ServiceKey> = self.allocator.services().cloned().collect();
+        let held: Vec<ServiceKey> = match touched {
+            None => self.allocator.services().cloned().collect(),
+            Some(keys) => keys
+                .iter()
+                .filter(|k| self.allocator.assignment(k).is_some())
+                .cloned()
+                .collect(),
+        };
+        let mut released_any = false;
         for key in held {
             let live = services
                 .get(&key)
@@ -216,6 +277,7 @@ impl Reconciler {
                 continue;
             }
             let released = self.allocator.release(&key);
+            released_any |= !released.is_empty();
             if let (Some(service), false) = (services.get(&key), released.is_empty()) {
                 out.early.push(event(
                     *service,
@@ -239,7 +301,7 @@ impl Reconciler {
                 }
                 Err(error) => {
                     let reason = failure_reason(&error);
-                    out.pending(reason);
+                    self.waiting.insert(key.clone(), reason);
                     self.warn(&mut out, *service, Target::Service(key.clone()), &error, reason);
                 }
             }
@@ -249,23 +311,38 @@ impl Reconciler {
         for (key, service) in &services {
             self.service_writes(key, service, &mut out);
         }
-        // Eip writes: status, finalizer, and the drain warning.
+        // Eip writes: status, finalizer, and the drain warning (a pass over a change: only the
+        // Eips whose IPs it moved).
+        if let Some(keys) = touched {
+            note_pools(&self.allocator, keys);
+        }
         for (name, eip) in &eips {
-            self.eip_writes(name, eip, &mut out);
+            if touched.is_none() || touched_pools.contains(*name) {
+                self.eip_writes(name, eip, &mut out);
+            }
         }
 
+        let mut pending: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for reason in self.waiting.values() {
+            *pending.entry(reason).or_default() += 1;
+        }
+        let phase_starts = vec![out.early.len(), out.early.len() + out.eip.len()];
         PassReport {
             actions: out.early.into_iter().chain(out.eip).chain(out.late).collect(),
             new_failures: out.new_failures,
-            pending: out.pending,
+            pending,
             pools: self.allocator.pool_statuses(),
+            phase_starts,
+            needs_whole_pass: touched.is_some()
+                && (pools_changed || (released_any && !self.waiting.is_empty())),
         }
     }
 
     /// Parses the Eips into pools (a deleting Eip gives no new IPs: it drains), and hands them to the
     /// allocator when they changed; assignments a change orphans are warned about (the Service gets a
     /// new IP in the same pass, if one applies).
-    fn update_pools(&mut self, eips: &BTreeMap<&str, &Eip>, out: &mut Out) {
+    /// Returns whether the pools changed.
+    fn update_pools(&mut self, eips: &BTreeMap<&str, &Eip>, out: &mut Out) -> bool {
         let mut pools = Vec::new();
         for (name, eip) in eips {
             match pool_from_eip(eip) {
@@ -280,7 +357,7 @@ impl Reconciler {
             }
         }
         if pools == self.pools {
-            return;
+            return false;
         }
         for orphan in self.allocator.set_pools(pools.iter().cloned()) {
             let why = match orphan.reason {
@@ -299,6 +376,7 @@ impl Reconciler {
             }));
         }
         self.pools = pools;
+        true
     }
 
     /// OpenELB v0.5's `protocol.openelb.kubesphere.io/v1alpha1` annotation is accepted; the pool's
@@ -712,13 +790,6 @@ struct Out {
     eip: Vec<Action>,
     late: Vec<Action>,
     new_failures: BTreeMap<&'static str, u64>,
-    pending: BTreeMap<&'static str, u64>,
-}
-
-impl Out {
-    fn pending(&mut self, reason: &'static str) {
-        *self.pending.entry(reason).or_default() += 1;
-    }
 }
 
 fn event<K: Resource<DynamicType = ()>>(

@@ -2,14 +2,16 @@
 //! apiserver would (merge patches, `resourceVersion` preconditions, finalizers that hold deletion).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use oxelb_controller::{
     handling::Handling,
     reconcile::{Action, PassReport, Reconciler, Snapshot, Target},
 };
 use oxelb_crds::names;
+use oxelb_ipam::ServiceKey;
 use oxelb_runtime::source::EventType;
+use oxelb_tests::apiserver::merge;
 use serde_json::{Value, json};
 
 /// The objects, as an apiserver holds them; `apply` makes a pass's writes.
@@ -22,25 +24,6 @@ struct Api {
     /// Every write made, as (kind of write, target).
     writes: Vec<(String, String)>,
     events: Vec<(EventType, String, String, String)>,
-}
-
-fn merge(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(fields) => {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            let map = target.as_object_mut().unwrap();
-            for (k, v) in fields {
-                if v.is_null() {
-                    map.remove(k);
-                } else {
-                    merge(map.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
 }
 
 impl Api {
@@ -125,13 +108,14 @@ impl Api {
             services: self
                 .services
                 .values()
-                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .map(|v| std::sync::Arc::new(serde_json::from_value(v.clone()).unwrap()))
                 .collect(),
             namespaces: self.namespaces.clone(),
+            touched: None,
             eips: self
                 .eips
                 .values()
-                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .map(|v| std::sync::Arc::new(serde_json::from_value(v.clone()).unwrap()))
                 .collect(),
         }
     }
@@ -781,5 +765,65 @@ fn openelb_network_and_broadcast_allocations_are_adopted_not_moved() {
         api.warnings().iter().all(|w| w.0 != "IPConflict"),
         "{:?}",
         api.warnings()
+    );
+}
+
+/// A pass over a change decides the touched Services as a whole pass would, writes nothing else,
+/// and asks for a whole pass when it frees an IP that a waiting Service could take.
+#[test]
+fn passes_over_changes_agree_with_whole_passes() {
+    let touched = |names: &[&str]| -> BTreeSet<ServiceKey> {
+        names.iter().map(|n| ServiceKey::new("default", *n)).collect()
+    };
+    let over = |api: &Api, names: &[&str]| {
+        let mut snapshot = api.snapshot();
+        snapshot.touched = Some(touched(names));
+        snapshot
+    };
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.1-192.0.2.4"); // 4 IPs
+    for i in 0..3 {
+        api.put_service(&lb(&format!("web{i}"), "", "[{port: 80}]"));
+    }
+    let mut r = handled();
+    // Before the first whole pass nothing may be decided from a change.
+    let early = r.pass(&over(&api, &["web0"]));
+    assert!(early.needs_whole_pass && early.actions.is_empty());
+    settle(&mut r, &mut api);
+    let writes_before = api.writes.len();
+
+    // One new Service: only it and the Eip are written.
+    api.put_service(&lb("web3", "", "[{port: 80}]"));
+    let report = r.pass(&over(&api, &["web3"]));
+    assert!(!report.needs_whole_pass);
+    api.apply(&report);
+    let targets: BTreeSet<String> = api.writes[writes_before..].iter().map(|w| w.1.clone()).collect();
+    assert_eq!(
+        targets,
+        BTreeSet::from(["Service default/web3".to_owned(), "Eip pool".to_owned()])
+    );
+    assert_eq!(api.ingress("web3").len(), 1);
+
+    // The pool is full: web4 waits. Deleting web1 frees an IP: the pass over that change releases
+    // it and asks for a whole pass, which gives it to web4.
+    api.put_service(&lb("web4", "", "[{port: 80}]"));
+    let report = r.pass(&over(&api, &["web4"]));
+    api.apply(&report);
+    assert!(api.ingress("web4").is_empty());
+    assert_eq!(report.pending.get("pool_exhausted"), Some(&1));
+    api.delete_service("web1");
+    let report = r.pass(&over(&api, &["web1"]));
+    assert!(report.needs_whole_pass, "web4 waits for the IP web1 gave back");
+    api.apply(&report);
+    settle(&mut r, &mut api);
+    assert_eq!(api.ingress("web4").len(), 1);
+
+    // What the passes over changes left is a fixed point for a fresh controller's whole pass.
+    let mut fresh = handled();
+    let report = fresh.pass(&api.snapshot());
+    assert!(
+        report.actions.iter().all(|a| matches!(a, Action::Event(_))),
+        "a fresh whole pass would change nothing: {:?}",
+        report.actions
     );
 }

@@ -9,6 +9,7 @@ kind: Service
 metadata:
   name: web
   namespace: default
+  annotations: {lb.kubesphere.io/v1alpha1: openelb}
 spec:
   type: LoadBalancer
   ports: [{port: 80}]

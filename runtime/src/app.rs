@@ -150,6 +150,15 @@ impl App {
         index
     }
 
+    /// As [`index`](Self::index), with each object shaped on arrival by `shape`: trimmed to what
+    /// the binary reads, or not indexed at all (see [`crate::shape`]).
+    pub fn index_shaped<K: Object>(&mut self, shape: crate::shape::Shape<K>) -> SharedIndex<K> {
+        let (index, task) =
+            crate::feed::spawn_index_shaped::<K>(&self.source, shape, &self.tracker, &self.shutdown);
+        self.tasks.push(task);
+        index
+    }
+
     /// As [`index`](Self::index), for the objects of `K` in `namespace` only.
     pub fn index_in<K>(&mut self, namespace: &str) -> SharedIndex<K>
     where

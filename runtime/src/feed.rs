@@ -83,6 +83,16 @@ pub fn spawn_index<K: Object>(
     spawn_index_from(source.watch::<K>(), tracker, shutdown)
 }
 
+/// As [`spawn_index`], with objects shaped on arrival (see [`crate::shape`]).
+pub fn spawn_index_shaped<K: Object>(
+    source: &ObjectSource,
+    shape: crate::shape::Shape<K>,
+    tracker: &SyncTracker,
+    shutdown: &Shutdown,
+) -> (SharedIndex<K>, tokio::task::JoinHandle<()>) {
+    spawn_index_from(source.watch_shaped::<K>(shape), tracker, shutdown)
+}
+
 /// As [`spawn_index`], from a given stream (e.g. [`ObjectSource::watch_in`]).
 pub fn spawn_index_from<K: Object>(
     mut stream: futures::stream::BoxStream<
@@ -116,17 +126,20 @@ pub fn spawn_index_from<K: Object>(
                     }
                     Some(Ok(event)) => event,
                 };
-                let (became_synced, objects) = {
+                let (update, objects) = {
                     // A poisoned lock means a reader panicked; the data is still a valid map.
                     let mut guard = index.write().unwrap_or_else(|e| e.into_inner());
-                    let first = guard.apply(event);
-                    (first, guard.len())
+                    let update = guard.update(event);
+                    (update, guard.len())
                 };
-                if became_synced {
+                if update.became_synced {
                     info!(kind, objects, "synced");
                     tracker.synced();
                 }
-                tracker.changed();
+                // Readers recompute only when something they can see moved.
+                if update.changed {
+                    tracker.changed();
+                }
             }
         }
     });

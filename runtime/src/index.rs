@@ -1,6 +1,9 @@
 //! An in-memory index of the objects of one kind, kept current by [`ObjectEvent`]s.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use kube::Resource;
 
@@ -10,10 +13,15 @@ use crate::{object::ObjectKey, source::ObjectEvent};
 ///
 /// Each object is held behind an `Arc`, so a reader that needs a copy of the objects for one
 /// computation ([`iter_shared`](Self::iter_shared)) shares them instead of cloning them.
+///
+/// An index can also remember which objects changed since a reader last asked
+/// ([`track_changes`](Self::track_changes), [`take_changes`](Self::take_changes)), so that the
+/// reader's cost follows the change, not the number of objects.
 #[derive(Clone, Debug)]
 pub struct Index<K> {
     objects: BTreeMap<ObjectKey, Arc<K>>,
     synced: bool,
+    changes: Option<Changes>,
 }
 
 impl<K> Default for Index<K> {
@@ -21,8 +29,55 @@ impl<K> Default for Index<K> {
         Self {
             objects: BTreeMap::new(),
             synced: false,
+            changes: None,
         }
     }
+}
+
+/// What changed in an index since [`Index::take_changes`] was last called.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Changes {
+    /// Nothing.
+    #[default]
+    None,
+    /// The objects with these keys were created, changed or deleted.
+    Keys(BTreeSet<ObjectKey>),
+    /// Possibly everything (a re-list replaced the whole set, or tracking just started).
+    All,
+}
+
+/// Past this many changed keys, [`Changes`] becomes [`Changes::All`]: a reader that has not asked
+/// for a long while (a standby replica) holds no growing set, and deciding that many objects one by
+/// one would cost as much as deciding all.
+pub const MAX_TRACKED_KEYS: usize = 4096;
+
+impl Changes {
+    fn add(&mut self, key: ObjectKey) {
+        match self {
+            Changes::None => *self = Changes::Keys(BTreeSet::from([key])),
+            Changes::Keys(keys) if keys.len() >= MAX_TRACKED_KEYS => *self = Changes::All,
+            Changes::Keys(keys) => {
+                keys.insert(key);
+            }
+            Changes::All => {}
+        }
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Changes::None)
+    }
+}
+
+/// What applying one event did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Update {
+    /// This was the first [`ObjectEvent::Resync`]: the index just became synced.
+    pub became_synced: bool,
+    /// Something a reader can see changed. An `Apply` that differs from the held object only in its
+    /// `resourceVersion` (a change to a field the shape trimmed away, a kubelet heartbeat) is stored
+    /// but is no change.
+    pub changed: bool,
 }
 
 impl<K: Resource> Index<K> {
@@ -33,24 +88,86 @@ impl<K: Resource> Index<K> {
 
     /// Applies one event. Returns `true` when this was the first [`ObjectEvent::Resync`], i.e. the
     /// index just became synced.
-    pub fn apply(&mut self, event: ObjectEvent<K>) -> bool {
+    pub fn apply(&mut self, event: ObjectEvent<K>) -> bool
+    where
+        K: PartialEq,
+    {
+        self.update(event).became_synced
+    }
+
+    /// Applies one event and says what it did (see [`Update`]).
+    pub fn update(&mut self, event: ObjectEvent<K>) -> Update
+    where
+        K: PartialEq,
+    {
         match event {
-            ObjectEvent::Apply(obj) => {
-                self.objects.insert(ObjectKey::of(&obj), Arc::new(obj));
-                false
+            ObjectEvent::Apply(mut obj) => {
+                let key = ObjectKey::of(&obj);
+                let changed = match self.objects.get(&key) {
+                    Some(old) => {
+                        // Equal but for the resourceVersion? Compare with the old one's in place.
+                        let version = obj.meta_mut().resource_version.take();
+                        obj.meta_mut().resource_version = old.meta().resource_version.clone();
+                        let same = **old == obj;
+                        obj.meta_mut().resource_version = version;
+                        !same
+                    }
+                    None => true,
+                };
+                if changed && let Some(changes) = self.changes.as_mut() {
+                    changes.add(key.clone());
+                }
+                self.objects.insert(key, Arc::new(obj));
+                Update {
+                    became_synced: false,
+                    changed,
+                }
             }
             ObjectEvent::Delete(obj) => {
-                self.objects.remove(&ObjectKey::of(&obj));
-                false
+                let key = ObjectKey::of(&obj);
+                let changed = self.objects.remove(&key).is_some();
+                if changed && let Some(changes) = self.changes.as_mut() {
+                    changes.add(key);
+                }
+                Update {
+                    became_synced: false,
+                    changed,
+                }
             }
             ObjectEvent::Resync(objs) => {
                 self.objects = objs
                     .into_iter()
                     .map(|obj| (ObjectKey::of(&obj), Arc::new(obj)))
                     .collect();
-                !std::mem::replace(&mut self.synced, true)
+                if let Some(changes) = self.changes.as_mut() {
+                    *changes = Changes::All;
+                }
+                Update {
+                    became_synced: !std::mem::replace(&mut self.synced, true),
+                    changed: true,
+                }
             }
         }
+    }
+
+    /// Starts remembering which objects change; the first [`take_changes`](Self::take_changes)
+    /// answers [`Changes::All`].
+    pub fn track_changes(&mut self) {
+        self.changes = Some(Changes::All);
+    }
+
+    /// What changed since the last call (or since [`track_changes`](Self::track_changes)); always
+    /// [`Changes::All`] when changes are not tracked.
+    pub fn take_changes(&mut self) -> Changes {
+        match self.changes.as_mut() {
+            Some(changes) => std::mem::take(changes),
+            None => Changes::All,
+        }
+    }
+
+    /// The shared object with this key.
+    pub fn get_shared(&self, key: &ObjectKey) -> Option<&Arc<K>> {
+        self.objects.get(key)
     }
 
     /// Whether a complete set has been received.
@@ -146,5 +263,69 @@ mod tests {
         assert!(Arc::ptr_eq(&shared[0], index.iter_shared().next().unwrap().1));
         index.apply(ObjectEvent::Delete(svc("b", "x", "1")));
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_new_resource_version_alone_is_no_change() {
+        let mut index = Index::new();
+        index.apply(ObjectEvent::Resync(vec![svc("a", "x", "1")]));
+        let update = index.update(ObjectEvent::Apply(svc("a", "x", "2")));
+        assert!(!update.changed);
+        assert_eq!(
+            rv(&index, "a", "x").as_deref(),
+            Some("2"),
+            "the newer version is kept"
+        );
+        let mut labelled = svc("a", "x", "3");
+        labelled.metadata.labels = Some([("k".to_owned(), "v".to_owned())].into());
+        assert!(index.update(ObjectEvent::Apply(labelled)).changed);
+        assert!(
+            index.update(ObjectEvent::Apply(svc("a", "y", "1"))).changed,
+            "a new object"
+        );
+        assert!(index.update(ObjectEvent::Delete(svc("a", "y", "1"))).changed);
+        assert!(
+            !index.update(ObjectEvent::Delete(svc("a", "y", "1"))).changed,
+            "already gone"
+        );
+    }
+
+    #[test]
+    fn changes_are_tracked_by_key_until_taken() {
+        let mut index = Index::new();
+        assert_eq!(index.take_changes(), Changes::All, "untracked: always everything");
+        index.apply(ObjectEvent::Resync(vec![svc("a", "x", "1"), svc("a", "y", "1")]));
+        index.track_changes();
+        assert_eq!(
+            index.take_changes(),
+            Changes::All,
+            "tracking starts with everything"
+        );
+        assert_eq!(index.take_changes(), Changes::None);
+        index.apply(ObjectEvent::Apply(svc("a", "x", "2"))); // resourceVersion only: no change
+        assert!(index.take_changes().is_empty());
+        let mut changed = svc("a", "x", "3");
+        changed.metadata.finalizers = Some(vec!["f".into()]);
+        index.apply(ObjectEvent::Apply(changed));
+        index.apply(ObjectEvent::Delete(svc("a", "y", "1")));
+        index.apply(ObjectEvent::Apply(svc("b", "z", "1")));
+        let keys = ["a/x", "a/y", "b/z"]
+            .iter()
+            .map(|k| {
+                let (ns, n) = k.split_once('/').unwrap();
+                ObjectKey::new(Some(ns), n)
+            })
+            .collect();
+        assert_eq!(index.take_changes(), Changes::Keys(keys));
+        index.apply(ObjectEvent::Resync(vec![]));
+        assert_eq!(
+            index.take_changes(),
+            Changes::All,
+            "a re-list may change anything"
+        );
+        for i in 0..=MAX_TRACKED_KEYS {
+            index.apply(ObjectEvent::Apply(svc("a", &format!("s{i}"), "1")));
+        }
+        assert_eq!(index.take_changes(), Changes::All, "too many to track one by one");
     }
 }

@@ -12,6 +12,7 @@ pub mod index;
 pub mod metrics;
 pub mod object;
 pub mod serve;
+pub mod shape;
 pub mod shutdown;
 pub mod source;
 pub mod telemetry;

@@ -48,6 +48,7 @@ impl KnownScope for ClusterResourceScope {
 pub trait Object:
     Resource<DynamicType = (), Scope: KnownScope>
     + Clone
+    + PartialEq
     + DeserializeOwned
     + Serialize
     + fmt::Debug
@@ -60,6 +61,7 @@ pub trait Object:
 impl<K> Object for K where
     K: Resource<DynamicType = (), Scope: KnownScope>
         + Clone
+        + PartialEq
         + DeserializeOwned
         + Serialize
         + fmt::Debug

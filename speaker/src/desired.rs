@@ -55,6 +55,9 @@ pub fn desired(
         .filter_map(|eip| Some((eip, eip.spec.parsed_address().ok()?)))
         .collect();
     let mut out: BTreeMap<IpAddr, Announcement> = BTreeMap::new();
+    // Ready nodes by Service, from one scan of the slices (not one scan per Local Service: that
+    // was quadratic with thousands of each), built only when some Service is Local.
+    let mut by_service: Option<BTreeMap<(&str, &str), BTreeSet<&str>>> = None;
     for service in services {
         let meta = &service.metadata;
         let (Some(namespace), Some(name)) = (&meta.namespace, &meta.name) else {
@@ -100,8 +103,15 @@ pub fn desired(
             entry.services.push(format!("{namespace}/{name}"));
             entry.services.sort();
             if local {
-                let nodes = endpoint_nodes(namespace, name, slices);
-                entry.local_nodes.get_or_insert_with(BTreeSet::new).extend(nodes);
+                let index = by_service.get_or_insert_with(|| ready_nodes_by_service(slices));
+                let nodes = index
+                    .get(&(namespace.as_str(), name.as_str()))
+                    .into_iter()
+                    .flatten();
+                entry
+                    .local_nodes
+                    .get_or_insert_with(BTreeSet::new)
+                    .extend(nodes.map(|n| (*n).to_owned()));
             }
         }
     }
@@ -130,6 +140,29 @@ pub fn bgp_routes(
         })
         .map(|a| a.ip)
         .collect()
+}
+
+/// The nodes with a ready endpoint, by Service (namespace, name), as [`endpoint_nodes`] finds them.
+fn ready_nodes_by_service(slices: &[Arc<EndpointSlice>]) -> BTreeMap<(&str, &str), BTreeSet<&str>> {
+    let mut out: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
+    for slice in slices {
+        let meta = &slice.metadata;
+        let (Some(namespace), Some(service)) = (
+            meta.namespace.as_deref(),
+            meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)),
+        ) else {
+            continue;
+        };
+        let nodes = slice
+            .endpoints
+            .iter()
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+            .filter_map(|e| e.node_name.as_deref());
+        out.entry((namespace, service.as_str()))
+            .or_default()
+            .extend(nodes);
+    }
+    out
 }
 
 /// The nodes with a ready endpoint of Service `namespace/name` (endpoints whose `ready` condition is

@@ -15,6 +15,7 @@ pub mod node;
 pub mod planner;
 pub mod reach;
 pub mod sessions;
+pub mod shape;
 // The workspace's one module of raw syscalls (see its docs and every SAFETY comment).
 #[allow(unsafe_code)]
 pub mod sys;
@@ -152,12 +153,13 @@ impl Indexes {
     }
 }
 
-/// Starts the indexes of every kind the speaker reads; Secrets only in `namespace`.
+/// Starts the indexes of every kind the speaker reads, shaped on arrival ([`shape`]); Secrets only
+/// in `namespace`.
 pub fn watch_all(app: &mut App, namespace: &str) -> Indexes {
     Indexes {
-        services: app.index::<Service>(),
-        nodes: app.index::<Node>(),
-        endpoint_slices: app.index::<EndpointSlice>(),
+        services: app.index_shaped::<Service>(std::sync::Arc::new(shape::service)),
+        nodes: app.index_shaped::<Node>(std::sync::Arc::new(shape::node)),
+        endpoint_slices: app.index_shaped::<EndpointSlice>(std::sync::Arc::new(shape::endpoint_slice)),
         eips: app.index::<Eip>(),
         bgp_confs: app.index::<BgpConf>(),
         bgp_peers: app.index::<BgpPeer>(),

@@ -9,6 +9,8 @@ kind: Service
 metadata:
   name: web
   namespace: default
+  # The speaker keeps only the Services the controller marked as its own.
+  finalizers: [finalizer.lb.kubesphere.io/v1alpha1]
 spec:
   type: LoadBalancer
   ports: [{port: 80}]

@@ -9,11 +9,15 @@
 //! demo topology (router, clients, three nodes running the real controller and speakers), shared
 //! by the demo (`examples/lab/demo.sh`, binary `oxelb-demo`) and the end-to-end tests. [`pcap`]
 //! reads the BGP messages out of a lab's packet capture, for benchmarks that time the wire.
+//! [`apiserver`] is a small in-memory Kubernetes API (list, watch with 410 Gone, writes) and
+//! [`scale`] drives the real controller and speaker against it (the `oxelb-scale` benchmark).
 
+pub mod apiserver;
 pub mod cluster;
 pub mod lab;
 pub mod manifest;
 pub mod pcap;
 pub mod routers;
+pub mod scale;
 
 pub use manifest::{Document, LoadError, RoundTripError, load_documents, round_trip, workspace_root};

@@ -2,12 +2,16 @@
 //! recorder for writing.
 
 use futures::{StreamExt, future::ready, stream::BoxStream};
+use k8s_openapi::{
+    api::events::v1::Event as K8sEvent,
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+};
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams},
+    api::{Patch, PatchParams, PostParams},
     runtime::{
         WatchStreamExt,
-        events::{Event, EventType as KubeEventType, Recorder, Reporter},
+        events::Reporter,
         watcher::{self, Event as WatcherEvent},
     },
 };
@@ -17,7 +21,10 @@ use super::{
     ObjectEvent, SourceError,
     writer::{EventRecord, EventType, MetadataPatch, WriteError, object_name},
 };
-use crate::object::{KnownScope, Object, kind_of};
+use crate::{
+    object::{KnownScope, Object, kind_of},
+    shape::{Shape, apply_shape, shape_event},
+};
 
 /// Reads objects from the apiserver.
 #[derive(Clone)]
@@ -42,26 +49,38 @@ impl KubeSource {
     /// what it lists (DESIGN.md, "The controller's truth is the API"): a list served from a stale
     /// apiserver cache could hide an existing assignment.
     /// Errors are yielded and the next poll waits per the watcher's `default_backoff`.
-    pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
-        watch_api(Api::<K>::all(self.client.clone()))
+    ///
+    /// Each object is shaped ([`crate::shape`]) as it arrives, before the initial list is buffered.
+    pub fn watch<K: Object>(
+        &self,
+        shape: Shape<K>,
+    ) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+        watch_api(Api::<K>::all(self.client.clone()), shape)
     }
 
     /// Watches the objects of kind `K` in `namespace` only (as [`watch`](Self::watch) otherwise):
     /// for kinds whose RBAC is granted in one namespace, such as the speakers' Secrets.
-    pub fn watch_in<K>(&self, namespace: &str) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>>
+    pub fn watch_in<K>(
+        &self,
+        namespace: &str,
+        shape: Shape<K>,
+    ) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>>
     where
         K: Object + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
-        watch_api(Api::<K>::namespaced(self.client.clone(), namespace))
+        watch_api(Api::<K>::namespaced(self.client.clone(), namespace), shape)
     }
 }
 
-fn watch_api<K: Object>(api: Api<K>) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+fn watch_api<K: Object>(
+    api: Api<K>,
+    shape: Shape<K>,
+) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
     let kind = kind_of::<K>();
     watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .scan(Vec::new(), move |buffer, item| {
-            let mapped = map_watcher_event(&kind, buffer, item);
+            let mapped = map_watcher_event(&kind, &shape, buffer, item);
             ready(Some(mapped))
         })
         .filter_map(ready)
@@ -69,9 +88,10 @@ fn watch_api<K: Object>(api: Api<K>) -> BoxStream<'static, Result<ObjectEvent<K>
 }
 
 /// Maps kube's watcher events onto [`ObjectEvent`]: the objects of `Init`..`InitDone` are buffered
-/// and delivered as one `Resync`.
+/// and delivered as one `Resync`. Objects are shaped on arrival: the buffer holds only what is kept.
 fn map_watcher_event<K: Object>(
     kind: &str,
+    shape: &Shape<K>,
     buffer: &mut Vec<K>,
     item: Result<WatcherEvent<K>, watcher::Error>,
 ) -> Option<Result<ObjectEvent<K>, SourceError>> {
@@ -81,13 +101,20 @@ fn map_watcher_event<K: Object>(
             buffer.clear();
             None
         }
-        Ok(WatcherEvent::InitApply(obj)) => {
-            buffer.push(obj);
+        Ok(WatcherEvent::InitApply(mut obj)) => {
+            if apply_shape(shape, &mut obj) {
+                buffer.push(obj);
+            }
             None
         }
-        Ok(WatcherEvent::InitDone) => Some(Ok(ObjectEvent::Resync(std::mem::take(buffer)))),
-        Ok(WatcherEvent::Apply(obj)) => Some(Ok(ObjectEvent::Apply(obj))),
-        Ok(WatcherEvent::Delete(obj)) => Some(Ok(ObjectEvent::Delete(obj))),
+        Ok(WatcherEvent::InitDone) => {
+            // The buffer grew page by page; the index keeps the objects, not the spare capacity.
+            let mut all = std::mem::take(buffer);
+            all.shrink_to_fit();
+            Some(Ok(ObjectEvent::Resync(all)))
+        }
+        Ok(WatcherEvent::Apply(obj)) => Some(Ok(shape_event(shape, ObjectEvent::Apply(obj)))),
+        Ok(WatcherEvent::Delete(obj)) => Some(Ok(shape_event(shape, ObjectEvent::Delete(obj)))),
         Err(source) => Some(Err(SourceError::Watch {
             kind: kind.to_owned(),
             source,
@@ -98,22 +125,24 @@ fn map_watcher_event<K: Object>(
 /// Writes to the apiserver.
 #[derive(Clone)]
 pub struct KubeWriter {
-    // Shared so that cloning a writer is cheap and clones share the Event recorder's dedup cache.
+    // Shared so that cloning a writer is cheap.
     inner: std::sync::Arc<KubeWriterInner>,
 }
 
 struct KubeWriterInner {
     client: Client,
-    recorder: Recorder,
+    reporter: Reporter,
 }
 
 impl KubeWriter {
     /// A writer over `client`; Events are reported as coming from `reporter` (the instance is the
     /// hostname, i.e. the pod name).
     pub fn new(client: Client, reporter: &str) -> Self {
-        let recorder = Recorder::new(client.clone(), Reporter::from(reporter));
         Self {
-            inner: std::sync::Arc::new(KubeWriterInner { client, recorder }),
+            inner: std::sync::Arc::new(KubeWriterInner {
+                client,
+                reporter: Reporter::from(reporter),
+            }),
         }
     }
 
@@ -131,12 +160,12 @@ impl KubeWriter {
         name: &str,
         namespace: Option<&str>,
         status: serde_json::Value,
-    ) -> Result<(), WriteError> {
+    ) -> Result<Option<String>, WriteError> {
         let api = self.api::<K>(name, namespace)?;
         let body = serde_json::json!({ "status": status });
         api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
             .await
-            .map(drop)
+            .map(|obj| obj.meta().resource_version.clone())
             .map_err(|e| api_error::<K>(e, name, namespace, None, "patch status"))
     }
 
@@ -145,14 +174,14 @@ impl KubeWriter {
         name: &str,
         namespace: Option<&str>,
         patch: MetadataPatch,
-    ) -> Result<(), WriteError> {
+    ) -> Result<Option<String>, WriteError> {
         let api = self.api::<K>(name, namespace)?;
         // A merge patch carrying metadata.resourceVersion is the apiserver's optimistic-concurrency
         // precondition: it answers 409 Conflict if the object has moved on.
         let body = patch.to_merge_patch();
         api.patch(name, &PatchParams::default(), &Patch::Merge(&body))
             .await
-            .map(drop)
+            .map(|obj| obj.meta().resource_version.clone())
             .map_err(|e| {
                 api_error::<K>(
                     e,
@@ -164,26 +193,57 @@ impl KubeWriter {
             })
     }
 
+    /// Creates one `events.k8s.io/v1` Event, as kube's `Recorder` would, but without its cache:
+    /// the Recorder keeps every Event for six minutes to merge repeats into a series and scans that
+    /// cache on each publish, which after ten thousand allocations is megabytes and a quadratic
+    /// cost; the controller says each Event once (it remembers what it said), so nothing repeats.
     pub(crate) async fn publish_event(&self, event: EventRecord) -> Result<(), WriteError> {
-        let kube_event = Event {
-            type_: match event.type_ {
-                EventType::Normal => KubeEventType::Normal,
-                EventType::Warning => KubeEventType::Warning,
-            },
-            reason: event.reason.clone(),
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let regarding = &event.regarding;
+        let reporter = &self.inner.reporter;
+        let kube_event = K8sEvent {
+            action: Some(event.action.clone()),
+            reason: Some(event.reason.clone()),
             note: event.note.clone(),
-            action: event.action.clone(),
-            secondary: None,
+            type_: Some(
+                match event.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_owned(),
+            ),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding.clone()),
+            metadata: ObjectMeta {
+                namespace: regarding.namespace.clone(),
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_ref().unwrap_or(&reporter.controller),
+                    now.as_nanosecond()
+                )),
+                ..Default::default()
+            },
+            reporting_controller: Some(reporter.controller.clone()),
+            reporting_instance: Some(
+                reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| reporter.controller.clone()),
+            ),
+            ..Default::default()
         };
-        self.inner
-            .recorder
-            .publish(&kube_event, &event.regarding)
+        let api: Api<K8sEvent> = Api::namespaced(
+            self.inner.client.clone(),
+            regarding.namespace.as_deref().unwrap_or("default"),
+        );
+        api.create(&PostParams::default(), &kube_event)
             .await
+            .map(drop)
             .map_err(|source| WriteError::Api {
-                kind: event.regarding.kind.clone().unwrap_or_default(),
+                kind: regarding.kind.clone().unwrap_or_default(),
                 object: object_name(
-                    event.regarding.name.as_deref().unwrap_or_default(),
-                    event.regarding.namespace.as_deref(),
+                    regarding.name.as_deref().unwrap_or_default(),
+                    regarding.namespace.as_deref(),
                 ),
                 what: "publish event",
                 source: Box::new(source),

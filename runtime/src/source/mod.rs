@@ -18,6 +18,7 @@ use crate::{
     cli::SourceSpec,
     metrics::SourceMetrics,
     object::{Object, ObjectKey, kind_of},
+    shape::{Shape, keep_all, shape_events},
 };
 
 /// A change to the set of objects of one kind.
@@ -151,9 +152,18 @@ impl ObjectSource {
     /// Errors are not fatal: the kube stream retries with the watcher's default backoff on the next
     /// poll, so a consumer logs them and keeps polling.
     pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+        self.watch_shaped(keep_all())
+    }
+
+    /// As [`watch`](Self::watch), with every object shaped by `shape` on arrival (see
+    /// [`crate::shape`]): trimmed, or left out of the stream altogether.
+    pub fn watch_shaped<K: Object>(
+        &self,
+        shape: Shape<K>,
+    ) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
         let stream = match &self.backend {
-            Backend::Kube(kube) => kube.watch::<K>(),
-            Backend::Dir(dir) => dir.watch::<K>(),
+            Backend::Kube(kube) => kube.watch::<K>(shape),
+            Backend::Dir(dir) => shape_events(dir.watch::<K>(), shape),
         };
         match &self.metrics {
             None => stream,
@@ -168,8 +178,10 @@ impl ObjectSource {
         K: Object + ::kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
         let stream = match &self.backend {
-            Backend::Kube(kube) => kube.watch_in::<K>(namespace),
-            Backend::Dir(dir) => in_namespace(dir.watch::<K>(), namespace.to_owned()),
+            Backend::Kube(kube) => kube.watch_in::<K>(namespace, keep_all()),
+            Backend::Dir(dir) => {
+                shape_events(in_namespace(dir.watch::<K>(), namespace.to_owned()), keep_all())
+            }
         };
         match &self.metrics {
             None => stream,

@@ -165,9 +165,22 @@ impl Writer {
         namespace: Option<&str>,
         status: serde_json::Value,
     ) -> Result<(), WriteError> {
+        self.patch_status_versioned::<K>(name, namespace, status)
+            .await
+            .map(drop)
+    }
+
+    /// As [`patch_status`](Self::patch_status), answering the object's resourceVersion after the
+    /// write when the source tells it (the apiserver does; the dir store does not).
+    pub async fn patch_status_versioned<K: Object>(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        status: serde_json::Value,
+    ) -> Result<Option<String>, WriteError> {
         match self {
             Writer::Kube(w) => w.patch_status::<K>(name, namespace, status).await,
-            Writer::Dir(s) => s.patch_status::<K>(name, namespace, status).await,
+            Writer::Dir(s) => s.patch_status::<K>(name, namespace, status).await.map(|()| None),
         }
     }
 
@@ -179,9 +192,22 @@ impl Writer {
         namespace: Option<&str>,
         patch: MetadataPatch,
     ) -> Result<(), WriteError> {
+        self.patch_metadata_versioned::<K>(name, namespace, patch)
+            .await
+            .map(drop)
+    }
+
+    /// As [`patch_metadata`](Self::patch_metadata), answering the object's resourceVersion after
+    /// the write when the source tells it.
+    pub async fn patch_metadata_versioned<K: Object>(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        patch: MetadataPatch,
+    ) -> Result<Option<String>, WriteError> {
         match self {
             Writer::Kube(w) => w.patch_metadata::<K>(name, namespace, patch).await,
-            Writer::Dir(s) => s.patch_metadata::<K>(name, namespace, patch).await,
+            Writer::Dir(s) => s.patch_metadata::<K>(name, namespace, patch).await.map(|()| None),
         }
     }
 
