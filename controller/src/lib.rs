@@ -317,6 +317,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
                 indexes.eips.clone(),
                 gate,
                 app.shutdown().clone(),
+                metrics.clone(),
             )));
         }
         (Some(_), false) => warn!("webhook off: bad Eips, BgpConfs and BgpPeers are accepted at apply time"),
