@@ -15,8 +15,12 @@ log() { printf '\n==> %s\n' "$*"; }
 # every test; `lab` is for the network-namespace labs, which run only as root (the real routers FRR,
 # BIRD 2 and GoBGP; ping, arping and ndisc6 as clients whose kernels resolve layer2 IPs; tcpdump;
 # curl for the speaker's metrics inside a node namespace).
+# `tools` are checkers some tests call: promtool (Debian package `prometheus`) checks and unit-tests
+# the alerting rules in config/prometheus/ (tests/tests/monitoring.rs; it reports that it skips when
+# promtool is missing outside CI).
 required=(gcc)
 lab=(iproute2 iputils-ping arping ndisc6 tcpdump curl frr bird2 gobgpd)
+tools=(prometheus)
 
 missing_from() {
   local p
@@ -26,7 +30,7 @@ missing_from() {
 }
 
 if [[ $(id -u) -eq 0 ]]; then
-  mapfile -t missing < <(missing_from "${required[@]}" "${lab[@]}")
+  mapfile -t missing < <(missing_from "${required[@]}" "${lab[@]}" "${tools[@]}")
   if ((${#missing[@]})); then
     if command -v apt-get >/dev/null; then
       log "installing Debian packages: ${missing[*]}"

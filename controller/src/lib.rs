@@ -9,6 +9,8 @@
 //! - [`metrics`]: pool sizes and usage, failures, pending Services, writes, pass latency.
 //! - [`webhook`]: the validating admission webhook with its self-managed certificate.
 //! - [`heartbeat_key`]: the Secret holding the speakers' shared heartbeat key.
+//! - [`uninstall`]: `--uninstall`, which removes oxelb's finalizers everywhere so that deleting
+//!   oxelb leaves nothing stuck.
 //!
 //! The loop ([`run`]) waits until every watch has synced, then, while this replica leads, runs a
 //! pass whenever an object changes (debounced), after a failed write (with backoff), and every
@@ -21,6 +23,7 @@ pub mod inputs;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod uninstall;
 pub mod webhook;
 
 use std::{
@@ -154,6 +157,12 @@ pub struct Args {
     /// The ValidatingWebhookConfiguration whose caBundle is kept current.
     #[arg(long, default_value = "oxelb-validating-webhook")]
     pub webhook_configuration: String,
+
+    /// Uninstall mode: allocate nothing and remove oxelb's finalizers from every Service and Eip
+    /// (status, labels and IPs stay), ready once none is left; then deleting oxelb's manifest leaves
+    /// nothing stuck. No leader election: every replica removes them.
+    #[arg(long, env = "OXELB_UNINSTALL", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub uninstall: bool,
 }
 
 impl Args {
@@ -356,6 +365,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
 
     let mut tasks = Vec::new();
     let leadership = match (app.source().kube_client(), args.leader_elect) {
+        _ if args.uninstall => Leadership::always(),
         (Some(client), true) => {
             let (tx, rx) = watch::channel(None);
             let shutdown = app.shutdown().clone();
@@ -379,7 +389,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             Leadership::always()
         }
     };
-    if let Some(client) = app.source().kube_client() {
+    if let Some(client) = app.source().kube_client().filter(|_| !args.uninstall) {
         let (namespace, shutdown) = (args.webhook_namespace.clone(), app.shutdown().clone());
         tasks.push(tokio::spawn(async move {
             let mut delay = Duration::from_secs(1);
@@ -410,20 +420,33 @@ pub async fn run(args: Args) -> Result<(), AppError> {
                 indexes.eips.clone(),
                 gate,
                 app.shutdown().clone(),
+                metrics.clone(),
             )));
         }
         (Some(_), false) => warn!("webhook off: bad Eips, BgpConfs and BgpPeers are accepted at apply time"),
         (None, _) => info!("dir source: no admission webhook (no apiserver calls it)"),
     }
-    tasks.push(tokio::spawn(reconcile_loop(
-        indexes,
-        writer,
-        app.tracker().clone(),
-        app.shutdown().clone(),
-        leadership,
-        metrics,
-        args.handling(),
-    )));
+    if args.uninstall {
+        let gate = app.ready_gate();
+        tasks.push(tokio::spawn(uninstall::run(
+            indexes,
+            writer,
+            app.tracker().clone(),
+            app.shutdown().clone(),
+            metrics,
+            Some(gate),
+        )));
+    } else {
+        tasks.push(tokio::spawn(reconcile_loop(
+            indexes,
+            writer,
+            app.tracker().clone(),
+            app.shutdown().clone(),
+            leadership,
+            metrics,
+            args.handling(),
+        )));
+    }
     let result = app.run().await;
     for task in tasks {
         if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {

@@ -20,6 +20,7 @@ pub struct ControllerMetrics {
     writes: Family<Labels, Counter>,
     reconcile_seconds: Histogram,
     leader: Gauge,
+    webhook_expiry: Gauge,
 }
 
 impl ControllerMetrics {
@@ -36,6 +37,7 @@ impl ControllerMetrics {
                 0.0001, 2.0, 16,
             )),
             leader: Gauge::default(),
+            webhook_expiry: Gauge::default(),
         };
         registry.register(
             "oxelb_pool_size",
@@ -71,6 +73,11 @@ impl ControllerMetrics {
             "oxelb_controller_leader",
             "1 while this replica holds the Lease and writes, else 0",
             metrics.leader.clone(),
+        );
+        registry.register(
+            "oxelb_webhook_certificate_expiry_timestamp_seconds",
+            "When the webhook serving certificate this replica serves expires (Unix seconds; 0 until it serves)",
+            metrics.webhook_expiry.clone(),
         );
         metrics
     }
@@ -114,6 +121,14 @@ impl ControllerMetrics {
         self.writes
             .get_or_create(&vec![("write", what.to_owned()), ("result", result.to_owned())])
             .inc();
+    }
+
+    /// Sets when the served webhook certificate expires.
+    pub fn set_webhook_certificate_expiry(&self, not_after: std::time::SystemTime) {
+        let seconds = not_after
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.webhook_expiry.set(seconds);
     }
 
     /// Sets whether this replica leads.

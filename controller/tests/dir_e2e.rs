@@ -25,8 +25,13 @@ struct Controller {
 
 impl Controller {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Self {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
         let child = Command::new(env!("CARGO_BIN_EXE_oxelb-controller"))
+            .args(extra)
             .arg("--source")
             .arg(format!("dir:{}", dir.display()))
             .arg("--metrics-addr")
@@ -244,4 +249,79 @@ fn metrics_now(controller: &Controller) -> String {
     })
     .join()
     .unwrap_or_default()
+}
+
+fn finalizers(dir: &Path, rel: &str) -> Vec<String> {
+    overlay(dir, rel)
+        .and_then(|v| {
+            v["metadata"]["finalizers"]
+                .as_sequence()
+                .map(|s| s.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// `/readyz` status from a synchronous probe.
+fn ready_now(controller: &Controller) -> u16 {
+    let addr = controller.addr;
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()
+            .and_then(|rt| rt.block_on(async { http_get(addr, "/readyz").await.ok().map(|r| r.status) }))
+            .unwrap_or(0)
+    })
+    .join()
+    .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn uninstall_mode_releases_every_finalizer_and_a_reinstall_keeps_the_ips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("eip.yaml"), EIP).unwrap();
+    std::fs::write(dir.join("a.yaml"), service("a", "", 80)).unwrap();
+    std::fs::write(dir.join("b.yaml"), service("b", "", 80)).unwrap();
+    let controller = Controller::start(dir);
+    eventually(
+        "a and b assigned and held by finalizers",
+        || {
+            (
+                finalizers(dir, "services.core/default/a.yaml"),
+                finalizers(dir, "services.core/default/b.yaml"),
+                finalizers(dir, "eips.network.kubesphere.io/pool.yaml"),
+            )
+        },
+        |(a, b, eip)| !a.is_empty() && !b.is_empty() && !eip.is_empty(),
+    )
+    .await;
+    let held = (ingress(dir, "a"), ingress(dir, "b"));
+    controller.stop();
+
+    // Uninstall mode: every finalizer goes, nothing else changes, and it says so by turning ready.
+    let uninstalling = Controller::start_with(dir, &["--uninstall"]);
+    eventually("uninstall mode ready", || ready_now(&uninstalling), |s| *s == 200).await;
+    for rel in [
+        "services.core/default/a.yaml",
+        "services.core/default/b.yaml",
+        "eips.network.kubesphere.io/pool.yaml",
+    ] {
+        assert_eq!(finalizers(dir, rel), Vec::<String>::new(), "{rel}");
+    }
+    assert_eq!((ingress(dir, "a"), ingress(dir, "b")), held);
+    // A Service created now gets no IP and no finalizer: nothing new is held.
+    std::fs::write(dir.join("c.yaml"), service("c", "", 80)).unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(ingress(dir, "c").is_empty());
+    assert!(finalizers(dir, "services.core/default/c.yaml").is_empty());
+    let metrics = metrics_now(&uninstalling);
+    assert!(metrics.contains("oxelb_controller_leader 0"), "{metrics}");
+    uninstalling.stop();
+
+    // Installed again: the same IPs, adopted from the status left in place; c gets a new one.
+    let controller = Controller::start(dir);
+    eventually("c assigned", || ingress(dir, "c"), |v| !v.is_empty()).await;
+    assert_eq!((ingress(dir, "a"), ingress(dir, "b")), held);
+    controller.stop();
 }

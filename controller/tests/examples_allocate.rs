@@ -14,8 +14,12 @@ use oxelb_tests::{load_documents, workspace_root};
 #[test]
 fn every_example_service_gets_an_ip_from_the_example_pools() {
     let examples = workspace_root().join("examples");
-    // The demo lab's own objects (a later addition) are checked by the lab's tests.
-    let documents = load_documents(&examples, &|dir| dir.ends_with("lab")).unwrap();
+    // The demo lab's own objects (a later addition) are checked by the lab's tests, the kustomize
+    // overlay by tests/kustomize.rs.
+    let documents = load_documents(&examples, &|dir| {
+        dir.ends_with("lab") || dir.ends_with("kustomize")
+    })
+    .unwrap();
 
     let mut pools = Vec::new();
     let mut namespaces = BTreeMap::new();

@@ -2,7 +2,7 @@
 //! panic on any input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use oxelb_controller::webhook::review::{Kind, ReviewError, review};
+use oxelb_controller::webhook::review::{Kind, ReviewError, passes_unvalidated, review};
 use oxelb_crds::v1alpha2::Eip;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -413,4 +413,80 @@ proptest! {
             prop_assert!(answer["response"]["allowed"].is_boolean());
         }
     }
+}
+
+#[test]
+fn metadata_only_updates_are_never_refused() {
+    // An invalid Eip (it overlaps pool-a): a spec change is refused, as is a create.
+    let bad = || eip("overlapping", json!({"address": "192.0.2.4/30"}), false);
+    let mut edited = bad();
+    edited["spec"]["disable"] = json!(true);
+    assert!(verdict(Kind::Eip, &request("UPDATE", edited, Some(bad()))).is_err());
+
+    // Removing its finalizer, adding a label or another annotation: allowed.
+    let mut old = bad();
+    old["metadata"]["finalizers"] = json!(["finalizer.ipam.kubesphere.io/v1alpha1"]);
+    old["metadata"]["resourceVersion"] = json!("41");
+    let mut new = bad();
+    new["metadata"]["resourceVersion"] = json!("42");
+    assert_eq!(
+        verdict(Kind::Eip, &request("UPDATE", new.clone(), Some(old.clone()))),
+        Ok(())
+    );
+    new["metadata"]["labels"] = json!({"team": "a"});
+    new["metadata"]["annotations"] = json!({"note": "draining"});
+    assert_eq!(
+        verdict(Kind::Eip, &request("UPDATE", new.clone(), Some(old.clone()))),
+        Ok(())
+    );
+
+    // The default-pool annotation is validated: it is a rule (one default per family).
+    new["metadata"]["annotations"]["eip.openelb.kubesphere.io/is-default-eip"] = json!("true");
+    let message = verdict(Kind::Eip, &request("UPDATE", new, Some(old))).unwrap_err();
+    assert!(message.contains("is-default-eip"), "{message}");
+
+    // An object already being deleted: anything goes (it is on its way out).
+    let mut deleting = bad();
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let mut changed = deleting.clone();
+    changed["spec"]["disable"] = json!(true);
+    assert_eq!(
+        verdict(Kind::Eip, &request("UPDATE", changed, Some(deleting))),
+        Ok(())
+    );
+
+    // The same for BgpConf and BgpPeer: a finalizer removal on an invalid object goes through.
+    for (kind, spec) in [
+        (Kind::BgpConf, json!({"as": 0})),
+        (
+            Kind::BgpPeer,
+            json!({"conf": {"peerAs": 0, "neighborAddress": "x"}}),
+        ),
+    ] {
+        let object = json!({"apiVersion": "network.kubesphere.io/v1alpha2", "metadata": {"name": "default"},
+            "spec": spec});
+        let mut old = object.clone();
+        old["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        assert!(verdict(kind, &request("CREATE", object.clone(), None)).is_err());
+        assert_eq!(
+            verdict(kind, &request("UPDATE", object, Some(old))),
+            Ok(()),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
+fn an_update_without_old_object_or_spec_is_validated() {
+    let object = eip("overlapping", json!({"address": "192.0.2.4/30"}), false);
+    assert!(!passes_unvalidated(Kind::Eip, &json!({"object": object})));
+    let no_spec = json!({"metadata": {"name": "x"}});
+    assert!(!passes_unvalidated(
+        Kind::Eip,
+        &json!({"object": no_spec, "oldObject": no_spec})
+    ));
+    assert!(passes_unvalidated(
+        Kind::Eip,
+        &json!({"object": object, "oldObject": object})
+    ));
 }

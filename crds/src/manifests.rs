@@ -6,6 +6,9 @@
 //! - `config/oxelb.yaml`: the all-in-one manifest ([`assemble_all_in_one`]), the concatenation of
 //!   `namespace.yaml`, `crd/`, `rbac/`, `controller/`, `speaker/`, `webhook/` (each directory's `*.yaml`
 //!   sorted by name; missing directories and files are skipped).
+//! - `config/prometheus/prometheusrule.yaml`: the alerting rules of `config/prometheus/oxelb.rules.yaml`
+//!   wrapped in a PrometheusRule for the Prometheus operator ([`prometheus_rule`]), so the two never
+//!   differ.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -164,11 +167,46 @@ pub fn assemble_all_in_one(config_dir: &Path) -> Result<String, ManifestError> {
     Ok(out)
 }
 
+/// The plain Prometheus rule file, relative to the config directory.
+pub const RULES_FILE: &str = "prometheus/oxelb.rules.yaml";
+/// The PrometheusRule generated from [`RULES_FILE`], relative to the config directory.
+pub const PROMETHEUS_RULE_FILE: &str = "prometheus/prometheusrule.yaml";
+
+/// The PrometheusRule manifest carrying the groups of [`RULES_FILE`] under `spec` (the rule file's
+/// text indented, comments kept); `None` when there is no rule file.
+pub fn prometheus_rule(config_dir: &Path) -> Result<Option<String>, ManifestError> {
+    let path = config_dir.join(RULES_FILE);
+    let rules = match std::fs::read_to_string(&path) {
+        Ok(rules) => rules,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ManifestError::Read { path, source }),
+    };
+    let mut out = header(&format!(
+        "oxelb alerting rules for the Prometheus operator, from config/{RULES_FILE}"
+    ));
+    out.push_str(
+        "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata:\n  name: oxelb\n  namespace: oxelb-system\n  labels:\n    app.kubernetes.io/name: oxelb\nspec:\n",
+    );
+    for line in rules.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(Some(out))
+}
+
 /// Every file `crdgen` writes: `(path relative to the config directory, content)`; the CRDs first,
-/// then the all-in-one manifest.
+/// then the all-in-one manifest, then the PrometheusRule.
 pub fn generated_files(config_dir: &Path) -> Result<Vec<(String, String)>, ManifestError> {
     let mut files = crd_files()?;
     files.push((ALL_IN_ONE_FILE.to_owned(), assemble_all_in_one(config_dir)?));
+    if let Some(rule) = prometheus_rule(config_dir)? {
+        files.push((PROMETHEUS_RULE_FILE.to_owned(), rule));
+    }
     Ok(files)
 }
 

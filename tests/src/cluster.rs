@@ -290,6 +290,22 @@ impl LabCluster {
             .map(drop)
     }
 
+    /// The controller's `/metrics` page (it listens on 127.0.0.1:9640 in the control namespace).
+    pub fn controller_metrics(&self) -> Result<String, LabError> {
+        self.control.run(
+            "curl",
+            &["-sS", "--max-time", "5", "http://127.0.0.1:9640/metrics"],
+        )
+    }
+
+    /// The `/metrics` page of node `i`'s speaker (127.0.0.1:9641 in its namespace).
+    pub fn speaker_metrics(&self, i: usize) -> Result<String, LabError> {
+        self.node(i)?.ns.run(
+            "curl",
+            &["-sS", "--max-time", "5", "http://127.0.0.1:9641/metrics"],
+        )
+    }
+
     /// Kills the speaker of node `i` at once (SIGKILL: no Cease, no goodbye).
     pub fn kill_speaker(&mut self, i: usize) -> Result<bool, LabError> {
         let name = self.node(i)?.name.clone();

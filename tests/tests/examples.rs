@@ -82,7 +82,11 @@ fn example_documents() -> Vec<Document> {
     // `examples/status/` holds what a controller run with `--source dir:examples` wrote (the README's
     // first command): not examples.
     let written = root.join("status");
-    let docs = load_documents(&root, &|dir: &Path| dir == written).unwrap_or_else(|e| panic!("{e}"));
+    // `examples/kustomize/` is an overlay on config/ (its patches are partial objects): checked by
+    // tests/kustomize.rs.
+    let overlay = root.join("kustomize");
+    let docs = load_documents(&root, &|dir: &Path| dir == written || dir == overlay)
+        .unwrap_or_else(|e| panic!("{e}"));
     let docs: Vec<Document> = docs
         .into_iter()
         .filter(|d| !d.path.starts_with(&lab) || is_kubernetes_object(d))

@@ -46,6 +46,7 @@ pub async fn run(
     eips: SharedIndex<Eip>,
     ready: ReadyGate,
     shutdown: Shutdown,
+    metrics: crate::metrics::ControllerMetrics,
 ) {
     let store = CertStore::default();
     let mut delay = RETRY.0;
@@ -66,6 +67,7 @@ pub async fn run(
         error!(%error, "webhook certificate unusable; the webhook does not serve");
         return;
     }
+    metrics.set_webhook_certificate_expiry(current.not_after);
     if let Err(error) = ensure_ca_bundle(client.clone(), &names, &current.ca_pem).await {
         warn!(%error, "caBundle not updated; retried at the next reload");
     }
@@ -106,6 +108,7 @@ pub async fn run(
             Ok(bundle) if bundle != current => match store.set(&bundle) {
                 Ok(()) => {
                     info!("webhook certificate reloaded");
+                    metrics.set_webhook_certificate_expiry(bundle.not_after);
                     current = bundle;
                 }
                 Err(error) => warn!(%error, "new webhook certificate unusable; serving the previous one"),

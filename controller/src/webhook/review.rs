@@ -3,7 +3,10 @@
 //! A body that is not an AdmissionReview with a `request.uid` cannot be answered in kind (the answer
 //! must echo the uid) and becomes a [`ReviewError`], which the server turns into HTTP 400.
 
-use oxelb_crds::v1alpha2::{BgpConf, BgpPeer, Eip};
+use oxelb_crds::{
+    names,
+    v1alpha2::{BgpConf, BgpPeer, Eip},
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -65,7 +68,11 @@ pub fn review(kind: Kind, body: &[u8], other_eips: &dyn Fn() -> Vec<Eip>) -> Res
         .and_then(Value::as_str)
         .unwrap_or("admission.k8s.io/v1");
 
-    let verdict = if operation == "CREATE" || operation == "UPDATE" {
+    let verdict = if operation == "UPDATE" && passes_unvalidated(kind, request) {
+        // Removing a finalizer, editing labels, or anything on an object on its way out: never
+        // refused, so an invalid pool inherited from OpenELB or an uninstall cannot get stuck.
+        Ok(())
+    } else if operation == "CREATE" || operation == "UPDATE" {
         decide(kind, request, operation == "UPDATE", other_eips)
     } else {
         Ok(()) // DELETE and CONNECT are not ours to refuse.
@@ -79,6 +86,46 @@ pub fn review(kind: Kind, body: &[u8], other_eips: &dyn Fn() -> Vec<Eip>) -> Res
         }),
     };
     Ok(json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response}))
+}
+
+/// Whether an UPDATE goes through without validation (pure): it changes only metadata other than
+/// the Eip default-pool annotation (finalizers, labels, other annotations, owner references), or the
+/// object is already being deleted. The ValidatingWebhookConfiguration's `matchConditions` say the
+/// same in CEL so the API server does not even call the webhook for such requests (which matters
+/// while no controller serves: `failurePolicy: Fail` would refuse them); this is the same rule on
+/// the handler side, for API servers without `matchConditions` (before 1.28) and as the reference the
+/// manifest test compares the CEL with.
+pub fn passes_unvalidated(kind: Kind, request: &Value) -> bool {
+    let (Some(new), Some(old)) = (request.get("object"), request.get("oldObject")) else {
+        return false;
+    };
+    if old
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
+        return true;
+    }
+    // Everything but metadata and status (status is a subresource the webhook does not see anyway).
+    let content = |object: &Value| -> Option<serde_json::Map<String, Value>> {
+        let mut map = object.as_object()?.clone();
+        map.remove("metadata");
+        map.remove("status");
+        Some(map)
+    };
+    // Absent and empty are the same, as in the CEL of the matchConditions.
+    let default_annotation = |object: &Value| {
+        object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(names::IS_DEFAULT_EIP_ANNOTATION))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // An object without a spec on either side is validated (and refused with a message) as usual.
+    new.get("spec").is_some()
+        && old.get("spec").is_some()
+        && content(new).is_some_and(|n| Some(n) == content(old))
+        && (kind != Kind::Eip || default_annotation(new) == default_annotation(old))
 }
 
 /// `Err(message)` when the object is refused: every violation, each naming its field.

@@ -196,6 +196,8 @@ pub struct Layer2Metrics {
     foreign: Counter,
     answered: Gauge,
     standing: Gauge,
+    answering: Family<Labels, Gauge>,
+    takeovers: Family<Labels, Counter>,
 }
 
 impl Layer2Metrics {
@@ -232,7 +234,38 @@ impl Layer2Metrics {
             "1 while this speaker has standing (sees a majority, or heartbeats are off)",
             m.standing.clone(),
         );
+        registry.register(
+            "oxelb_layer2_answering",
+            "1 for each IP this node answers ARP/NDP for, by ip and eip (summed over nodes: answerers per IP)",
+            m.answering.clone(),
+        );
+        registry.register(
+            "oxelb_layer2_takeovers",
+            "IPs this node started answering (a failover, a new IP, or a restart), by eip",
+            m.takeovers.clone(),
+        );
         m
+    }
+
+    /// Records the IPs answered now; those not answered before are take-overs.
+    fn record_answering(&self, now: &BTreeSet<IpAddr>, before: &BTreeSet<IpAddr>, state: &SpeakerState) {
+        let eip = |ip: &IpAddr| {
+            state
+                .announcements
+                .get(ip)
+                .map(|a| a.pool.clone())
+                .unwrap_or_default()
+        };
+        self.answered.set(i64::try_from(now.len()).unwrap_or(i64::MAX));
+        self.answering.clear();
+        for ip in now {
+            self.answering
+                .get_or_create(&vec![("ip", ip.to_string()), ("eip", eip(ip))])
+                .set(1);
+        }
+        for ip in now.difference(before) {
+            self.takeovers.get_or_create(&vec![("eip", eip(ip))]).inc();
+        }
     }
 
     fn family(ip: IpAddr) -> Labels {
@@ -531,7 +564,7 @@ pub async fn run(
         if liveness.is_none() {
             metrics.standing.set(1);
         }
-        metrics.answered.set(i64::try_from(now.len()).unwrap_or(i64::MAX));
+        metrics.record_answering(&now, &announced, &state);
         for ip in now.difference(&announced) {
             let Some(a) = state.announcements.get(ip) else {
                 continue;
@@ -809,6 +842,37 @@ mod tests {
             .into(),
             ..SpeakerState::default()
         }
+    }
+
+    #[test]
+    fn answered_ips_and_takeovers_are_counted_per_ip_and_eip() {
+        let mut registry = Registry::default();
+        let metrics = Layer2Metrics::register(&mut registry);
+        let s = state(vec![node("n1", true)], EipProtocol::Layer2);
+        let ip: IpAddr = "192.0.2.50".parse().unwrap();
+        let encode = |registry: &Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+            text
+        };
+        let one: BTreeSet<IpAddr> = [ip].into();
+        metrics.record_answering(&one, &BTreeSet::new(), &s);
+        metrics.record_answering(&one, &one, &s);
+        let text = encode(&registry);
+        assert!(
+            text.contains("oxelb_layer2_answering{ip=\"192.0.2.50\",eip=\"l2\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oxelb_layer2_takeovers_total{eip=\"l2\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("oxelb_layer2_ips_answered 1"), "{text}");
+        // Lost: the per-IP series goes (so a sum over nodes counts only answerers).
+        metrics.record_answering(&BTreeSet::new(), &one, &s);
+        let text = encode(&registry);
+        assert!(!text.contains("oxelb_layer2_answering{"), "{text}");
+        assert!(text.contains("oxelb_layer2_ips_answered 0"), "{text}");
     }
 
     #[test]
