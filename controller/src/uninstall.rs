@@ -131,6 +131,8 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use k8s_openapi::api::core::v1::Service;
     use oxelb_crds::v1alpha2::{Eip, EipSpec};
 
@@ -147,17 +149,17 @@ mod tests {
         }
     }
 
-    fn service(name: &str, finalizers: &[&str]) -> Service {
-        Service {
+    fn service(name: &str, finalizers: &[&str]) -> Arc<Service> {
+        Arc::new(Service {
             metadata: meta(name, Some("default"), finalizers),
             ..Default::default()
-        }
+        })
     }
 
-    fn eip(name: &str, finalizers: &[&str]) -> Eip {
+    fn eip(name: &str, finalizers: &[&str]) -> Arc<Eip> {
         let mut eip = Eip::new(name, EipSpec::default());
         eip.metadata = meta(name, None, finalizers);
-        eip
+        Arc::new(eip)
     }
 
     fn released(actions: &[Action]) -> Vec<(String, Vec<String>, Option<String>)> {
