@@ -59,6 +59,16 @@ pub struct Binaries {
 }
 
 impl Binaries {
+    /// The binaries in `$OXELB_BIN_DIR`, else in the directory of `exe` (a test passes
+    /// `env!("CARGO_BIN_EXE_oxelb-lab")`: the workspace's binaries are built beside it).
+    pub fn beside(exe: &str) -> Result<Self, LabError> {
+        let dir = std::env::var_os("OXELB_BIN_DIR").map_or_else(
+            || Path::new(exe).parent().map(PathBuf::from).unwrap_or_default(),
+            PathBuf::from,
+        );
+        Self::in_dir(&dir)
+    }
+
     /// The three binaries in `dir` (e.g. `target/release`), or an error naming the missing one and
     /// how to build it.
     pub fn in_dir(dir: &Path) -> Result<Self, LabError> {
@@ -269,6 +279,18 @@ impl LabCluster {
             "curl",
             &["-sS", "--max-time", "5", "http://127.0.0.1:9641/metrics"],
         )
+    }
+
+    /// Stops the speaker of node `i` as a rolling update does: SIGTERM (its BGP sessions send Cease,
+    /// it stops answering), SIGKILL after 10 s. Returns whether it was running.
+    pub fn stop_speaker(&mut self, i: usize) -> Result<bool, LabError> {
+        let name = self.node(i)?.name.clone();
+        Ok(self.lab.stop(&format!("speaker-{name}"), Duration::from_secs(10)))
+    }
+
+    /// Stops the controller as a rolling update does: SIGTERM, SIGKILL after 10 s.
+    pub fn stop_controller(&mut self) -> bool {
+        self.lab.stop("controller", Duration::from_secs(10))
     }
 
     /// Kills the speaker of node `i` at once (SIGKILL: no Cease, no goodbye).

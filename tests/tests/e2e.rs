@@ -7,7 +7,7 @@
 //! --workspace` builds the controller and speaker there too), or from `OXELB_BIN_DIR`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use oxelb_crds::names::EIP_FINALIZER;
 use oxelb_tests::{
@@ -20,16 +20,7 @@ const POLL: Duration = Duration::from_millis(100);
 const ALL_NODES: [&str; 3] = [NODES[0].1, NODES[1].1, NODES[2].1];
 
 fn binaries() -> Result<Binaries, LabError> {
-    let dir = std::env::var_os("OXELB_BIN_DIR").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_BIN_EXE_oxelb-lab"))
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default()
-        },
-        PathBuf::from,
-    );
-    Binaries::in_dir(&dir)
+    Binaries::beside(env!("CARGO_BIN_EXE_oxelb-lab"))
 }
 
 /// The lab cluster on `examples/lab/`, with every oxelb process started; `None` when labs cannot
