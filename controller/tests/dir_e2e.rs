@@ -229,26 +229,25 @@ async fn create_share_release_restart_through_a_directory() {
     controller.stop();
 }
 
-/// Reads `/metrics` from a synchronous probe (the probe closure cannot be async).
-fn metrics_now(controller: &Controller) -> String {
+/// GETs `path` from a synchronous probe (the probe closures cannot be async): status and body, or
+/// `(0, "")` when the controller does not answer.
+fn get_now(controller: &Controller, path: &'static str) -> (u16, String) {
     let addr = controller.addr;
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .ok()
-            .map(|rt| {
-                rt.block_on(async {
-                    http_get(addr, "/metrics")
-                        .await
-                        .map(|r| r.body)
-                        .unwrap_or_default()
-                })
-            })
+            .and_then(|rt| rt.block_on(async { http_get(addr, path).await.ok().map(|r| (r.status, r.body)) }))
             .unwrap_or_default()
     })
     .join()
     .unwrap_or_default()
+}
+
+/// The `/metrics` page.
+fn metrics_now(controller: &Controller) -> String {
+    get_now(controller, "/metrics").1
 }
 
 fn finalizers(dir: &Path, rel: &str) -> Vec<String> {
@@ -261,19 +260,9 @@ fn finalizers(dir: &Path, rel: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `/readyz` status from a synchronous probe.
+/// The `/readyz` status.
 fn ready_now(controller: &Controller) -> u16 {
-    let addr = controller.addr;
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()
-            .and_then(|rt| rt.block_on(async { http_get(addr, "/readyz").await.ok().map(|r| r.status) }))
-            .unwrap_or(0)
-    })
-    .join()
-    .unwrap_or(0)
+    get_now(controller, "/readyz").0
 }
 
 #[tokio::test]

@@ -420,5 +420,59 @@ async fn a_decision_on_our_own_intermediate_version_is_not_written_twice() {
         (1, 0),
         "version 10 is someone else's"
     );
+}
+
+#[tokio::test]
+async fn uninstall_removes_only_oxelbs_finalizers_fenced_by_resource_version() {
+    use k8s_openapi::api::core::v1::Service;
+    use oxelb_controller::{reconcile::Snapshot, uninstall::release_actions};
+    use oxelb_crds::v1alpha2::Eip;
+
+    let service: Service = serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default",
+        "resourceVersion": "12", "finalizers": ["example.com/keep", "finalizer.lb.kubesphere.io/v1alpha1"]}}))
+    .unwrap();
+    let eip: Eip = serde_json::from_value(json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "Eip",
+        "metadata": {"name": "pool", "resourceVersion": "5", "finalizers": ["finalizer.ipam.kubesphere.io/v1alpha1"]},
+        "spec": {"address": "192.0.2.0/28"}}))
+    .unwrap();
+    let snapshot = Snapshot {
+        services: vec![std::sync::Arc::new(service)],
+        eips: vec![std::sync::Arc::new(eip)],
+        ..Default::default()
+    };
+    let (client, mut handle) = mock_client();
+    let writer = ObjectSource::kube(client).writer("oxelb-controller");
+    let mut applier = Applier::new(writer, ControllerMetrics::register(&mut Registry::default()));
+    let server = tokio::spawn(async move {
+        let (method, uri, ctype, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (method, uri.as_str(), ctype.as_str()),
+            (
+                Method::PATCH,
+                "/api/v1/namespaces/default/services/web?",
+                "application/merge-patch+json"
+            )
+        );
+        // Only the finalizer list (the other controller's finalizer kept) and the precondition.
+        assert_eq!(
+            body,
+            json!({"metadata": {"finalizers": ["example.com/keep"], "resourceVersion": "12"}})
+        );
+        send.send_response(respond(StatusCode::OK, &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"}})));
+        let (method, uri, _, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (method, uri.as_str()),
+            (Method::PATCH, "/apis/network.kubesphere.io/v1alpha2/eips/pool?")
+        );
+        assert_eq!(
+            body,
+            json!({"metadata": {"finalizers": [], "resourceVersion": "5"}})
+        );
+        send.send_response(respond(StatusCode::CONFLICT, &status_error(409, "Conflict")));
+    });
+    let summary = applier
+        .apply(release_actions(&snapshot), &Leadership::always())
+        .await;
+    assert_eq!((summary.written, summary.conflicts, summary.errors), (1, 1, 0));
     tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
 }

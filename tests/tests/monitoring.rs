@@ -171,13 +171,18 @@ fn run_promtool(promtool: &Path, args: &[&str]) -> String {
         .current_dir(workspace_root())
         .output()
         .unwrap();
-    let text = format!(
+    let text = output_text(&out);
+    assert!(out.status.success(), "promtool {}:\n{text}", args.join(" "));
+    text
+}
+
+/// A process's stdout and stderr together (promtool reports failures on stderr).
+fn output_text(out: &std::process::Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool {}:\n{text}", args.join(" "));
-    text
+    )
 }
 
 #[test]
@@ -207,11 +212,7 @@ fn promtool_fails_a_rule_test_whose_alert_does_not_fire() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("OxelbPoolNearlyExhausted"), "{text}");
 }
@@ -378,16 +379,7 @@ fn metric_names_are_read_from_promql() {
 }
 
 fn binaries() -> Binaries {
-    let dir = std::env::var_os("OXELB_BIN_DIR").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_BIN_EXE_oxelb-lab"))
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default()
-        },
-        PathBuf::from,
-    );
-    Binaries::in_dir(&dir).unwrap_or_else(|e| panic!("{e}"))
+    Binaries::for_test(env!("CARGO_BIN_EXE_oxelb-lab")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 const PENDING_SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: waits\n  namespace: default\n  annotations:\n    lb.kubesphere.io/v1alpha1: openelb\n    eip.openelb.kubesphere.io/v1alpha2: no-such-pool\nspec:\n  type: LoadBalancer\n  ports: [{name: http, port: 80, protocol: TCP}]\n";
