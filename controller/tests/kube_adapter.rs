@@ -420,6 +420,7 @@ async fn a_decision_on_our_own_intermediate_version_is_not_written_twice() {
         (1, 0),
         "version 10 is someone else's"
     );
+    tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
 }
 
 #[tokio::test]

@@ -306,6 +306,18 @@ impl LabCluster {
         )
     }
 
+    /// Stops the speaker of node `i` as a rolling update does: SIGTERM (its BGP sessions send Cease,
+    /// it stops answering), SIGKILL after 10 s. Returns whether it was running.
+    pub fn stop_speaker(&mut self, i: usize) -> Result<bool, LabError> {
+        let name = self.node(i)?.name.clone();
+        Ok(self.lab.stop(&format!("speaker-{name}"), Duration::from_secs(10)))
+    }
+
+    /// Stops the controller as a rolling update does: SIGTERM, SIGKILL after 10 s.
+    pub fn stop_controller(&mut self) -> bool {
+        self.lab.stop("controller", Duration::from_secs(10))
+    }
+
     /// Kills the speaker of node `i` at once (SIGKILL: no Cease, no goodbye).
     pub fn kill_speaker(&mut self, i: usize) -> Result<bool, LabError> {
         let name = self.node(i)?.name.clone();
