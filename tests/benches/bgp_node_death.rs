@@ -143,7 +143,7 @@ fn main() -> Result<(), LabError> {
             if only.as_deref().is_some_and(|o| !case.name.contains(o)) {
                 continue;
             }
-            // A lab run that fails (a process that did not start in time on a busy machine) is
+            // A lab run that fails (once, a probe printed nothing in time on a busy machine) is
             // reported and run again, at most twice; a run that measures is never dropped.
             let mut result = one_run(case);
             for _ in 0..2 {
