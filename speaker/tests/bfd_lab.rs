@@ -448,3 +448,58 @@ fn bad_bfd_input_leaves_the_speaker_and_bgp_without_bfd_alone() -> Result<(), La
     assert!(!log.contains("panicked"), "{}", tail(&log));
     Ok(())
 }
+
+/// Multihop BFD (RFC 5883, UDP 4784) for an `ebgpMultihop` BgpPeer, against FRR with
+/// `ebgp-multihop` (which makes bgpd ask bfdd for a multihop session): Up, and the route there.
+#[test]
+fn multihop_bfd_with_frr() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("bfd::multihop")? else {
+        return Ok(());
+    };
+    let nodes = [("n1", "198.51.100.2")];
+    let (router_ns, node_ns) = lan(&mut lab, &["198.51.100.1/24"], &nodes)?;
+    let neighbors = vec![Neighbor {
+        bfd: Some(ROUTER_BFD),
+        local_address: Some(ROUTER_V4.into()),
+        ..Neighbor::new(N1, 64512)
+    }];
+    let conf = oxelb_tests::routers::frr_bgpd_conf(
+        64513,
+        ROUTER_V4,
+        &neighbors,
+        &format!(" neighbor {N1} ebgp-multihop 3\n"),
+    );
+    let bfdd = oxelb_tests::routers::frr_bfdd_conf(&neighbors);
+    let frr =
+        oxelb_tests::routers::Frr::start_daemons(&mut lab, &router_ns, "router", &conf, 179, Some(&bfdd))?;
+    let text = objects(
+        "{enabled: true, desiredMinTxMs: 100, requiredMinRxMs: 100, detectMultiplier: 3}, ebgpMultihop: {enabled: true, multihopTtl: 3}",
+    );
+    let dir = objects_dir(&lab, &text, &nodes, &[IP_V4]);
+    start_speaker(&mut lab, &node_ns[0], "n1", &dir)?;
+    wait_until(
+        "a multihop BFD session Up at FRR, and the route",
+        WAIT,
+        POLL,
+        || {
+            let peers = frr.json("show bfd peers json").map_err(|e| e.to_string())?;
+            let up = peers.as_array().into_iter().flatten().any(|p| {
+                p["peer"].as_str() == Some(N1)
+                    && p["multihop"].as_bool() == Some(true)
+                    && p["status"].as_str() == Some("up")
+            });
+            let hops = frr.bgp_next_hops("203.0.113.5/32").map_err(|e| e.to_string())?;
+            if up && hops == [N1] {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{peers}\n{hops:?}\n{}",
+                    tail(&plain(&lab.log("speaker-n1")))
+                ))
+            }
+        },
+    )?;
+    let log = plain(&lab.log("speaker-n1"));
+    assert!(log.contains("multihop=true"), "{}", tail(&log));
+    Ok(())
+}
