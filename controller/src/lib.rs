@@ -340,11 +340,58 @@ pub fn service_shape(handling: Handling) -> Shape<Service> {
         if !marked && !handling.handles(service) {
             return false;
         }
-        if let Some(status) = service.status.as_mut() {
-            status.conditions = None;
-        }
+        trim_service(service);
         true
     })
+}
+
+/// Cuts a Service to what the controller reads: OpenELB's annotations, labels, finalizers, uid
+/// and resourceVersion; the spec's type, class, families, requested IP, selector, traffic policy
+/// and each port's number and protocol; the ingress.
+fn trim_service(service: &mut Service) {
+    use oxelb_crds::names::{EIP_IP_ANNOTATION, EIP_POOL_ANNOTATION, LB_ANNOTATION, PROTOCOL_ANNOTATION};
+    let meta = &mut service.metadata;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|k, _| {
+            [
+                LB_ANNOTATION,
+                EIP_POOL_ANNOTATION,
+                EIP_IP_ANNOTATION,
+                PROTOCOL_ANNOTATION,
+            ]
+            .contains(&k.as_str())
+        });
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+    meta.creation_timestamp = None;
+    meta.owner_references = None;
+    meta.generate_name = None;
+    meta.generation = None;
+    if let Some(spec) = service.spec.as_mut() {
+        spec.cluster_ip = None;
+        spec.cluster_ips = None;
+        spec.session_affinity = None;
+        spec.session_affinity_config = None;
+        spec.internal_traffic_policy = None;
+        spec.health_check_node_port = None;
+        spec.allocate_load_balancer_node_ports = None;
+        spec.external_ips = None;
+        spec.external_name = None;
+        spec.load_balancer_source_ranges = None;
+        spec.publish_not_ready_addresses = None;
+        spec.traffic_distribution = None;
+        for port in spec.ports.iter_mut().flatten() {
+            port.name = None;
+            port.node_port = None;
+            port.target_port = None;
+            port.app_protocol = None;
+        }
+    }
+    if let Some(status) = service.status.as_mut() {
+        status.conditions = None;
+    }
 }
 
 /// Runs the controller until SIGTERM/SIGINT.
@@ -550,5 +597,65 @@ pub async fn reconcile_loop(
         }
         metrics.set_leader(false);
         warn!("not leading any more: writes stopped; waiting to lead again");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The trimmed Service decides exactly as the full one: same handling, same request.
+    #[test]
+    fn a_trimmed_service_asks_for_what_the_full_one_asks_for() {
+        let full: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u", "resourceVersion": "5",
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "annotations": {"lb.kubesphere.io/v1alpha1": "openelb",
+                    "eip.openelb.kubesphere.io/v1alpha2": "pool",
+                    "eip.openelb.kubesphere.io/v1alpha1": "192.0.2.10",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}", "other": "x"},
+                "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "externalTrafficPolicy": "Local",
+                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "clusterIP": "10.96.0.1",
+                "clusterIPs": ["10.96.0.1"], "sessionAffinity": "None",
+                "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "TCP"},
+                    {"port": 53, "protocol": "UDP"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}
+        }))
+        .unwrap();
+        let handling = Handling::default();
+        let shape = service_shape(handling.clone());
+        let mut trimmed = full.clone();
+        assert!(oxelb_runtime::shape::apply_shape(&shape, &mut trimmed));
+        assert!(handling.handles(&trimmed));
+        let labels = BTreeMap::new();
+        assert_eq!(
+            inputs::request_from_service(&trimmed, &labels).unwrap(),
+            inputs::request_from_service(&full, &labels).unwrap()
+        );
+        assert_eq!(trimmed.metadata.managed_fields, None);
+        assert_eq!(trimmed.metadata.annotations.as_ref().unwrap().len(), 3);
+        assert_eq!(trimmed.spec.as_ref().unwrap().cluster_ip, None);
+        assert_eq!(
+            oxelb_crds::service::ingress_ips(&trimmed),
+            oxelb_crds::service::ingress_ips(&full)
+        );
+
+        let mut other: Service = serde_json::from_value(json!({"metadata": {"name": "x", "namespace": "a"},
+            "spec": {"type": "LoadBalancer"}}))
+        .unwrap();
+        assert!(
+            !oxelb_runtime::shape::apply_shape(&shape, &mut other),
+            "not ours, never marked"
+        );
+        let mut marked = other.clone();
+        marked.metadata.finalizers = Some(vec![oxelb_crds::names::SERVICE_FINALIZER.into()]);
+        assert!(
+            oxelb_runtime::shape::apply_shape(&shape, &mut marked),
+            "ours to clean up"
+        );
     }
 }

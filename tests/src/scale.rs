@@ -58,6 +58,8 @@ pub struct ScaleReport {
     pub eip_used: usize,
     /// Lists of Services after start-up (watches that had to list again, e.g. after 410 Gone).
     pub service_relists: u64,
+    /// CPU seconds of this process (the in-memory API server and the creates) over the run.
+    pub api_cpu_seconds: f64,
 }
 
 /// How to run.
@@ -390,6 +392,7 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
     })
     .await?;
     let requests_before = api.requests();
+    let api_cpu_before = cpu_seconds(std::process::id());
 
     // Create as fast as the API takes them, yielding now and then so the server serves watches.
     let n = options.services;
@@ -437,6 +440,7 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
     // Let the Eip status and last Events land, then measure.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (leader_cpu, speaker_cpu) = (cpu_seconds(leader.pid()), cpu_seconds(speaker.pid()));
+    let api_cpu_seconds = cpu_seconds(std::process::id()) - api_cpu_before;
     tokio::time::sleep(options.idle).await;
     let requests = api.requests();
     let writes = |verb: &str, resource: &str| -> u64 {
@@ -476,6 +480,7 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
         distinct_ips: distinct.len(),
         eip_used,
         service_relists: writes("list", "/api/v1/services"),
+        api_cpu_seconds,
     };
     drop((speaker, standby, leader));
     Ok(report)

@@ -34,9 +34,9 @@ async fn main() {
     );
     println!("binaries: {}", bin_dir.display());
     println!(
-        "| Services | create s | last create -> last IP s | leader RSS MiB | leader CPU s | standby RSS MiB | speaker RSS MiB | speaker CPU s | speaker idle CPU s/10 s | Service writes/alloc | Eip status writes | all writes/alloc | distinct IPs |"
+        "| Services | create s | last create -> last IP s | leader RSS MiB | leader CPU s | standby RSS MiB | speaker RSS MiB | speaker CPU s | speaker idle CPU s/10 s | Service writes/alloc | Eip status writes | all writes/alloc | distinct IPs | API CPU s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for services in sizes {
         let options = ScaleOptions {
             bin_dir: bin_dir.clone(),
@@ -47,7 +47,7 @@ async fn main() {
         };
         match run(&options).await {
             Ok(r) => println!(
-                "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {:.2} | {} |",
+                "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {:.2} | {} | {:.1} |",
                 r.services,
                 r.create_seconds,
                 r.last_ip_after_last_create,
@@ -61,6 +61,7 @@ async fn main() {
                 r.eip_status_writes,
                 r.writes_per_allocation,
                 r.distinct_ips,
+                r.api_cpu_seconds,
             ),
             Err(error) => {
                 eprintln!("{services} Services: {error}");
