@@ -363,6 +363,34 @@ pub fn ping(lab: &mut Lab, client: &Ns, count: u32, log: &str) -> Result<(), Lab
     Ok(())
 }
 
+/// The outage a loss at `at` (Unix seconds, as `ping -D` prints) caused: the longest pause between
+/// successive replies among those that end after `at` and start within 1 s of it; and the jitter
+/// floor: the longest pause in the second before `at` (what the loaded machine alone causes).
+pub fn outage_at(log: &str, at: f64) -> Option<(Duration, Duration)> {
+    let times: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect();
+    let widest = |keep: &dyn Fn(f64, f64) -> bool| {
+        times
+            .windows(2)
+            .filter(|w| keep(w[0], w[1]))
+            .map(|w| w[1] - w[0])
+            .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))))
+    };
+    let outage = widest(&|a, b| b > at && a < at + 1.0)?;
+    let floor = widest(&|a, b| b <= at && a >= at - 1.0).unwrap_or(0.0);
+    Some((Duration::from_secs_f64(outage), Duration::from_secs_f64(floor)))
+}
+
+/// Now, in Unix seconds (to compare with `ping -D`'s timestamps).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Waits for `ping` (started as `log`) to finish; returns the longest pause between its replies.
 pub fn ping_gap(lab: &Lab, log: &str) -> Result<Duration, LabError> {
     wait_until("ping finished", WAIT, Duration::from_millis(100), || {
