@@ -607,12 +607,21 @@ fn ipv6_only_nodes_heartbeat_and_fail_over() -> Result<(), LabError> {
         lab.spawn(&format!("speaker-{name}"), speaker(ns, &dir, name))?;
     }
     let first = winner_of(&nodes, &client, Family::V6)?;
+    // Settling needs standing, which needs a majority heard: heartbeats crossed IPv6.
     for (name, _) in &nodes {
-        let log = lab.log(&format!("speaker-{name}"));
-        assert!(
-            log.contains("standing gained"),
-            "{name} never heard its peers:\n{log}"
-        );
+        wait_until(
+            &format!("{name} hears its peers"),
+            WAIT,
+            Duration::from_millis(100),
+            || {
+                let log = lab.log(&format!("speaker-{name}"));
+                if log.contains("view of the peers settled") {
+                    Ok(())
+                } else {
+                    Err(log)
+                }
+            },
+        )?;
     }
     std::thread::sleep(Duration::from_secs(1));
     let (name, ns) = &nodes[first];
