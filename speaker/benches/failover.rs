@@ -1,7 +1,9 @@
 //! Layer2 failover benchmark, oxelb against keepalived on the same topology, in alternating rounds
 //! (issue 13's figures). The network is the failover lab's: three nodes and a client on one switch,
 //! the Service IP 192.0.2.50 on every node's `lo` under strictARP; the client pings it every 10 ms
-//! and the outage is the longest pause between its replies.
+//! and the outage is the longest pause between its replies that ends after the loss and starts
+//! within 1 s of it (each round also prints the longest pause of the second before: the jitter
+//! floor of the loaded machine, which neither anchor causes).
 //!
 //! - **kill**: the answering node is lost (its speaker or keepalived SIGKILLed, its link downed).
 //!   20 rounds; each round runs oxelb (default timing: heartbeats every 50 ms, dead after 200 ms)
@@ -103,8 +105,9 @@ fn kill_keepalived(lab: &mut Lab, name: &str) {
     lab.kill(&format!("keepalived-{name}"));
 }
 
-/// One outage: build the lab, let `anchor` elect, ping, lose the answering node, measure.
-fn one_run(anchor: Anchor, loss: Loss) -> Result<Option<Duration>, LabError> {
+/// One outage: build the lab, let `anchor` elect, ping, lose the answering node, measure. Returns
+/// the outage and the jitter floor of the second before (see `outage_at`).
+fn one_run(anchor: Anchor, loss: Loss) -> Result<Option<(Duration, Duration)>, LabError> {
     let Some(mut lab) = lab_or_skip("failover benchmark")? else {
         return Ok(None);
     };
@@ -126,6 +129,7 @@ fn one_run(anchor: Anchor, loss: Loss) -> Result<Option<Duration>, LabError> {
     failover_lab::ping(&mut lab, &client, 250, "ping")?;
     std::thread::sleep(Duration::from_secs(1));
     let (name, ns) = &nodes[first];
+    let at = failover_lab::unix_now();
     match (loss, anchor) {
         (Loss::Kill, Anchor::Oxelb) => {
             lab.kill(&format!("speaker-{name}"));
@@ -136,7 +140,11 @@ fn one_run(anchor: Anchor, loss: Loss) -> Result<Option<Duration>, LabError> {
         }
     }
     ns.ip(&["link", "set", "eth0", "down"])?;
-    failover_lab::ping_gap(&lab, "ping").map(Some)
+    failover_lab::ping_gap(&lab, "ping")?;
+    let log = lab.log("ping");
+    failover_lab::outage_at(&log, at)
+        .map(Some)
+        .ok_or_else(|| LabError::Unexpected(format!("no ping replies around the loss:\n{log}")))
 }
 
 fn pick(sorted: &[Duration], q: f64) -> Duration {
@@ -179,10 +187,14 @@ fn rounds(loss: Loss, runs: usize, keepalived: bool) -> Result<Option<Outages>, 
             if anchor == Anchor::Keepalived && !keepalived {
                 continue;
             }
-            let Some(gap) = one_run(anchor, loss)? else {
+            let Some((gap, floor)) = one_run(anchor, loss)? else {
                 return Ok(None);
             };
-            line.push_str(&format!("  {anchor:?} {:>4} ms", gap.as_millis()));
+            line.push_str(&format!(
+                "  {anchor:?} {:>4} ms (jitter before {:>3} ms)",
+                gap.as_millis(),
+                floor.as_millis()
+            ));
             match anchor {
                 Anchor::Oxelb => ours.push(gap),
                 Anchor::Keepalived => theirs.push(gap),

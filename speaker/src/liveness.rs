@@ -24,7 +24,8 @@
 //! longer lists that Node as Ready (then one speaker is expected, and one is a majority): the
 //! node-lifecycle controller's grace period (40 s by default), not `dead_after`. When the
 //! larger-named node dies, the survivor keeps answering with no gap. A node that cannot reach the
-//! apiserver never answers alone.
+//! apiserver never answers alone. A peer that left on purpose (SIGTERM, see below) is not expected
+//! any more, so the other node of a two-node cluster keeps answering through a rolling update.
 //!
 //! # Hand-over under skewed views
 //! Speakers learn a new Service, Eip or Node at different moments (separate watches: tens of ms
@@ -578,6 +579,10 @@ impl Membership {
         apiserver_reachable: bool,
     ) -> Standing {
         let mut expected = expected.clone();
+        // A peer that said it is leaving (and has not come back since) is not expected: it
+        // stopped answering before it said so, so the rest need no majority against it (in a
+        // two-node cluster the other keeps answering through a rolling update).
+        expected.retain(|name| self.peers.get(name).is_none_or(|heard| !heard.leaving));
         expected.insert(self.me.clone());
         let alive: BTreeSet<String> = self.alive(now).intersection(&expected).cloned().collect();
         let needed = expected.len() / 2 + 1;
@@ -787,6 +792,17 @@ mod tests {
         assert_eq!(m.hearing(ms(20)), set(&["c"]));
         assert!(m.agreed(ms(20), 7), "c agrees; b is leaving");
         assert_eq!(m.next_expiry(ms(20)), Some(ms(400)), "only c's deadline");
+        // Two nodes, the other leaving on purpose: no longer expected, so a stays standing
+        // (the tie-break is only for silence, which may be a partition).
+        let mut pair = Membership::new("b", cfg());
+        pair.heard(&hb("a", 1, 0), ms(0));
+        let mut going = hb("a", 1, 1);
+        going.leaving = true;
+        pair.heard(&going, ms(10));
+        assert!(matches!(
+            pair.standing(ms(500), &set(&["a", "b"]), true),
+            Standing::Good { .. }
+        ));
         // Back from a restart (new incarnation, not leaving): alive again.
         assert_eq!(m.record(&hb("b", 2, 0), ms(500)), Recorded::Changed);
         assert_eq!(m.alive(ms(500)), set(&["a", "b"]));

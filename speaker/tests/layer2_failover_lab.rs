@@ -1,6 +1,6 @@
-//! Layer2 failover with heartbeats: three nodes run the speaker, a client pings the Service IP every
-//! 10 ms, the winning node is killed (speaker process and link); another node takes over and the
-//! client's pings resume. Prints the measured outage. Each node holds the IP on `lo` with
+//! Layer2 failover with heartbeats (IPv4, and IPv6-only: [`Family`]): three nodes run the speaker,
+//! a client pings the Service IP every 10 ms, the winning node is killed (speaker process and
+//! link); another node takes over and the client's pings resume. Prints the measured outage. Each node holds the IP on `lo` with
 //! `arp_ignore=1` (what kube-proxy's IPVS mode with strictARP does): its kernel answers the pings
 //! but never ARP, so only the speaker decides who is reached. Needs root; skips otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -37,15 +37,67 @@ pub fn speaker(ns: &Ns, dir: &Path, name: &str) -> std::process::Command {
     command
 }
 
+/// The address family of a lab's node network and Service IP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// 192.0.2.0/24, Service IP 192.0.2.50.
+    V4,
+    /// IPv6 only: 2001:db8::/64, Service IP 2001:db8::42.
+    V6,
+}
+
+impl Family {
+    /// The Service IP.
+    pub fn service_ip(self) -> &'static str {
+        match self {
+            Family::V4 => "192.0.2.50",
+            Family::V6 => "2001:db8::42",
+        }
+    }
+
+    /// Node `i`'s address, without and with its prefix length.
+    fn node(self, i: usize) -> (String, String) {
+        match self {
+            Family::V4 => (format!("192.0.2.1{i}"), format!("192.0.2.1{i}/24")),
+            Family::V6 => (format!("2001:db8::1{i}"), format!("2001:db8::1{i}/64")),
+        }
+    }
+
+    /// What answers for the Service IP, as the client's ARP (IPv4) or NDP (IPv6) probe prints it.
+    fn probe(self, client: &Ns) -> Result<String, LabError> {
+        match self {
+            Family::V4 => client.arping("eth0", self.service_ip()).map(|(_, text)| text),
+            Family::V6 => client
+                .output(
+                    "ndisc6",
+                    &["-1", "-r", "2", "-w", "300", self.service_ip(), "eth0"],
+                )
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
+        }
+    }
+}
+
 /// `count` nodes (up to 9) and a client on one switch, with the objects (one layer2 Service at
 /// 192.0.2.50, held by every node on `lo` under strictARP), but no speaker yet: the same network
 /// serves oxelb and the keepalived anchor of the benchmark.
 pub fn network(lab: &mut Lab, count: usize) -> Result<Topology, LabError> {
+    network_of(lab, count, Family::V4)
+}
+
+/// [`network`] in `family`: with [`Family::V6`] the nodes' only addresses (and InternalIPs) are
+/// IPv6, and so is the Service IP (the kernel answers NS only for addresses of the receiving
+/// interface, so the IP on `lo` needs no strictARP).
+pub fn network_of(lab: &mut Lab, count: usize, family: Family) -> Result<Topology, LabError> {
     let switch = lab.netns("sw")?;
     lab.bridge(&switch, "lan")?;
     let dir = lab.dir().join("objects");
-    let mut objects = String::from(
-        "apiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {name: l2}\nspec: {address: 192.0.2.48/28, protocol: layer2, interface: eth0}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default, annotations: {lb.kubesphere.io/v1alpha1: openelb}}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n",
+    let (pool, client_ip, host) = match family {
+        Family::V4 => ("192.0.2.48/28", "192.0.2.100/24", "/32"),
+        Family::V6 => ("2001:db8::40/124", "2001:db8::100/64", "/128"),
+    };
+    let ip = family.service_ip();
+    let mut objects = format!(
+        "apiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {{name: l2}}\nspec: {{address: '{pool}', protocol: layer2, interface: eth0}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default, annotations: {{lb.kubesphere.io/v1alpha1: openelb}}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n",
     );
     let mut nodes = Vec::new();
     for i in 1..=count {
@@ -54,9 +106,12 @@ pub fn network(lab: &mut Lab, count: usize) -> Result<Topology, LabError> {
         let port = format!("lan-{name}");
         lab.veth(&switch, &port, &ns, "eth0")?;
         lab.attach(&switch, &port, "lan")?;
-        lab.addr(&ns, "eth0", &format!("192.0.2.1{i}/24"))?;
-        ns.strict_arp()?;
-        lab.addr(&ns, "lo", "192.0.2.50/32")?;
+        let (address, cidr) = family.node(i);
+        lab.addr(&ns, "eth0", &cidr)?;
+        if family == Family::V4 {
+            ns.strict_arp()?;
+        }
+        lab.addr(&ns, "lo", &format!("{ip}{host}"))?;
         objects.push_str(&format!(
             "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n"
         ));
@@ -64,7 +119,7 @@ pub fn network(lab: &mut Lab, count: usize) -> Result<Topology, LabError> {
             &dir,
             &format!("status/nodes.core/{name}.yaml"),
             &format!(
-                "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nstatus: {{conditions: [{{type: Ready, status: 'True'}}], addresses: [{{type: InternalIP, address: 192.0.2.1{i}}}]}}\n"
+                "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nstatus: {{conditions: [{{type: Ready, status: 'True'}}], addresses: [{{type: InternalIP, address: '{address}'}}]}}\n"
             ),
         );
         nodes.push((name, ns));
@@ -72,12 +127,14 @@ pub fn network(lab: &mut Lab, count: usize) -> Result<Topology, LabError> {
     let client = lab.netns("client")?;
     lab.veth(&switch, "lan-c", &client, "eth0")?;
     lab.attach(&switch, "lan-c", "lan")?;
-    lab.addr(&client, "eth0", "192.0.2.100/24")?;
+    lab.addr(&client, "eth0", client_ip)?;
     write(&dir, "objects.yaml", &objects);
     write(
         &dir,
         "status/services.core/default/web.yaml",
-        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default, finalizers: [finalizer.lb.kubesphere.io/v1alpha1]}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.50}]}}\n",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default, finalizers: [finalizer.lb.kubesphere.io/v1alpha1]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: '{ip}'}}]}}}}\n"
+        ),
     );
     std::fs::write(dir.join("..").join("heartbeat.key"), b"lab-shared-secret").unwrap();
     Ok((nodes, client, dir))
@@ -85,12 +142,17 @@ pub fn network(lab: &mut Lab, count: usize) -> Result<Topology, LabError> {
 
 /// The node whose MAC the client resolves 192.0.2.50 to.
 pub fn winner(nodes: &[(String, Ns)], client: &Ns) -> Result<usize, LabError> {
+    winner_of(nodes, client, Family::V4)
+}
+
+/// The one node whose MAC answers the client's ARP (IPv4) or NDP (IPv6) probe for the Service IP.
+pub fn winner_of(nodes: &[(String, Ns)], client: &Ns, family: Family) -> Result<usize, LabError> {
     wait_until(
-        "one node answers ARP for 192.0.2.50",
+        "one node answers for the Service IP",
         WAIT,
         Duration::from_millis(200),
         || {
-            let (_, text) = client.arping("eth0", "192.0.2.50").map_err(|e| e.to_string())?;
+            let text = family.probe(client).map_err(|e| e.to_string())?.to_lowercase();
             let hits: Vec<usize> = (0..nodes.len())
                 .filter(|i| {
                     nodes[*i]
@@ -301,6 +363,34 @@ pub fn ping(lab: &mut Lab, client: &Ns, count: u32, log: &str) -> Result<(), Lab
     Ok(())
 }
 
+/// The outage a loss at `at` (Unix seconds, as `ping -D` prints) caused: the longest pause between
+/// successive replies among those that end after `at` and start within 1 s of it; and the jitter
+/// floor: the longest pause in the second before `at` (what the loaded machine alone causes).
+pub fn outage_at(log: &str, at: f64) -> Option<(Duration, Duration)> {
+    let times: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect();
+    let widest = |keep: &dyn Fn(f64, f64) -> bool| {
+        times
+            .windows(2)
+            .filter(|w| keep(w[0], w[1]))
+            .map(|w| w[1] - w[0])
+            .fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g))))
+    };
+    let outage = widest(&|a, b| b > at && a < at + 1.0)?;
+    let floor = widest(&|a, b| b <= at && a >= at - 1.0).unwrap_or(0.0);
+    Some((Duration::from_secs_f64(outage), Duration::from_secs_f64(floor)))
+}
+
+/// Now, in Unix seconds (to compare with `ping -D`'s timestamps).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Waits for `ping` (started as `log`) to finish; returns the longest pause between its replies.
 pub fn ping_gap(lab: &Lab, log: &str) -> Result<Duration, LabError> {
     wait_until("ping finished", WAIT, Duration::from_millis(100), || {
@@ -502,5 +592,42 @@ fn bad_heartbeats_and_a_flapping_peer_leave_one_answerer_and_name_the_peer() -> 
         );
     }
     println!("winner before: n{}, after: n{}", first + 1, now + 1);
+    Ok(())
+}
+
+/// IPv6-only node network: heartbeats cross it (a speaker answers only with the standing a majority
+/// of live peers gives it), and a lost answerer is replaced, as the client's NDP shows.
+#[test]
+fn ipv6_only_nodes_heartbeat_and_fail_over() -> Result<(), LabError> {
+    let Some(mut lab) = lab_or_skip("ipv6_only_nodes_heartbeat_and_fail_over")? else {
+        return Ok(());
+    };
+    let (nodes, client, dir) = network_of(&mut lab, 3, Family::V6)?;
+    for (name, ns) in &nodes {
+        lab.spawn(&format!("speaker-{name}"), speaker(ns, &dir, name))?;
+    }
+    let first = winner_of(&nodes, &client, Family::V6)?;
+    // Settling needs standing, which needs a majority heard: heartbeats crossed IPv6.
+    for (name, _) in &nodes {
+        wait_until(
+            &format!("{name} hears its peers"),
+            WAIT,
+            Duration::from_millis(100),
+            || {
+                let log = lab.log(&format!("speaker-{name}"));
+                if log.contains("view of the peers settled") {
+                    Ok(())
+                } else {
+                    Err(log)
+                }
+            },
+        )?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (name, ns) = &nodes[first];
+    lab.kill(&format!("speaker-{name}"));
+    ns.ip(&["link", "set", "eth0", "down"])?;
+    let second = winner_of(&nodes, &client, Family::V6)?;
+    assert_ne!(second, first, "the lost node still answers");
     Ok(())
 }
