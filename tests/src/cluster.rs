@@ -58,20 +58,20 @@ pub struct Binaries {
     pub lab_tool: PathBuf,
 }
 
+/// Where the workspace's binaries are: `OXELB_BIN_DIR` when set, else the directory of `exe`, a
+/// binary cargo built with them (a test's `CARGO_BIN_EXE_...`, or a bench binary's own path).
+pub fn bin_dir_beside(exe: &Path) -> PathBuf {
+    std::env::var_os("OXELB_BIN_DIR").map_or_else(
+        || exe.parent().map(PathBuf::from).unwrap_or_default(),
+        PathBuf::from,
+    )
+}
+
 impl Binaries {
     /// The binaries of a test or benchmark: from `OXELB_BIN_DIR` when set, else from the
     /// directory cargo built `lab_tool` (the test's `CARGO_BIN_EXE_oxelb-lab`) into.
     pub fn for_test(lab_tool: &str) -> Result<Self, LabError> {
-        let dir = std::env::var_os("OXELB_BIN_DIR").map_or_else(
-            || {
-                Path::new(lab_tool)
-                    .parent()
-                    .map(PathBuf::from)
-                    .unwrap_or_default()
-            },
-            PathBuf::from,
-        );
-        Self::in_dir(&dir)
+        Self::in_dir(&bin_dir_beside(Path::new(lab_tool)))
     }
 
     /// The three binaries in `dir` (e.g. `target/release`), or an error naming the missing one and

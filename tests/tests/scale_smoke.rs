@@ -4,26 +4,15 @@
 //! Asserts the outcome, not the timing: every Service one distinct IP, the Eip status agreeing,
 //! at most 2 Service writes per allocation. The 1k/10k/50k runs are `oxelb-scale` (README, Scale).
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::Path, time::Duration};
 
+use oxelb_tests::cluster::bin_dir_beside;
 use oxelb_tests::scale::{ScaleOptions, run};
-
-fn bin_dir() -> PathBuf {
-    std::env::var_os("OXELB_BIN_DIR").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_BIN_EXE_oxelb-scale"))
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default()
-        },
-        PathBuf::from,
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_services_each_get_one_distinct_ip_through_a_410() {
     let options = ScaleOptions {
-        bin_dir: bin_dir(),
+        bin_dir: bin_dir_beside(Path::new(env!("CARGO_BIN_EXE_oxelb-scale"))),
         services: 50,
         deadline: Duration::from_secs(60),
         idle: Duration::from_millis(500),

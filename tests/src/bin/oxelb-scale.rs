@@ -8,8 +8,9 @@
 //! `target/release/oxelb-scale [SIZES...]` (default 1000 10000 50000). `OXELB_BIN_DIR` names another
 //! directory of binaries. Traffic stays on loopback; IPs come from 198.18.0.0/15.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
+use oxelb_tests::cluster::bin_dir_beside;
 use oxelb_tests::scale::{ScaleOptions, run};
 
 #[tokio::main]
@@ -23,15 +24,7 @@ async fn main() {
     } else {
         sizes
     };
-    let bin_dir = std::env::var_os("OXELB_BIN_DIR").map_or_else(
-        || {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent().map(PathBuf::from))
-                .unwrap_or_default()
-        },
-        PathBuf::from,
-    );
+    let bin_dir = bin_dir_beside(&std::env::current_exe().unwrap_or_default());
     println!("binaries: {}", bin_dir.display());
     println!(
         "| Services | create s | last create -> last IP s | leader RSS MiB | leader CPU s | standby RSS MiB | speaker RSS MiB | speaker CPU s | speaker idle CPU s/10 s | Service writes/alloc | Eip status writes | all writes/alloc | distinct IPs | API CPU s |"
