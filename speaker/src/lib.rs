@@ -16,6 +16,7 @@ pub mod planner;
 pub mod reach;
 pub mod sessions;
 pub mod shape;
+pub mod tiebreak;
 // The workspace's one module of raw syscalls (see its docs and every SAFETY comment).
 #[allow(unsafe_code)]
 pub mod sys;
@@ -80,6 +81,18 @@ pub struct Args {
     /// interval). A dead node's IPs move within this time.
     #[arg(long, env = "OXELB_HEARTBEAT_DEAD_AFTER_MS", default_value_t = 200)]
     pub heartbeat_dead_after_ms: u64,
+
+    /// Milliseconds between renewals of this speaker's Lease (`oxelb-speaker-<node>`), which
+    /// breaks the tie when the two speakers of a two-node layer2 cluster cannot hear each other.
+    /// Renewed only then: with layer2 in use and exactly two expected speakers.
+    #[arg(long, env = "OXELB_LEASE_RENEW_MS", default_value_t = 500)]
+    pub lease_renew_ms: u64,
+
+    /// Milliseconds after which a peer's Lease seen unchanged counts as expired (at least four
+    /// renew periods). When the smaller-named node of two dies, the other takes over about this
+    /// long after its last renewal.
+    #[arg(long, env = "OXELB_LEASE_DURATION_MS", default_value_t = 2000)]
+    pub lease_duration_ms: u64,
 }
 
 impl Args {
@@ -88,6 +101,14 @@ impl Args {
         liveness::LivenessConfig::new(
             std::time::Duration::from_millis(self.heartbeat_interval_ms),
             std::time::Duration::from_millis(self.heartbeat_dead_after_ms),
+        )
+    }
+
+    /// The Lease timing of the two-node tie-break, checked.
+    pub fn lease_timing(&self) -> Result<tiebreak::LeaseTiming, tiebreak::LeaseTimingError> {
+        tiebreak::LeaseTiming::new(
+            std::time::Duration::from_millis(self.lease_renew_ms),
+            std::time::Duration::from_millis(self.lease_duration_ms),
         )
     }
 
@@ -204,6 +225,24 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         },
         None => None,
     };
+    // The two-node tie-break's Lease, where the objects come from: the API, or the directory.
+    let leases = heartbeat.as_ref().and_then(|_| {
+        let store = match (app.source().kube_client(), &args.common.source) {
+            (Some(client), _) => reach::LeaseStore::Kube {
+                client,
+                namespace: args.namespace.clone(),
+            },
+            (None, oxelb_runtime::cli::SourceSpec::Dir(path)) => {
+                reach::LeaseStore::dir(path, &args.namespace)
+            }
+            (None, oxelb_runtime::cli::SourceSpec::Kube) => return None,
+        };
+        let timing = args.lease_timing().unwrap_or_else(|error| {
+            tracing::warn!(%error, "lease timing refused: the defaults apply");
+            tiebreak::LeaseTiming::default()
+        });
+        Some(reach::Leases::start(store, node_name.clone(), timing))
+    });
     let tasks = [
         tokio::spawn(planner::run(
             indexes,
@@ -221,7 +260,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             writer.clone(),
             layer2_metrics,
             app.shutdown().clone(),
-            reach::start(app.source().kube_client()),
+            leases,
         )),
         tokio::spawn(bgp::manager::run(
             states,

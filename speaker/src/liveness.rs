@@ -17,15 +17,18 @@
 //!
 //! **Two-node clusters**: a majority of two is two, so the majority rule would silence the survivor
 //! of a node failure. With exactly two expected speakers (Ready, not excluded), the apiserver
-//! breaks the tie: a lone speaker keeps standing only while it reaches the apiserver (the caller
-//! reports the last successful contact) **and** its name is the smaller of the two. So a clean
-//! partition between the two nodes leaves exactly one answerer (the smaller name) within
-//! `dead_after`; when the smaller-named node dies, the other takes over once the apiserver no
-//! longer lists that Node as Ready (then one speaker is expected, and one is a majority): the
-//! node-lifecycle controller's grace period (40 s by default), not `dead_after`. When the
-//! larger-named node dies, the survivor keeps answering with no gap. A node that cannot reach the
-//! apiserver never answers alone. A peer that left on purpose (SIGTERM, see below) is not expected
-//! any more, so the other node of a two-node cluster keeps answering through a rolling update.
+//! breaks the tie ([`crate::tiebreak`]): each speaker renews a Lease of its own, and a lone speaker
+//! keeps standing only while its renewals succeed (it reaches the apiserver), and then if its
+//! peer's Lease expired (the peer is dead, or cut from the apiserver too), else only if its name is
+//! the smaller of the two. So a clean partition between the two nodes leaves exactly one answerer
+//! (the smaller name); when the smaller-named node dies, the other takes over once its Lease
+//! expired (about the Lease duration, 2 s by default, after its last renewal); when the
+//! larger-named node dies, the survivor keeps its own IPs and takes the other's after `dead_after`
+//! plus [`crate::tiebreak::alone_grace`]. A node that cannot reach the apiserver never answers
+//! alone. A speaker newly alone keeps counting its peer alive for the grace (the peer's IPs stay
+//! with it), so the peer, which may notice the silence one heartbeat later, stops first. A peer
+//! that left on purpose (SIGTERM, see below) is not expected any more, so the other node of a
+//! two-node cluster keeps answering through a rolling update.
 //!
 //! # Hand-over under skewed views
 //! Speakers learn a new Service, Eip or Node at different moments (separate watches: tens of ms
@@ -57,6 +60,8 @@ use std::{
 };
 
 use ring::hmac;
+
+use crate::tiebreak::{ApiFacts, alone_grace, alone_may_answer};
 
 /// The wire tag of a heartbeat, and the format version: 2 adds the view digest and the flags;
 /// version 1 (no digest: never agrees, so new IPs wait for the settle bound) is still read, for
@@ -391,6 +396,8 @@ struct Heard {
     hears: BTreeSet<u32>,
     view: Option<u64>,
     leaving: bool,
+    /// When a heartbeat of the peer last listed this speaker (the peer counted alive then).
+    mutual_at: Option<Duration>,
 }
 
 /// What a heartbeat changed in the membership (the caller re-decides only on `Changed`).
@@ -463,6 +470,11 @@ impl Membership {
         if !newer {
             return Recorded::Ignored;
         }
+        let mutual_at = if !heartbeat.leaving && heartbeat.hears.contains(&name_hash(&self.me)) {
+            Some(now)
+        } else {
+            last.and_then(|last| last.mutual_at)
+        };
         let same = last.is_some_and(|last| {
             self.fresh(last, now)
                 && last.incarnation == heartbeat.incarnation
@@ -481,6 +493,7 @@ impl Membership {
                 hears: heartbeat.hears.clone(),
                 view: heartbeat.view,
                 leaving: heartbeat.leaving,
+                mutual_at,
             },
         );
         if same {
@@ -570,14 +583,11 @@ impl Membership {
     }
 
     /// Whether this speaker may answer at `now`, given the speakers expected to run (`expected`:
-    /// the eligible nodes that run a speaker, this one included) and whether the apiserver answered
-    /// within `dead_after` (only consulted in the two-node case).
-    pub fn standing(
-        &self,
-        now: Duration,
-        expected: &BTreeSet<String>,
-        apiserver_reachable: bool,
-    ) -> Standing {
+    /// the eligible nodes that run a speaker, this one included) and what the apiserver tells
+    /// (only consulted in the two-node case: see [`crate::tiebreak`]). In that case the lone
+    /// speaker's `alive` set keeps the peer for [`alone_grace`] past its detection, so that the
+    /// caller's election leaves the peer's IPs to it until it has surely stopped answering.
+    pub fn standing(&self, now: Duration, expected: &BTreeSet<String>, api: ApiFacts) -> Standing {
         let mut expected = expected.clone();
         // A peer that said it is leaving (and has not come back since) is not expected: it
         // stopped answering before it said so, so the rest need no majority against it (in a
@@ -586,13 +596,24 @@ impl Membership {
         expected.insert(self.me.clone());
         let alive: BTreeSet<String> = self.alive(now).intersection(&expected).cloned().collect();
         let needed = expected.len() / 2 + 1;
-        // Two expected, one alive: the tie-break of the module docs (the smaller name, with the
-        // apiserver reachable).
-        let tie_break = expected.len() == 2
-            && alive.len() == 1
-            && apiserver_reachable
-            && expected.first() == Some(&self.me);
-        if alive.len() >= needed || tie_break {
+        if alive.len() >= needed {
+            return Standing::Good { alive };
+        }
+        // Two expected, one alive: the tie-break of the module docs.
+        let peer = expected.iter().find(|name| **name != self.me);
+        if let (2, 1, Some(peer)) = (expected.len(), alive.len(), peer)
+            && alone_may_answer(&self.me, peer, api)
+        {
+            let mut alive = alive;
+            // Counted alive until the grace after its detection has passed.
+            let held = self
+                .peers
+                .get(peer)
+                .and_then(|heard| heard.mutual_at)
+                .is_some_and(|at| now < at + self.config.dead_after + alone_grace(self.config.interval));
+            if held {
+                alive.insert(peer.clone());
+            }
             Standing::Good { alive }
         } else {
             Standing::Lost {
@@ -723,6 +744,17 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// Reaches the apiserver; the peer's Lease is fresh.
+    const REACH: ApiFacts = ApiFacts {
+        reachable: true,
+        peer_expired: false,
+    };
+    /// Cut from the apiserver.
+    const NO_API: ApiFacts = ApiFacts {
+        reachable: false,
+        peer_expired: false,
+    };
+
     /// The timing these tests were written for: 100 ms heartbeats, dead after 400 ms.
     fn cfg() -> LivenessConfig {
         LivenessConfig::new(ms(100), ms(400)).unwrap()
@@ -800,7 +832,7 @@ mod tests {
         going.leaving = true;
         pair.heard(&going, ms(10));
         assert!(matches!(
-            pair.standing(ms(500), &set(&["a", "b"]), true),
+            pair.standing(ms(500), &set(&["a", "b"]), REACH),
             Standing::Good { .. }
         ));
         // Back from a restart (new incarnation, not leaving): alive again.
@@ -1032,14 +1064,14 @@ mod tests {
         assert_eq!(m.alive(ms(10)), set(&["a", "c"]), "only c hears a back");
         // Three expected: a sees a and c, still a majority; with c gone too, a loses standing.
         assert!(matches!(
-            m.standing(ms(10), &set(&["a", "b", "c"]), true),
+            m.standing(ms(10), &set(&["a", "b", "c"]), REACH),
             Standing::Good { .. }
         ));
         let mut c = hb("c", 1, 1);
         c.hears = [name_hash("b")].into();
         m.heard(&c, ms(20));
         assert_eq!(
-            m.standing(ms(30), &set(&["a", "b", "c"]), true),
+            m.standing(ms(30), &set(&["a", "b", "c"]), REACH),
             Standing::Lost { seen: 1, needed: 2 }
         );
         assert_eq!(name_hash("a"), 0xe40c_292c, "FNV-1a 32, pinned");
@@ -1106,8 +1138,8 @@ mod tests {
             }
             // Whatever the flap, a and c both hear b: both keep a majority; the election (same
             // views) then gives one winner per IP. Standing never depends on the flapping link.
-            assert!(matches!(a.standing(now, &expected, true), Standing::Good { .. }));
-            assert!(matches!(c.standing(now, &expected, true), Standing::Good { .. }));
+            assert!(matches!(a.standing(now, &expected, REACH), Standing::Good { .. }));
+            assert!(matches!(c.standing(now, &expected, REACH), Standing::Good { .. }));
         }
         // Now the flapping node is cut from both others: it loses standing within dead_after.
         let mut lone = Membership::new("c", cfg());
@@ -1116,7 +1148,7 @@ mod tests {
             if step % 2 == 0 && step < 100 {
                 lone.heard(&hb("a", 1, step + 1), now);
             }
-            let good = matches!(lone.standing(now, &expected, true), Standing::Good { .. });
+            let good = matches!(lone.standing(now, &expected, REACH), Standing::Good { .. });
             if step >= 100 + 8 {
                 assert!(!good, "step {step}: alone for 400 ms and still standing");
             }
@@ -1137,7 +1169,7 @@ mod tests {
                         for j in (0..n).filter(|j| *j != i && side(*j) == side(i)) {
                             m.heard(&hb(&names[j], 1, 0), ms(0));
                         }
-                        matches!(m.standing(ms(10), &expected, true), Standing::Good { .. })
+                        matches!(m.standing(ms(10), &expected, REACH), Standing::Good { .. })
                     })
                     .collect();
                 let sides_answering: BTreeSet<bool> = (0..n).filter(|i| standing[*i]).map(side).collect();
@@ -1157,30 +1189,54 @@ mod tests {
         let expected = set(&["a", "b"]);
         let m = Membership::new("a", cfg());
         assert!(matches!(
-            m.standing(ms(0), &expected, true),
+            m.standing(ms(0), &expected, REACH),
             Standing::Good { .. }
         ));
         assert_eq!(
-            m.standing(ms(0), &expected, false),
+            m.standing(ms(0), &expected, NO_API),
             Standing::Lost { seen: 1, needed: 2 }
         );
         // A clean partition: both alone, both reach the apiserver; only the smaller name answers.
         let b = Membership::new("b", cfg());
         assert_eq!(
-            b.standing(ms(0), &expected, true),
+            b.standing(ms(0), &expected, REACH),
             Standing::Lost { seen: 1, needed: 2 }
         );
         // a is dead and the apiserver says so (its Node not Ready): b alone is expected, b answers.
         assert!(matches!(
-            b.standing(ms(0), &set(&["b"]), true),
+            b.standing(ms(0), &set(&["b"]), REACH),
             Standing::Good { .. }
         ));
-        // Every combination of two speakers, hearing or not, reaching the apiserver or not: never
-        // two with standing.
-        for bits in 0u8..16 {
+        // a's Lease expired (a dead, or cut from the apiserver): b answers alone, but not without
+        // the apiserver itself.
+        let expired = ApiFacts {
+            reachable: true,
+            peer_expired: true,
+        };
+        assert!(matches!(
+            b.standing(ms(0), &expected, expired),
+            Standing::Good { .. }
+        ));
+        let cut = ApiFacts {
+            reachable: false,
+            peer_expired: true,
+        };
+        assert_eq!(
+            b.standing(ms(0), &expected, cut),
+            Standing::Lost { seen: 1, needed: 2 }
+        );
+        // Every combination of two speakers, hearing or not, reaching the apiserver or not, each
+        // judging the other's Lease expired or not: never two with standing across a partition.
+        // (A Lease is judged expired only while its holder cannot renew, so reaches no apiserver:
+        // `crate::tiebreak` proves it; combinations contradicting it are skipped.)
+        for bits in 0u8..64 {
             let hears = bits & 1 != 0;
             let reach = [bits & 2 != 0, bits & 4 != 0];
             let heard_back = bits & 8 != 0;
+            let expired = [bits & 16 != 0, bits & 32 != 0];
+            if (expired[0] && reach[1]) || (expired[1] && reach[0]) {
+                continue;
+            }
             let mut ms_ = [Membership::new("a", cfg()), Membership::new("b", cfg())];
             // Each heartbeat lists its sender's peer only if the sender hears it, as real ones do.
             let beat = |from: &str, to: &str, hears_to: bool| {
@@ -1199,27 +1255,79 @@ mod tests {
                 ms_[1].heard(&beat("a", "b", hears), ms(0));
             }
             let good: Vec<bool> = (0..2)
-                .map(|i| matches!(ms_[i].standing(ms(1), &expected, reach[i]), Standing::Good { .. }))
+                .map(|i| {
+                    let facts = ApiFacts {
+                        reachable: reach[i],
+                        peer_expired: expired[i],
+                    };
+                    // At 1 ms and long after the grace.
+                    let now = if bits & 1 == 0 && bits & 8 == 0 {
+                        ms(1)
+                    } else {
+                        ms(10_000)
+                    };
+                    matches!(ms_[i].standing(now, &expected, facts), Standing::Good { .. })
+                })
                 .collect();
             // Both may have standing only when they hear each other (no partition).
             if good[0] && good[1] {
                 assert!(
                     hears && heard_back,
-                    "bits {bits:04b}: two answer across a partition"
+                    "bits {bits:06b}: two answer across a partition"
                 );
             }
         }
         // Alone in a one-node cluster: a majority of one.
         assert!(matches!(
-            m.standing(ms(0), &set(&["a"]), false),
+            m.standing(ms(0), &set(&["a"]), NO_API),
             Standing::Good { .. }
         ));
         // Speakers not expected (excluded or NotReady nodes) do not count towards the majority.
         let mut m = Membership::new("a", cfg());
         m.heard(&hb("stranger", 1, 0), ms(0));
         assert_eq!(
-            m.standing(ms(1), &set(&["a", "b", "c"]), true),
+            m.standing(ms(1), &set(&["a", "b", "c"]), REACH),
             Standing::Lost { seen: 1, needed: 2 }
+        );
+    }
+
+    /// Newly alone, a speaker keeps its peer in its alive set for the grace past the detection
+    /// time (its IPs stay with it, which may not have noticed yet), then takes them.
+    #[test]
+    fn a_lone_speaker_holds_the_peer_alive_for_the_grace() {
+        let expected = set(&["a", "b"]);
+        let mut a = Membership::new("a", cfg());
+        a.heard(&hb("b", 1, 0), ms(0));
+        // Heard and hearing: a majority of two.
+        assert_eq!(
+            a.standing(ms(100), &expected, NO_API),
+            Standing::Good {
+                alive: set(&["a", "b"])
+            }
+        );
+        // Silent since 0: dead at 400 (cfg: 100 ms interval); held until 400 + 200.
+        for (at, alive) in [(400, &["a", "b"][..]), (599, &["a", "b"]), (600, &["a"])] {
+            assert_eq!(
+                a.standing(ms(at), &expected, REACH),
+                Standing::Good { alive: set(alive) },
+                "at {at}"
+            );
+        }
+        // The larger name alone, Lease fresh: silent at once (stopping early is always safe).
+        let mut b = Membership::new("b", cfg());
+        b.heard(&hb("a", 1, 0), ms(0));
+        assert_eq!(
+            b.standing(ms(400), &expected, REACH),
+            Standing::Lost { seen: 1, needed: 2 }
+        );
+        // A heartbeat that does not list us is no mutual contact: the grace runs from the last one
+        // that did.
+        let mut deaf = hb("b", 1, 1);
+        deaf.hears = BTreeSet::new();
+        a.heard(&deaf, ms(300));
+        assert_eq!(
+            a.standing(ms(600), &expected, REACH),
+            Standing::Good { alive: set(&["a"]) }
         );
     }
 

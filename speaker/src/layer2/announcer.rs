@@ -39,6 +39,8 @@ use crate::{
     interface::{Nic, resolve},
     liveness::{Handover, LivenessConfig, Standing},
     planner::SpeakerState,
+    reach::Leases,
+    tiebreak::ApiFacts,
 };
 
 /// The heartbeats' settings (`None` in [`run`]: heartbeats off).
@@ -316,8 +318,9 @@ impl Drop for Responder {
 
 /// Runs the responders of this node until the state channel closes or `shutdown` fires; on
 /// shutdown it stops answering and tells the peers it leaves (graceful hand-over). `heartbeat`:
-/// the heartbeats' settings (`None`: off). `apiserver`: whether the apiserver is reachable (the
-/// two-node tie-break, [`crate::reach`]).
+/// the heartbeats' settings (`None`: off). `leases`: this speaker's Lease task, the apiserver's
+/// side of the two-node tie-break ([`crate::reach`]; `None`: never reachable, so a lone speaker
+/// of two never answers).
 pub async fn run(
     mut states: watch::Receiver<Arc<SpeakerState>>,
     node_name: String,
@@ -325,7 +328,7 @@ pub async fn run(
     writer: Writer,
     metrics: Layer2Metrics,
     shutdown: Shutdown,
-    mut apiserver: watch::Receiver<bool>,
+    leases: Option<Leases>,
 ) {
     let mut announced: BTreeSet<IpAddr> = BTreeSet::new();
     let mut unannounceable: BTreeMap<IpAddr, String> = BTreeMap::new();
@@ -368,17 +371,24 @@ pub async fn run(
         // The next moment the decision may change by itself: a peer's expiry, the settle gate,
         // a held-back IP's bound. Woken exactly then, not by a tick.
         let deadline = liveness.as_ref().and_then(|l| {
+            let lease = leases.as_ref().and_then(Leases::next_deadline);
             [l.next_deadline(), handover.next_deadline()]
                 .into_iter()
                 .flatten()
-                .min()
                 .map(|at| l.instant(at))
+                .chain(lease)
+                .min()
         });
         tokio::select! {
             biased;
             () = shutdown.wait() => break,
             changed = states.changed() => if changed.is_err() { break },
-            Ok(()) = apiserver.changed() => {}
+            () = async {
+                match &leases {
+                    Some(l) => l.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
             () = async {
                 match &liveness {
                     Some(l) => l.changed().await,
@@ -440,9 +450,33 @@ pub async fn run(
             *s = my_pools.clone();
             changed
         });
-        let view = liveness.as_ref().map(|l| PeerView {
-            alive: l.alive(),
-            serving: l.serving(),
+        // Standing first: a speaker newly alone in a two-node cluster holds its peer alive for a
+        // grace (`Membership::standing`), and the election must leave the peer's IPs to it.
+        let expected: BTreeSet<String> = state
+            .nodes
+            .iter()
+            .filter(|n| n.ready && !n.network_unavailable && !n.excluded)
+            .map(|n| n.name.clone())
+            .collect();
+        let standing = liveness.as_ref().map(|l| {
+            l.standing(
+                &expected,
+                tie_break_facts(&state, &node_name, &expected, leases.as_ref()),
+            )
+        });
+        let view = liveness.as_ref().map(|l| {
+            let mut alive = l.alive();
+            let mut serving = l.serving();
+            if let Some(Standing::Good { alive: held }) = &standing {
+                let last = l.last_serving();
+                for peer in held.difference(&alive.clone()) {
+                    if let Some(pools) = last.get(peer) {
+                        serving.insert(peer.clone(), pools.clone());
+                    }
+                    alive.insert(peer.clone());
+                }
+            }
+            PeerView { alive, serving }
         });
         let outcomes = layer2_outcomes(&state, &node_name, &my_pools, view.as_ref());
         let mut mine: BTreeMap<IpAddr, String> = announced_by(&outcomes, &node_name)
@@ -453,14 +487,7 @@ pub async fn run(
             .as_ref()
             .map(|l| view_digest(&state, &node_name, &my_pools, &l.last_serving()));
         report_unannounceable(&writer, &state, &node_name, &outcomes, &mut unannounceable).await;
-        if let Some(liveness) = &liveness {
-            let expected: BTreeSet<String> = state
-                .nodes
-                .iter()
-                .filter(|n| n.ready && !n.network_unavailable && !n.excluded)
-                .map(|n| n.name.clone())
-                .collect();
-            let standing = liveness.standing(&expected, *apiserver.borrow_and_update());
+        if let (Some(liveness), Some(standing)) = (&liveness, standing) {
             let settled = liveness.settled(matches!(standing, Standing::Good { .. }));
             match standing {
                 Standing::Good { alive } => {
@@ -602,6 +629,33 @@ pub async fn run(
     {
         liveness.leave().await;
     }
+}
+
+/// What the apiserver tells this speaker for the two-node tie-break; also tells the Lease task
+/// whom to track: the other speaker when exactly two are expected and layer2 is in use, else
+/// nobody (no Lease requests).
+fn tie_break_facts(
+    state: &SpeakerState,
+    me: &str,
+    expected: &BTreeSet<String>,
+    leases: Option<&Leases>,
+) -> ApiFacts {
+    let Some(leases) = leases else {
+        return ApiFacts::default();
+    };
+    let mut pair = expected.clone();
+    pair.insert(me.to_owned());
+    let layer2 = state
+        .announcements
+        .values()
+        .any(|a| matches!(a.protocol, EipProtocol::Layer2 | EipProtocol::Vip));
+    let peer = pair
+        .iter()
+        .find(|n| *n != me)
+        .filter(|_| pair.len() == 2 && layer2)
+        .cloned();
+    leases.track(peer.clone());
+    peer.map_or_else(ApiFacts::default, |peer| leases.facts(&peer))
 }
 
 fn service_ref(key: &str) -> ObjectReference {

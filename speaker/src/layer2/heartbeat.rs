@@ -27,6 +27,7 @@ use crate::{
         decode, encode, name_hash,
     },
     planner::SpeakerState,
+    tiebreak::ApiFacts,
 };
 
 /// How many leaving heartbeats are sent on shutdown (datagrams may be lost), and how far apart.
@@ -112,11 +113,11 @@ impl Liveness {
         }
     }
 
-    /// Whether this speaker may answer, given the speakers expected to run and whether the
-    /// apiserver (the object source) answered lately.
-    pub fn standing(&self, expected: &BTreeSet<String>, apiserver_reachable: bool) -> Standing {
+    /// Whether this speaker may answer, given the speakers expected to run and what the
+    /// apiserver tells (the two-node tie-break, [`crate::tiebreak`]).
+    pub fn standing(&self, expected: &BTreeSet<String>, api: ApiFacts) -> Standing {
         let now = self.now();
-        self.membership().standing(now, expected, apiserver_reachable)
+        self.membership().standing(now, expected, api)
     }
 
     /// Whether this speaker may answer now, given whether it has standing: only once it has held
