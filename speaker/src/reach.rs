@@ -252,6 +252,9 @@ impl Leases {
                 if last_facts.as_ref() != Some(&(peer.clone(), facts)) {
                     info!(peer = %peer, reachable = facts.reachable, peer_lease_expired = facts.peer_expired,
                         "two-node tie-break facts changed");
+                    if facts.peer_expired {
+                        info!(peer = %peer, "peer's Lease expired: it is dead or cut from the apiserver");
+                    }
                     last_facts = Some((peer.clone(), facts));
                     task.changed.notify_one();
                 }

@@ -458,12 +458,8 @@ pub async fn run(
             .filter(|n| n.ready && !n.network_unavailable && !n.excluded)
             .map(|n| n.name.clone())
             .collect();
-        let standing = liveness.as_ref().map(|l| {
-            l.standing(
-                &expected,
-                tie_break_facts(&state, &node_name, &expected, leases.as_ref()),
-            )
-        });
+        let facts = tie_break_facts(&state, &node_name, &expected, leases.as_ref());
+        let standing = liveness.as_ref().map(|l| l.standing(&expected, facts));
         let view = liveness.as_ref().map(|l| {
             let mut alive = l.alive();
             let mut serving = l.serving();
@@ -488,7 +484,11 @@ pub async fn run(
             .map(|l| view_digest(&state, &node_name, &my_pools, &l.last_serving()));
         report_unannounceable(&writer, &state, &node_name, &outcomes, &mut unannounceable).await;
         if let (Some(liveness), Some(standing)) = (&liveness, standing) {
-            let settled = liveness.settled(matches!(standing, Standing::Good { .. }));
+            // Alone because the peer's Lease expired, there is no peer whose view could still be
+            // half-learnt: the Lease duration was the wait, so no settle time on top.
+            let alone_by_expiry =
+                facts.peer_expired && matches!(&standing, Standing::Good { alive } if alive.len() == 1);
+            let settled = liveness.settled(matches!(standing, Standing::Good { .. })) || alone_by_expiry;
             match standing {
                 Standing::Good { alive } => {
                     metrics.standing.set(1);
