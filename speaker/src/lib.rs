@@ -85,10 +85,10 @@ pub struct Args {
     /// Milliseconds between renewals of this speaker's Lease (`oxelb-speaker-<node>`), which
     /// breaks the tie when the two speakers of a two-node layer2 cluster cannot hear each other.
     /// Renewed only then: with layer2 in use and exactly two expected speakers.
-    #[arg(long, env = "OXELB_LEASE_RENEW_MS", default_value_t = 500)]
+    #[arg(long, env = "OXELB_LEASE_RENEW_MS", default_value_t = 400)]
     pub lease_renew_ms: u64,
 
-    /// Milliseconds after which a peer's Lease seen unchanged counts as expired (at least four
+    /// Milliseconds after which a peer's Lease seen unchanged counts as expired (at least five
     /// renew periods). When the smaller-named node of two dies, the other takes over about this
     /// long after its last renewal.
     #[arg(long, env = "OXELB_LEASE_DURATION_MS", default_value_t = 2000)]

@@ -8,7 +8,7 @@
 //!
 //! Requests are made only while they matter (layer2 in use and exactly two expected speakers): a
 //! large cluster makes no Lease traffic at all; a two-node cluster makes two requests per node per
-//! period (4 per second at the defaults).
+//! period (5 per second at the defaults).
 //!
 //! With the `dir:` source the "apiserver" is the directory: Leases are files
 //! `PATH/.leases/<namespace>/oxelb-speaker-<node>.yaml` (hidden, so the source does not read them as

@@ -40,8 +40,8 @@
 //!   `seen + V < t`.
 //!
 //! Hence [`LeaseTiming::new`] demands `D - Q > V + T` and `H > Q + T`; with `T = R/2`,
-//! `V = Q = 3R/2` and `H = 5R/2` that is `D >= 4R`, leaving `D - 7R/2` (250 ms at the defaults) of
-//! margin for the decision to reach the sockets. Both speakers must run the same timing (one
+//! `V = 5R/2` (one failed renewal is survived), `Q = 3R/2` and `H = 5R/2` that is `D >= 5R`,
+//! leaving `D - 9R/2` (200 ms at the defaults) of margin for the decision to reach the sockets. Both speakers must run the same timing (one
 //! DaemonSet). The renewal itself is the reachability proof, so the tie-break needs no other probe.
 //!
 //! A speaker newly alone also waits [`alone_grace`] past the detection time before it takes the
@@ -51,7 +51,7 @@
 use std::time::Duration;
 
 /// How often a speaker renews its Lease by default.
-pub const DEFAULT_RENEW_EVERY: Duration = Duration::from_millis(500);
+pub const DEFAULT_RENEW_EVERY: Duration = Duration::from_millis(400);
 /// The default Lease duration: a survivor takes over from a dead smaller-named peer about this
 /// long after the peer's last renewal.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(2);
@@ -85,7 +85,7 @@ pub enum LeaseTimingError {
     },
     /// The duration leaves no margin between the loser's stop and the winner's start.
     #[error(
-        "lease duration {duration_ms} ms must be at least four renew periods ({renew_ms} ms), or a speaker cut from the apiserver may still answer when its peer takes over"
+        "lease duration {duration_ms} ms must be at least five renew periods ({renew_ms} ms), or a speaker cut from the apiserver may still answer when its peer takes over"
     )]
     DurationTooShort {
         /// The duration asked for.
@@ -96,14 +96,14 @@ pub enum LeaseTimingError {
 }
 
 impl LeaseTiming {
-    /// A timing of `renew_every` and `duration`, checked (`duration >= 4 * renew_every`).
+    /// A timing of `renew_every` and `duration`, checked (`duration >= 5 * renew_every`).
     pub fn new(renew_every: Duration, duration: Duration) -> Result<Self, LeaseTimingError> {
         if renew_every < Duration::from_millis(10) {
             return Err(LeaseTimingError::RenewTooShort {
                 renew_ms: renew_every.as_millis(),
             });
         }
-        if duration < renew_every * 4 {
+        if duration < renew_every * 5 {
             return Err(LeaseTimingError::DurationTooShort {
                 duration_ms: duration.as_millis(),
                 renew_ms: renew_every.as_millis(),
@@ -120,10 +120,10 @@ impl LeaseTiming {
         self.renew_every / 2
     }
 
-    /// How long a successful renewal proves the apiserver reachable, from its start (`V`): one
-    /// period plus the request time, so on-time renewals keep it without a gap.
+    /// How long a successful renewal proves the apiserver reachable, from its start (`V`): two
+    /// periods plus the request time, so one failed (or slow) renewal in a row costs nothing.
     pub fn reach_valid(&self) -> Duration {
-        self.renew_every + self.request_timeout()
+        self.renew_every * 2 + self.request_timeout()
     }
 
     /// How recent the latest read of the peer's Lease must be (by its start) for an expiry

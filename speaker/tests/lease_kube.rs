@@ -85,8 +85,8 @@ async fn renewals_create_then_patch_and_every_write_changes_the_token() {
 async fn two_speakers_see_each_other_renew_and_a_silent_lease_expires() {
     let server = ApiServer::start().await.unwrap();
     let api = client(&server.kubeconfig()).await;
-    // A fast timing, so the test takes a second: renew every 50 ms, expire after 200 ms.
-    let timing = LeaseTiming::new(Duration::from_millis(50), Duration::from_millis(200)).unwrap();
+    // A fast timing, so the test takes a second: renew every 40 ms, expire after 200 ms.
+    let timing = LeaseTiming::new(Duration::from_millis(40), Duration::from_millis(200)).unwrap();
     let a = Leases::start(store(api.clone()), "a".into(), timing);
     let b = Leases::start(store(api.clone()), "b".into(), timing);
     let limit = Duration::from_secs(10);
@@ -124,10 +124,11 @@ async fn a_speaker_whose_apiserver_refuses_never_reaches_it() {
     let kubeconfig = format!(
         "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{addr}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
     );
-    let timing = LeaseTiming::new(Duration::from_millis(50), Duration::from_millis(200)).unwrap();
+    let timing = LeaseTiming::new(Duration::from_millis(40), Duration::from_millis(200)).unwrap();
     let cut = Leases::start(store(client(&kubeconfig).await), "a".into(), timing);
     cut.track(Some("b".into()));
-    // Forty renew periods: never reachable, and b's Lease (never read) never judged expired.
+    // Two seconds (fifty renew periods): never reachable, and b's Lease (never read) never
+    // judged expired.
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let facts = cut.facts("b");

@@ -13,18 +13,18 @@ fn timings_are_checked_and_bounds_leave_a_margin() {
         Err(LeaseTimingError::RenewTooShort { .. })
     ));
     assert!(matches!(
-        LeaseTiming::new(ms(500), ms(1999)),
+        LeaseTiming::new(ms(400), ms(1999)),
         Err(LeaseTimingError::DurationTooShort { .. })
     ));
     let t = LeaseTiming::default();
-    assert_eq!(LeaseTiming::new(ms(500), ms(2000)), Ok(t));
-    assert_eq!(t.request_timeout(), ms(250));
-    assert_eq!(t.reach_valid(), ms(750));
-    assert_eq!(t.read_valid(), ms(750));
-    assert_eq!(t.rejoin_hold(), ms(1250));
+    assert_eq!(LeaseTiming::new(ms(400), ms(2000)), Ok(t));
+    assert_eq!(t.request_timeout(), ms(200));
+    assert_eq!(t.reach_valid(), ms(1000));
+    assert_eq!(t.read_valid(), ms(600));
+    assert_eq!(t.rejoin_hold(), ms(1000));
     // The two inequalities of the module docs, with room to spare, for every allowed timing.
     for renew in [10u64, 100, 333, 500, 1000] {
-        for factor in [4u64, 5, 8] {
+        for factor in [5u64, 6, 8] {
             let t = LeaseTiming::new(ms(renew), ms(renew * factor)).unwrap();
             assert!(t.duration - t.read_valid() > t.reach_valid() + t.request_timeout());
             assert!(t.rejoin_hold() > t.read_valid() + t.request_timeout());
@@ -52,28 +52,34 @@ fn the_rule_for_every_combination() {
 
 #[test]
 fn reach_needs_a_fresh_success_and_a_held_streak() {
+    // Defaults: renew every 400 ms, a success counts 1000 ms, held for 1000 ms.
     let t = LeaseTiming::default();
     let mut r = Reach::new(t);
     assert!(!r.reachable(ms(0)));
     assert_eq!(r.next_change(ms(0)), None);
     r.renewed(ms(0), true);
     assert!(!r.reachable(ms(100)), "the streak is young");
-    assert_eq!(r.next_change(ms(100)), Some(ms(750)), "lapses before it is held");
-    for s in (500..=1500).step_by(500) {
-        r.renewed(ms(s), true);
-    }
-    assert!(r.reachable(ms(1250)), "held for rejoin_hold, fresh");
-    assert_eq!(r.next_change(ms(1600)), Some(ms(2250)));
-    // Failures change nothing; the last success lapses on its own.
+    assert_eq!(r.next_change(ms(100)), Some(ms(1000)));
+    r.renewed(ms(400), true);
+    r.renewed(ms(800), true);
+    assert!(r.reachable(ms(1000)), "held for rejoin_hold, fresh");
+    assert_eq!(r.next_change(ms(1000)), Some(ms(1800)));
+    // One failure in a row costs nothing: the next success continues the streak.
+    r.renewed(ms(1200), false);
+    assert!(r.reachable(ms(1799)));
+    r.renewed(ms(1600), true);
+    assert!(r.reachable(ms(1800)), "still the same streak");
+    // Two in a row: the last success lapses on its own.
     r.renewed(ms(2000), false);
-    assert!(r.reachable(ms(2249)));
-    assert!(!r.reachable(ms(2250)));
-    // Back after a gap: a new streak, held again.
-    r.renewed(ms(3000), true);
-    assert!(!r.reachable(ms(3100)));
-    r.renewed(ms(3500), true);
-    r.renewed(ms(4000), true);
-    assert!(r.reachable(ms(4250)));
+    r.renewed(ms(2400), false);
+    assert!(r.reachable(ms(2599)));
+    assert!(!r.reachable(ms(2600)));
+    // Back after the gap: a new streak, held again.
+    r.renewed(ms(2800), true);
+    assert!(!r.reachable(ms(2900)));
+    r.renewed(ms(3200), true);
+    r.renewed(ms(3600), true);
+    assert!(r.reachable(ms(3800)));
 }
 
 #[test]
@@ -91,7 +97,7 @@ fn a_peer_lease_expires_only_unchanged_for_the_duration_and_freshly_read() {
     assert!(!p.expired("a", ms(2510)), "another peer");
     assert_eq!(
         p.next_change(ms(2510)),
-        Some(ms(3250)),
+        Some(ms(3100)),
         "the last read goes stale"
     );
     assert!(!p.expired("b", ms(3250)), "no recent read: no judgment");
@@ -296,7 +302,7 @@ fn never_two_answer_alone_in_any_schedule() {
                                     // a dead or cut for good: b takes over within the duration,
                                     // a renew period and a request of a's last renewal.
                                     let first = answered[1].iter().copied().find(|t| *t >= 3000);
-                                    let by = 3000 + 2000 + 500 + 250 + 500;
+                                    let by = 3000 + 2000 + 400 + 200 + 400;
                                     assert!(
                                         first.is_some_and(|f| f <= by),
                                         "b took over at {first:?}, not by {by} (a cut {a_cut:?} dead {a_death:?} lat {a_lat}/{b_lat} phase {b_phase})"
@@ -306,7 +312,7 @@ fn never_two_answer_alone_in_any_schedule() {
                                     // a cut from the apiserver stops answering alone within
                                     // reach_valid of its last renewal before the cut.
                                     assert!(
-                                        answered[0].iter().all(|t| *t < from + 750 || *t >= to),
+                                        answered[0].iter().all(|t| *t < from + 1000 || *t >= to),
                                         "a answered alone while cut from the apiserver"
                                     );
                                 }
