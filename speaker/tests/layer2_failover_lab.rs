@@ -445,7 +445,14 @@ fn two_nodes(lab: &mut Lab, delays: [u64; 2]) -> Result<Topology, LabError> {
         lab.spawn(&format!("speaker-{name}"), command)?;
     }
     winner(&nodes, &client)?;
-    for (name, _) in &nodes {
+    all_settled(lab, &nodes)?;
+    Ok((nodes, client, dir))
+}
+
+/// Waits until every node's speaker has settled its view of the peers (it has standing, which
+/// needs a majority heard, or the two-node tie-break).
+fn all_settled(lab: &Lab, nodes: &[(String, Ns)]) -> Result<(), LabError> {
+    for (name, _) in nodes {
         wait_until(
             &format!("{name} settles"),
             WAIT,
@@ -460,7 +467,7 @@ fn two_nodes(lab: &mut Lab, delays: [u64; 2]) -> Result<Topology, LabError> {
             },
         )?;
     }
-    Ok((nodes, client, dir))
+    Ok(())
 }
 
 /// An IP of the lab's pool (192.0.2.48/28) that the rendezvous election gives to `node` between
@@ -518,6 +525,19 @@ fn until_answered_by(
         },
     )?;
     Ok(started.elapsed())
+}
+
+/// Waits until exactly one node (any) answers for `ip`.
+fn until_one_answers(nodes: &[(String, Ns)], client: &Ns, ip: &str) -> Result<(), LabError> {
+    wait_until(
+        &format!("one answerer for {ip}"),
+        WAIT,
+        Duration::from_millis(100),
+        || match answering(nodes, client, ip).map_err(|e| e.to_string())? {
+            hits if hits.len() == 1 => Ok(()),
+            hits => Err(format!("answers from {hits:?}")),
+        },
+    )
 }
 
 /// For `probes` ARP probes in a row, `ip` is answered by exactly node `who`.
@@ -611,15 +631,7 @@ fn two_nodes_a_clean_partition_leaves_exactly_one_answerer() -> Result<(), LabEr
     // Healed: one answerer per IP again, handed over explicitly.
     cut_heartbeats(&nodes, "del")?;
     for ip in ["192.0.2.50", "192.0.2.51"] {
-        wait_until(
-            &format!("one answerer for {ip} after healing"),
-            WAIT,
-            Duration::from_millis(100),
-            || match answering(&nodes, &client, ip).map_err(|e| e.to_string())? {
-                hits if hits.len() == 1 => Ok(()),
-                hits => Err(format!("answers from {hits:?}")),
-            },
-        )?;
+        until_one_answers(&nodes, &client, ip)?;
     }
     // The larger-named n2 dies: n1 keeps its IPs and takes n2's after the detection time and the
     // grace, with no Lease to wait for.
@@ -727,15 +739,7 @@ fn two_nodes_a_node_cut_from_the_apiserver_and_its_peer_goes_silent() -> Result<
     // Back: n1 renews again, the heartbeats flow: one answerer.
     std::fs::remove_dir_all(&blocker).unwrap();
     cut_heartbeats(&nodes, "del")?;
-    wait_until(
-        "one answerer after n1 is back",
-        WAIT,
-        Duration::from_millis(100),
-        || match answering(&nodes, &client, &ip).map_err(|e| e.to_string())? {
-            hits if hits.len() == 1 => Ok(()),
-            hits => Err(format!("answers from {hits:?}")),
-        },
-    )?;
+    until_one_answers(&nodes, &client, &ip)?;
     let claims = foreign_claims(&lab, &nodes);
     assert!(claims.is_empty(), "two answerers at some moment: {claims:#?}");
     Ok(())
@@ -831,21 +835,7 @@ fn ipv6_only_nodes_heartbeat_and_fail_over() -> Result<(), LabError> {
     }
     let first = winner_of(&nodes, &client, Family::V6)?;
     // Settling needs standing, which needs a majority heard: heartbeats crossed IPv6.
-    for (name, _) in &nodes {
-        wait_until(
-            &format!("{name} hears its peers"),
-            WAIT,
-            Duration::from_millis(100),
-            || {
-                let log = lab.log(&format!("speaker-{name}"));
-                if log.contains("view of the peers settled") {
-                    Ok(())
-                } else {
-                    Err(log)
-                }
-            },
-        )?;
-    }
+    all_settled(&lab, &nodes)?;
     std::thread::sleep(Duration::from_secs(1));
     let (name, ns) = &nodes[first];
     lab.kill(&format!("speaker-{name}"));
