@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use oxelb_tests::{
     cluster::{Binaries, LabCluster, NODES},
-    lab::{LabError, lab_or_skip},
+    lab::{LabError, lab_or_skip, wait_until},
     routers::RouterKind,
     workspace_root,
 };
@@ -155,6 +155,25 @@ fn restart_without_loss(test: &str, kind: RouterKind) -> Result<(), LabError> {
         let bgpd = cluster.log("frr-router-bgpd");
         assert!(!bgpd.contains("BFD down"), "{bgpd}");
     }
+    // With BGP Established again, the new speaker polls the raised Detect Mult back to the
+    // configured 3: the router's detection time is 3 x 100 ms again.
+    let node_ip = cluster.nodes[victim].ip.clone();
+    wait_until(
+        "the router's BFD detection time back to 3 x 100 ms",
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || {
+            let view = cluster
+                .router
+                .bfd(&node_ip)
+                .map_err(|e| e.to_string())?
+                .ok_or("no BFD session")?;
+            let back = view.up
+                && (view.remote.is_some_and(|(_, _, mult)| mult == 3)
+                    || view.timeout_ms.is_some_and(|ms| ms <= 300));
+            if back { Ok(()) } else { Err(format!("{view:?}")) }
+        },
+    )?;
     println!(
         "SIGTERM restart of {name} against {kind:?}: {} requests, 0 failed, {} path samples all with 3 next hops, old speaker stopped in {stopped_after:?}, longest gap {:?}",
         log.sent(),
