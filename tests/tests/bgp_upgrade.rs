@@ -137,13 +137,23 @@ fn restart_without_loss(test: &str, kind: RouterKind) -> Result<(), LabError> {
         samples.len(),
         old_log.lines().rev().take(25).collect::<Vec<_>>().join("\n")
     );
+    // For a failure, when the failed requests went out (ms since the probe started; the old
+    // speaker got SIGTERM about 1,000 ms in) and what the new speaker did meanwhile, to tell a
+    // routing change from a stalled process on a loaded machine.
+    let failed_at: Vec<u64> = log
+        .attempts
+        .iter()
+        .filter(|(_, node)| node.is_none())
+        .map(|(ms, _)| *ms)
+        .collect();
     assert_eq!(
         log.failed(),
         0,
-        "{} of {} requests failed during the restart (longest gap {:?})",
+        "{} of {} requests failed during the restart (longest gap {:?}) at {failed_at:?} ms; paths sampled: {samples:?}; new speaker:\n{}",
         log.failed(),
         log.sent(),
-        log.longest_gap()
+        log.longest_gap(),
+        speaker.lines().take(30).collect::<Vec<_>>().join("\n")
     );
     // The router's BFD session never went down: it is the same session, Up.
     let view = cluster
