@@ -605,27 +605,41 @@ impl Task {
             info!(peer = %name, neighbor = %peer.neighbor, discriminator = h.snapshot.local_discriminator,
                 remote_discriminator = h.snapshot.remote_discriminator, detect_mult = h.snapshot.detect_mult,
                 "BFD session continued from the previous speaker process (Up, same discriminators)");
-            let report = Report {
-                state: session.state(),
-                diagnostic: session.diagnostic(),
-                peer_admin_down: false,
-                negotiated: session.negotiated(),
-                counters: session.counters(),
-                last_change: Some(now_rfc3339()),
-            };
-            self.metrics.record(&name, &report);
-            self.sessions.insert(
-                name.clone(),
-                Entry {
-                    peer,
-                    session,
-                    report,
-                    resumed: true,
-                },
-            );
-            self.input(&name, Input::Tick, now).await;
+            self.add(name, peer, session, true, now).await;
         }
         self.publish();
+    }
+
+    /// Adds a session (new, or `resumed` from the previous process) and lets it send.
+    async fn add(
+        &mut self,
+        name: String,
+        peer: BfdPeer,
+        session: Session,
+        resumed: bool,
+        now: std::time::Instant,
+    ) {
+        let report = Report {
+            state: session.state(),
+            diagnostic: session.diagnostic(),
+            peer_admin_down: false,
+            negotiated: session.negotiated(),
+            counters: session.counters(),
+            last_change: resumed.then(now_rfc3339),
+        };
+        if resumed {
+            self.metrics.record(&name, &report);
+        }
+        self.sessions.insert(
+            name.clone(),
+            Entry {
+                peer,
+                session,
+                report,
+                resumed,
+            },
+        );
+        self.input(&name, Input::Tick, now).await;
     }
 
     async fn request(&mut self, request: Request) {
@@ -767,24 +781,7 @@ impl Task {
                     info!(peer = %name, neighbor = %peer.neighbor, multihop = peer.config.multihop, discriminator,
                         desired_min_tx_ms = peer.config.desired_min_tx_ms, required_min_rx_ms = peer.config.required_min_rx_ms,
                         detect_mult = peer.config.detect_mult, "starting BFD session");
-                    let report = Report {
-                        state: session.state(),
-                        diagnostic: session.diagnostic(),
-                        peer_admin_down: false,
-                        negotiated: None,
-                        counters: session.counters(),
-                        last_change: None,
-                    };
-                    self.sessions.insert(
-                        name.clone(),
-                        Entry {
-                            peer,
-                            session,
-                            report,
-                            resumed: false,
-                        },
-                    );
-                    self.input(&name, Input::Tick, now).await;
+                    self.add(name, peer, session, false, now).await;
                 }
             }
         }
@@ -950,39 +947,21 @@ impl Task {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use oxelb_bfd::handover::Snapshot;
-
     use super::*;
 
+    /// A hand-over as the file holds it (the format the next process must keep reading).
     fn handover(node: &str, written_unix_ms: u64) -> Handover {
-        let snapshot = Snapshot {
-            local_discriminator: 42,
-            remote_discriminator: 7,
-            desired_min_tx_us: 100_000,
-            required_min_rx_us: 100_000,
-            detect_mult: 100,
-            remote_desired_min_tx_us: 100_000,
-            remote_required_min_rx_us: 100_000,
-            remote_detect_mult: 3,
-        };
-        Handover {
-            format: FORMAT,
-            node: node.to_owned(),
-            written_unix_ms,
-            window_ms: 10_000,
-            source_port_v4: Some(50000),
-            source_port_v6: None,
-            sessions: [(
-                "router".to_owned(),
-                SessionHandover {
-                    neighbor: "192.0.2.1".parse().unwrap(),
-                    multihop: false,
-                    config: Config::default(),
-                    snapshot,
-                },
-            )]
-            .into(),
-        }
+        let json = format!(
+            r#"{{"format": 1, "node": "{node}", "written_unix_ms": {written_unix_ms}, "window_ms": 10000,
+              "source_port_v4": 50000, "source_port_v6": null,
+              "sessions": {{"router": {{"neighbor": "192.0.2.1", "multihop": false,
+                "config": {{"desired_min_tx_us": 300000, "required_min_rx_us": 300000, "detect_mult": 3}},
+                "snapshot": {{"local_discriminator": 42, "remote_discriminator": 7,
+                  "desired_min_tx_us": 300000, "required_min_rx_us": 300000, "detect_mult": 34,
+                  "remote_desired_min_tx_us": 300000, "remote_required_min_rx_us": 300000,
+                  "remote_detect_mult": 3}}}}}}}}"#
+        );
+        serde_json::from_str(&json).unwrap()
     }
 
     #[test]

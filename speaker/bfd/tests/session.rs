@@ -63,6 +63,16 @@ fn in_state(state: State, now: Instant) -> Session {
     s
 }
 
+/// A session Up whose first Poll Sequence (lowering the interval after Up) is over.
+fn settled_up(now: Instant) -> Session {
+    let mut s = in_state(State::Up, now);
+    let mut fin = peer(State::Up);
+    fin.final_ = true;
+    s.handle(Input::Received(fin), now);
+    assert!(!s.polling());
+    s
+}
+
 fn states(out: &Output) -> Vec<(State, State, Diagnostic, bool)> {
     out.changes
         .iter()
@@ -196,11 +206,9 @@ fn slow_until_up_then_a_poll_lowers_the_interval() {
 #[test]
 fn interval_changes_while_up_use_the_conservative_values_until_the_final() {
     let now = Instant::now();
-    let mut s = in_state(State::Up, now);
+    let mut s = settled_up(now);
     let mut fin = peer(State::Up);
     fin.final_ = true;
-    s.handle(Input::Received(fin), now);
-    assert!(!s.polling());
     // Slower TX and faster RX at once: TX keeps the old (faster) value, and detection keeps
     // the old (longer) receive interval, until the peer's Final (section 6.8.3).
     s.handle(Input::Configure(cfg(500, 50, 3)), now);
@@ -525,12 +533,9 @@ fn a_handover_raises_the_detect_mult_by_a_poll_and_the_final_confirms_it() {
 #[test]
 fn a_window_beyond_255_intervals_also_raises_desired_min_tx_after_the_final() {
     let now = Instant::now();
-    let mut s = in_state(State::Up, now);
-    // The poll that lowered the interval after Up is over.
+    let mut s = settled_up(now);
     let mut fin = peer(State::Up);
     fin.final_ = true;
-    s.handle(Input::Received(fin), now);
-    assert!(!s.polling());
     let out = s.handle(
         Input::Handover {
             detection_us: 60_000_000,
