@@ -14,6 +14,13 @@
 //!   metrics and Events.
 //! - [`BfdService::admin_down`] sends AdminDown on every session (a stopping speaker): RFC 5882
 //!   section 3.2 says the peer must not treat it as a failure.
+//! - Hand-over across a restart (`oxelb_bfd::handover`): [`BfdService::prepare_handover`]
+//!   raises every Up session's Detect Mult so the peer's Detection Time covers the restart
+//!   window, [`BfdService::hand_over`] gives their snapshots, which [`store_handover`] writes to
+//!   the state directory; the next process reads it ([`load_handover`]), continues the sessions
+//!   in Up from [`BfdService::spawn`] on, and [`BfdService::settle`] polls each back to its
+//!   configured timers once its BGP session is Established again. Routers that take any BFD
+//!   Down during graceful restart for a failure (BIRD 2.0) then keep the routes.
 //!
 //! Sockets are opened only when the first session is wanted, so a speaker without BFD binds
 //! nothing and holds no memory for it.
@@ -22,11 +29,13 @@ use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::fd::AsFd,
+    path::Path,
     sync::Arc,
     time::Duration,
 };
 
 use oxelb_bfd::{
+    handover::{FORMAT, Handover, SessionHandover},
     session::{Change, Config, Counters, Input, Negotiated, Session},
     wire::{self, Diagnostic, PORT_MULTIHOP, PORT_SINGLE_HOP, State},
 };
@@ -35,7 +44,12 @@ use prometheus_client::{
     registry::Registry,
 };
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::{net::UdpSocket, sync::watch, task::JoinHandle, time::Instant};
+use tokio::{
+    net::UdpSocket,
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+    time::Instant,
+};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -138,23 +152,79 @@ impl BfdMetrics {
 pub struct BfdService {
     wanted: watch::Sender<BTreeMap<String, BfdPeer>>,
     stopping: watch::Sender<bool>,
+    requests: mpsc::UnboundedSender<Request>,
     reports: watch::Receiver<Reports>,
     task: JoinHandle<()>,
 }
 
+/// What the manager asks of the task beside the wanted set.
+enum Request {
+    /// Raise the peers' Detection Time to `detection` (see [`BfdService::prepare_handover`]).
+    Prepare {
+        detection: Duration,
+        done: oneshot::Sender<()>,
+    },
+    /// The sessions' hand-over (see [`BfdService::hand_over`]).
+    HandOver { reply: oneshot::Sender<Handover> },
+    /// BGP is Established again for this peer (see [`BfdService::settle`]).
+    Settle(String),
+}
+
+/// How long a stopping speaker waits for the peers' Finals (RFC 5880 section 6.5) after
+/// raising their Detection Time: a peer answers a Poll at once, so this is only an upper bound
+/// for a lossy path.
+const PREPARE_WAIT: Duration = Duration::from_millis(500);
+
 impl BfdService {
-    /// Starts the task with no sessions; it binds its sockets when the first one is wanted.
-    pub fn spawn(metrics: BfdMetrics) -> Self {
+    /// Starts the task. Sessions of `handover` (read by [`load_handover`] from the previous
+    /// process) are continued at once, in Up with their discriminators; the others start when
+    /// wanted, and the sockets are bound when the first session is.
+    pub fn spawn(metrics: BfdMetrics, handover: Option<Handover>) -> Self {
         let (wanted, wanted_rx) = watch::channel(BTreeMap::new());
         let (stopping, stopping_rx) = watch::channel(false);
+        let (requests, requests_rx) = mpsc::unbounded_channel();
         let (reports_tx, reports) = watch::channel(Reports::new());
-        let task = tokio::spawn(run(wanted_rx, stopping_rx, reports_tx, metrics));
+        let task = tokio::spawn(run(
+            wanted_rx,
+            stopping_rx,
+            requests_rx,
+            reports_tx,
+            metrics,
+            handover,
+        ));
         Self {
             wanted,
             stopping,
+            requests,
             reports,
             task,
         }
+    }
+
+    /// Before a hand-over: raises every Up session's Detection Time at its peer to
+    /// `detection` (a Poll Sequence, `oxelb_bfd::session::Input::Handover`) and waits for the
+    /// Finals, at most half a second.
+    pub async fn prepare_handover(&self, detection: Duration) {
+        let (done, wait) = oneshot::channel();
+        if self.requests.send(Request::Prepare { detection, done }).is_ok() {
+            let _ = tokio::time::timeout(PREPARE_WAIT + Duration::from_millis(100), wait).await;
+        }
+    }
+
+    /// The snapshots of every Up session, to be written for the next process; the sessions
+    /// keep running (with the raised Detect Mult) until the task stops, and no AdminDown is
+    /// sent. Sessions not Up are sent AdminDown (there is nothing to continue).
+    pub async fn hand_over(&self) -> Option<Handover> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(Request::HandOver { reply }).ok()?;
+        answer.await.ok()
+    }
+
+    /// The BGP session of `peer` is Established: a session continued from the previous
+    /// process goes back to its configured timers (a Poll Sequence). Any other call does
+    /// nothing.
+    pub fn settle(&self, peer: &str) {
+        let _ = self.requests.send(Request::Settle(peer.to_owned()));
     }
 
     /// The complete set of wanted sessions, by BgpPeer name.
@@ -184,10 +254,113 @@ impl BfdService {
     }
 }
 
+/// Where and how a stopping speaker hands its BFD sessions to the next process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandoverSettings {
+    /// The state directory (`--state-dir`; a host directory on tmpfs, so a reboot forgets it).
+    pub state_dir: std::path::PathBuf,
+    /// The restart window (`--bfd-restart-window-ms`): the Detection Time the peers get while
+    /// the speaker restarts. Zero turns the hand-over off: a stopping speaker then sends
+    /// AdminDown, as before.
+    pub window: Duration,
+    /// This node.
+    pub node: String,
+}
+
+/// The hand-over file in the state directory.
+pub const HANDOVER_FILE: &str = "bfd-handover.json";
+
+/// Why the hand-over file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoverError {
+    /// Reading, writing or renaming failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serialization failed.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+/// Milliseconds since the Unix epoch (the hand-over's clock: two processes read it).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Writes `handover` to `dir`/[`HANDOVER_FILE`] atomically (a temporary file renamed over it),
+/// so the next process reads all of it or nothing.
+pub fn store_handover(dir: &Path, handover: &Handover) -> Result<(), HandoverError> {
+    let path = dir.join(HANDOVER_FILE);
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| HandoverError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let text = serde_json::to_vec_pretty(handover).map_err(|source| HandoverError::Json {
+        path: path.clone(),
+        source,
+    })?;
+    let tmp = dir.join(format!(".{HANDOVER_FILE}.{}", std::process::id()));
+    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))
+}
+
+/// Reads and removes `dir`/[`HANDOVER_FILE`], and returns it when node `node` may continue its
+/// sessions at `now_unix_ms`; otherwise logs why not (naming the file) and returns `None`.
+pub fn load_handover(dir: &Path, node: &str, now_unix_ms: u64) -> Option<Handover> {
+    let path = dir.join(HANDOVER_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            debug!(file = %path.display(), "no BFD hand-over from a previous speaker process");
+            return None;
+        }
+        Err(error) => {
+            warn!(file = %path.display(), %error, "BFD hand-over not read: sessions start afresh");
+            return None;
+        }
+    };
+    // Used once at most: a later start must not continue sessions from an older process.
+    if let Err(error) = std::fs::remove_file(&path) {
+        warn!(file = %path.display(), %error, "cannot remove the BFD hand-over file");
+    }
+    let handover: Handover = match serde_json::from_slice(&text) {
+        Ok(h) => h,
+        Err(error) => {
+            warn!(file = %path.display(), %error, "BFD hand-over is corrupt: ignored, sessions start afresh");
+            return None;
+        }
+    };
+    match handover.check(node, now_unix_ms) {
+        Ok(()) => {
+            info!(file = %path.display(), sessions = handover.sessions.len(), age_ms = now_unix_ms.saturating_sub(handover.written_unix_ms),
+                "BFD hand-over from the previous speaker process");
+            Some(handover)
+        }
+        Err(reason) => {
+            warn!(file = %path.display(), %reason, "BFD hand-over ignored: sessions start afresh");
+            None
+        }
+    }
+}
+
 struct Entry {
     peer: BfdPeer,
     session: Session,
     report: Report,
+    /// Continued from the previous process and still on its raised Detect Mult.
+    resumed: bool,
 }
 
 /// The receive sockets (single hop v4, v6; multihop v4, v6) and the two send sockets.
@@ -207,8 +380,10 @@ fn session_config(config: &BfdConfig) -> Config {
 }
 
 /// The sockets of RFC 5881 and 5883; each that cannot be opened is logged and left out (its
-/// sessions then stay Down, and so do their BGP sessions: the log line says why).
-fn open_sockets() -> Sockets {
+/// sessions then stay Down, and so do their BGP sessions: the log line says why). The send
+/// sockets take the source ports of `ports` (IPv4, IPv6) when free: a continued session keeps
+/// its port (RFC 5881 section 4).
+fn open_sockets(ports: (Option<u16>, Option<u16>)) -> Sockets {
     let mut sockets = Sockets::default();
     let plan = [
         (IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT_SINGLE_HOP, true),
@@ -228,7 +403,8 @@ fn open_sockets() -> Sockets {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     ] {
-        match bind_source(ip) {
+        let port = if ip.is_ipv4() { ports.0 } else { ports.1 };
+        match bind_source(ip, port) {
             Ok(socket) if ip.is_ipv4() => sockets.send4 = Some(socket),
             Ok(socket) => sockets.send6 = Some(socket),
             Err(error) => {
@@ -258,13 +434,22 @@ fn bind(addr: SocketAddr, gtsm: bool) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// A send socket on a source port in 49152..=65535 (RFC 5881 section 4), TTL 255.
-fn bind_source(ip: IpAddr) -> std::io::Result<UdpSocket> {
+/// A send socket on a source port in 49152..=65535 (RFC 5881 section 4), `preferred` when
+/// given and free, TTL 255.
+fn bind_source(ip: IpAddr, preferred: Option<u16>) -> std::io::Result<UdpSocket> {
     let socket = udp(SocketAddr::new(ip, 0))?;
     if ip.is_ipv6() {
         socket.set_unicast_hops_v6(u32::from(wire::TTL))?;
     } else {
         socket.set_ttl_v4(u32::from(wire::TTL))?;
+    }
+    if let Some(port) = preferred.filter(|p| *p >= 49152) {
+        match socket.bind(&SocketAddr::new(ip, port).into()) {
+            Ok(()) => return UdpSocket::from_std(socket.into()),
+            Err(error) => {
+                warn!(port, %error, "cannot keep the BFD source port of the previous process: another is used")
+            }
+        }
     }
     // Start at a per-process offset so that two speakers' sockets rarely probe the same ports.
     let start = 49152 + (std::process::id() % 16384) as u16;
@@ -296,6 +481,8 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 struct Task {
     sessions: BTreeMap<String, Entry>,
     sockets: Option<Sockets>,
+    /// A hand-over being prepared: when to give up waiting for Finals, and whom to tell.
+    preparing: Option<(std::time::Instant, oneshot::Sender<()>)>,
     next_discriminator: u32,
     reports: watch::Sender<Reports>,
     metrics: BfdMetrics,
@@ -306,8 +493,10 @@ struct Task {
 async fn run(
     mut wanted: watch::Receiver<BTreeMap<String, BfdPeer>>,
     mut stopping: watch::Receiver<bool>,
+    mut requests: mpsc::UnboundedReceiver<Request>,
     reports: watch::Sender<Reports>,
     metrics: BfdMetrics,
+    handover: Option<Handover>,
 ) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -316,17 +505,23 @@ async fn run(
     let mut task = Task {
         sessions: BTreeMap::new(),
         sockets: None,
+        preparing: None,
         next_discriminator: seed.max(1),
         reports,
         metrics,
         logged: (std::time::Instant::now(), 0),
     };
+    if let Some(handover) = handover {
+        task.resume(handover).await;
+    }
     let mut bufs = [[0u8; 512]; 4];
     loop {
+        task.prepared();
         let next = task
             .sessions
             .values()
             .filter_map(|e| e.session.next_deadline())
+            .chain(task.preparing.as_ref().map(|(at, _)| *at))
             .min()
             .map(Instant::from_std);
         let sockets: [Option<Arc<UdpSocket>>; 4] = match &task.sockets {
@@ -348,6 +543,7 @@ async fn run(
                     task.admin_down_all().await;
                 }
             }
+            Some(request) = requests.recv() => task.request(request).await,
             r = recv(s0, b0) => task.received(r, b0, false).await,
             r = recv(s1, b1) => task.received(r, b1, false).await,
             r = recv(s2, b2) => task.received(r, b2, true).await,
@@ -383,6 +579,167 @@ impl Task {
         }
     }
 
+    /// Continues the sessions of the previous process (see the module notes).
+    async fn resume(&mut self, handover: Handover) {
+        let now = std::time::Instant::now();
+        self.sockets = Some(open_sockets((handover.source_port_v4, handover.source_port_v6)));
+        for (name, h) in handover.sessions {
+            let peer = BfdPeer {
+                neighbor: h.neighbor,
+                config: BfdConfig {
+                    desired_min_tx_ms: h.config.desired_min_tx_us / 1000,
+                    required_min_rx_ms: h.config.required_min_rx_us / 1000,
+                    detect_mult: h.config.detect_mult,
+                    multihop: h.multihop,
+                },
+            };
+            if self
+                .sessions
+                .values()
+                .any(|e| e.session.local_discriminator() == h.snapshot.local_discriminator)
+            {
+                warn!(peer = %name, discriminator = h.snapshot.local_discriminator, "hand-over lists a discriminator twice: session not continued");
+                continue;
+            }
+            let session = Session::resume(session_config(&peer.config), &h.snapshot, now);
+            info!(peer = %name, neighbor = %peer.neighbor, discriminator = h.snapshot.local_discriminator,
+                remote_discriminator = h.snapshot.remote_discriminator, detect_mult = h.snapshot.detect_mult,
+                "BFD session continued from the previous speaker process (Up, same discriminators)");
+            self.add(name, peer, session, true, now).await;
+        }
+        self.publish();
+    }
+
+    /// Adds a session (new, or `resumed` from the previous process) and lets it send.
+    async fn add(
+        &mut self,
+        name: String,
+        peer: BfdPeer,
+        session: Session,
+        resumed: bool,
+        now: std::time::Instant,
+    ) {
+        let report = Report {
+            state: session.state(),
+            diagnostic: session.diagnostic(),
+            peer_admin_down: false,
+            negotiated: session.negotiated(),
+            counters: session.counters(),
+            last_change: resumed.then(now_rfc3339),
+        };
+        if resumed {
+            self.metrics.record(&name, &report);
+        }
+        self.sessions.insert(
+            name.clone(),
+            Entry {
+                peer,
+                session,
+                report,
+                resumed,
+            },
+        );
+        self.input(&name, Input::Tick, now).await;
+    }
+
+    async fn request(&mut self, request: Request) {
+        let now = std::time::Instant::now();
+        match request {
+            Request::Prepare { detection, done } => {
+                let detection_us = u64::try_from(detection.as_micros()).unwrap_or(u64::MAX);
+                let names: Vec<String> = self.sessions.keys().cloned().collect();
+                for name in names {
+                    self.input(&name, Input::Handover { detection_us }, now).await;
+                }
+                info!(
+                    window_ms = detection.as_millis() as u64,
+                    "BFD: peers' detection time raised for the restart (Poll Sequence)"
+                );
+                self.preparing = Some((now + PREPARE_WAIT, done));
+            }
+            Request::HandOver { reply } => {
+                let _ = reply.send(self.hand_over(now).await);
+            }
+            Request::Settle(name) => {
+                if let Some(entry) = self.sessions.get_mut(&name)
+                    && entry.resumed
+                {
+                    entry.resumed = false;
+                    let config = session_config(&entry.peer.config);
+                    info!(peer = %name, detect_mult = config.detect_mult, "BGP Established again: BFD back to its configured timers (Poll Sequence)");
+                    self.input(&name, Input::Configure(config), now).await;
+                }
+            }
+        }
+    }
+
+    /// Tells a waiting [`BfdService::prepare_handover`] once no Up session polls any more, or
+    /// its time is up.
+    fn prepared(&mut self) {
+        let Some((until, _)) = &self.preparing else {
+            return;
+        };
+        let polling: Vec<&str> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.session.state() == State::Up && e.session.polling())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let late = std::time::Instant::now() >= *until;
+        if polling.is_empty() || late {
+            if late {
+                warn!(peers = ?polling, "no Final from these BFD peers: their detection time may not cover the restart");
+            }
+            if let Some((_, done)) = self.preparing.take() {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Every Up session's snapshot; AdminDown for the others (nothing to continue).
+    async fn hand_over(&mut self, now: std::time::Instant) -> Handover {
+        let port = |socket: &Option<UdpSocket>| {
+            socket
+                .as_ref()
+                .and_then(|s| s.local_addr().ok())
+                .map(|a| a.port())
+        };
+        let (v4, v6) = self
+            .sockets
+            .as_ref()
+            .map_or((None, None), |s| (port(&s.send4), port(&s.send6)));
+        let mut sessions = BTreeMap::new();
+        let names: Vec<String> = self.sessions.keys().cloned().collect();
+        for name in names {
+            let Some(entry) = self.sessions.get(&name) else {
+                continue;
+            };
+            match entry.session.snapshot() {
+                Some(snapshot) => {
+                    sessions.insert(
+                        name,
+                        SessionHandover {
+                            neighbor: entry.peer.neighbor,
+                            multihop: entry.peer.config.multihop,
+                            config: session_config(&entry.peer.config),
+                            snapshot,
+                        },
+                    );
+                }
+                None => self.input(&name, Input::AdminDown, now).await,
+            }
+        }
+        Handover {
+            format: FORMAT,
+            node: String::new(),
+            written_unix_ms: 0,
+            window_ms: 0,
+            source_port_v4: v4,
+            source_port_v6: v6,
+            sessions,
+        }
+    }
+
     async fn reconcile(&mut self, peers: BTreeMap<String, BfdPeer>) {
         let now = std::time::Instant::now();
         let gone: Vec<String> = self
@@ -399,7 +756,7 @@ impl Task {
             info!(peer = %name, "BFD session removed");
         }
         if !peers.is_empty() && self.sockets.is_none() {
-            self.sockets = Some(open_sockets());
+            self.sockets = Some(open_sockets((None, None)));
         }
         for (name, peer) in peers {
             match self.sessions.get_mut(&name) {
@@ -411,6 +768,7 @@ impl Task {
                     info!(peer = %name, desired_min_tx_ms = peer.config.desired_min_tx_ms, required_min_rx_ms = peer.config.required_min_rx_ms,
                         detect_mult = peer.config.detect_mult, "BFD timers changed: Poll Sequence, BGP session untouched");
                     entry.peer = peer;
+                    entry.resumed = false;
                     let config = session_config(&peer.config);
                     self.input(&name, Input::Configure(config), now).await;
                 }
@@ -423,23 +781,7 @@ impl Task {
                     info!(peer = %name, neighbor = %peer.neighbor, multihop = peer.config.multihop, discriminator,
                         desired_min_tx_ms = peer.config.desired_min_tx_ms, required_min_rx_ms = peer.config.required_min_rx_ms,
                         detect_mult = peer.config.detect_mult, "starting BFD session");
-                    let report = Report {
-                        state: session.state(),
-                        diagnostic: session.diagnostic(),
-                        peer_admin_down: false,
-                        negotiated: None,
-                        counters: session.counters(),
-                        last_change: None,
-                    };
-                    self.sessions.insert(
-                        name.clone(),
-                        Entry {
-                            peer,
-                            session,
-                            report,
-                        },
-                    );
-                    self.input(&name, Input::Tick, now).await;
+                    self.add(name, peer, session, false, now).await;
                 }
             }
         }
@@ -598,5 +940,59 @@ impl Task {
             }
             changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// A hand-over as the file holds it (the format the next process must keep reading).
+    fn handover(node: &str, written_unix_ms: u64) -> Handover {
+        let json = format!(
+            r#"{{"format": 1, "node": "{node}", "written_unix_ms": {written_unix_ms}, "window_ms": 10000,
+              "source_port_v4": 50000, "source_port_v6": null,
+              "sessions": {{"router": {{"neighbor": "192.0.2.1", "multihop": false,
+                "config": {{"desired_min_tx_us": 300000, "required_min_rx_us": 300000, "detect_mult": 3}},
+                "snapshot": {{"local_discriminator": 42, "remote_discriminator": 7,
+                  "desired_min_tx_us": 300000, "required_min_rx_us": 300000, "detect_mult": 34,
+                  "remote_desired_min_tx_us": 300000, "remote_required_min_rx_us": 300000,
+                  "remote_detect_mult": 3}}}}}}}}"#
+        );
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn a_stored_handover_is_read_back_once_by_its_node_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let written = handover("n1", 1_000_000);
+        store_handover(&state, &written).unwrap();
+        // Atomic: only the file itself is left, no temporary beside it.
+        let names: Vec<_> = std::fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(HANDOVER_FILE)]);
+        assert_eq!(load_handover(&state, "n1", 1_002_000), Some(written));
+        assert_eq!(load_handover(&state, "n1", 1_002_000), None, "used once");
+    }
+
+    #[test]
+    fn absent_corrupt_foreign_and_stale_handovers_are_ignored_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        assert_eq!(load_handover(state, "n1", 1_000_000), None);
+        std::fs::write(state.join(HANDOVER_FILE), "{not json").unwrap();
+        assert_eq!(load_handover(state, "n1", 1_000_000), None);
+        assert!(!state.join(HANDOVER_FILE).exists());
+        store_handover(state, &handover("n2", 1_000_000)).unwrap();
+        assert_eq!(load_handover(state, "n1", 1_000_000), None);
+        assert!(!state.join(HANDOVER_FILE).exists());
+        store_handover(state, &handover("n1", 1_000_000)).unwrap();
+        assert_eq!(load_handover(state, "n1", 1_010_000), None);
+        assert!(!state.join(HANDOVER_FILE).exists());
     }
 }

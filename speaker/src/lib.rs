@@ -93,6 +93,18 @@ pub struct Args {
     /// long after its last renewal.
     #[arg(long, env = "OXELB_LEASE_DURATION_MS", default_value_t = 2000)]
     pub lease_duration_ms: u64,
+    /// A directory that outlives the speaker process but not a reboot (the DaemonSet mounts the
+    /// host's `/run/oxelb`, a tmpfs): a stopping speaker leaves its BFD sessions there for the
+    /// next process.
+    #[arg(long, env = "OXELB_STATE_DIR", default_value = "/run/oxelb")]
+    pub state_dir: std::path::PathBuf,
+
+    /// Milliseconds a restarting speaker's BFD sessions stay Up at the routers without packets:
+    /// the next process continues them within this time, so graceful restart keeps the routes.
+    /// A node that dies within this time after its speaker stopped is detected only when it
+    /// ends. 0: no hand-over (BFD AdminDown on stop).
+    #[arg(long, env = "OXELB_BFD_RESTART_WINDOW_MS", default_value_t = 10_000)]
+    pub bfd_restart_window_ms: u64,
 }
 
 impl Args {
@@ -265,9 +277,14 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         tokio::spawn(bgp::manager::run(
             states,
             writer,
-            node_name,
+            node_name.clone(),
             bgp_metrics,
             bfd_metrics,
+            bfd::HandoverSettings {
+                state_dir: args.state_dir.clone(),
+                window: std::time::Duration::from_millis(args.bfd_restart_window_ms),
+                node: node_name,
+            },
             app.shutdown().clone(),
         )),
     ];

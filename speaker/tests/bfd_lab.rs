@@ -4,7 +4,8 @@
 //! 1. both BFD sessions come Up and the intervals are negotiated as configured (seen from the
 //!    router, and in the speaker's BgpPeer status);
 //! 2. a change of the BFD timers alone reaches the router (a Poll Sequence) and does not restart
-//!    the BGP session;
+//!    the BGP session; a SIGTERM restart of the speaker hands both BFD sessions to the next
+//!    process (the router's sessions and routes stay), which polls back to the timers;
 //! 3. the node's link goes away (no FIN can reach the router): the router withdraws both routes
 //!    within the BFD detection time, long before the BGP hold time (90 s), and the speaker brings
 //!    its BGP sessions down on BFD Down;
@@ -142,7 +143,7 @@ fn three_bfd_sessions_cost_under_one_mib() -> Result<(), LabError> {
 fn objects(bfd: &str) -> String {
     let peer = |name: &str, address: &str| {
         format!(
-            "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {{name: {name}}}\nspec: {{bfd: {bfd}, conf: {{peerAs: 64513, neighborAddress: '{address}'}}, timers: {{config: {{connectRetry: '1'}}}}}}\n---\n"
+            "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {{name: {name}}}\nspec: {{bfd: {bfd}, conf: {{peerAs: 64513, neighborAddress: '{address}'}}, gracefulRestart: {{enabled: true, restartTime: 60}}, timers: {{config: {{connectRetry: '1'}}}}}}\n---\n"
         )
     };
     format!(
@@ -160,14 +161,35 @@ fn status(dir: &std::path::Path, name: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+fn speaker_log(lab: &oxelb_tests::lab::Lab) -> String {
+    plain(&lab.log("speaker-n1"))
+}
+
+/// Whether both routes go via n1 (`want`) or neither does.
+fn routes(router: &Router, lab: &oxelb_tests::lab::Lab, want: bool) -> Result<(), String> {
+    for (prefix, hop) in [("203.0.113.5/32", N1), ("2001:db8:ffff::5/128", N1_V6)] {
+        let hops = router.next_hops(prefix).map_err(|e| e.to_string())?;
+        if (hops == [hop]) != want {
+            return Err(format!(
+                "{prefix}: {hops:?}\n{}\nspeaker: {}",
+                router.sessions(),
+                tail(&lab.log("speaker-n1"))
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn scenario(kind: RouterKind) -> Result<(), LabError> {
     let Some(mut lab) = lab_or_skip(&format!("bfd::{kind:?}"))? else {
         return Ok(());
     };
     let nodes = [("n1", "198.51.100.2,2001:db8:1::2"), ("spare", "198.51.100.9")];
     let (router_ns, node_ns) = lan(&mut lab, &["198.51.100.1/24", "2001:db8:1::1/64"], &nodes)?;
+    // Graceful restart on both sides: a SIGTERM restart (step 2b) keeps the routes.
     let neighbor = |address: &str| Neighbor {
         bfd: Some(ROUTER_BFD),
+        graceful_restart: true,
         ..Neighbor::new(address, 64512)
     };
     let setup = RouterSetup {
@@ -186,27 +208,9 @@ fn scenario(kind: RouterKind) -> Result<(), LabError> {
         &[IP_V4, IP_V6],
     );
     start_speaker(&mut lab, &node_ns[0], "n1", &dir)?;
-    let speaker_log = || plain(&lab.log("speaker-n1"));
 
     // 1. Up, negotiated as configured.
-    let routes = |want: bool| {
-        let router = &router;
-        let lab = &lab;
-        move || -> Result<(), String> {
-            for (prefix, hop) in [("203.0.113.5/32", N1), ("2001:db8:ffff::5/128", N1_V6)] {
-                let hops = router.next_hops(prefix).map_err(|e| e.to_string())?;
-                if (hops == [hop]) != want {
-                    return Err(format!(
-                        "{prefix}: {hops:?}\n{}\nspeaker: {}",
-                        router.sessions(),
-                        tail(&lab.log("speaker-n1"))
-                    ));
-                }
-            }
-            Ok(())
-        }
-    };
-    wait_until("both routes via n1", WAIT, POLL, routes(true))?;
+    wait_until("both routes via n1", WAIT, POLL, || routes(&router, &lab, true))?;
     for address in [N1, N1_V6] {
         wait_until(
             &format!("the router's BFD session with {address} Up, as negotiated"),
@@ -244,7 +248,7 @@ fn scenario(kind: RouterKind) -> Result<(), LabError> {
     }
 
     // 2. Retime BFD only: the router sees the new values; BGP is not restarted.
-    let established_before = speaker_log().matches("BGP session established").count();
+    let established_before = speaker_log(&lab).matches("BGP session established").count();
     write(
         &dir,
         "objects.yaml",
@@ -258,7 +262,7 @@ fn scenario(kind: RouterKind) -> Result<(), LabError> {
         });
         if ok { Ok(()) } else { Err(format!("{view:?}")) }
     })?;
-    let log = speaker_log();
+    let log = speaker_log(&lab);
     assert!(log.contains("BFD timers changed"), "{}", tail(&log));
     assert_eq!(
         log.matches("BGP session established").count(),
@@ -266,9 +270,59 @@ fn scenario(kind: RouterKind) -> Result<(), LabError> {
         "a BFD change restarted BGP:\n{}",
         tail(&log)
     );
-    if let Err(e) = routes(true)() {
+    if let Err(e) = routes(&router, &lab, true) {
         panic!("routes lost through a BFD-only change: {e}");
     }
+
+    // 2b. A SIGTERM restart of the speaker hands both BFD sessions (IPv4 and IPv6) to the next
+    // process: the router's sessions stay Up and both routes stay, sampled throughout; once BGP
+    // is back, the router sees the configured timers again.
+    let held = |router: &Router, lab: &oxelb_tests::lab::Lab| -> Result<(), String> {
+        routes(router, lab, true)?;
+        for address in [N1, N1_V6] {
+            let view = router.bfd(address).map_err(|e| e.to_string())?;
+            if !view.as_ref().is_some_and(|v| v.up) {
+                return Err(format!("{address}: {view:?}"));
+            }
+        }
+        Ok(())
+    };
+    let restart = Instant::now();
+    lab.stop("speaker-n1", Duration::from_secs(5));
+    start_speaker(&mut lab, &node_ns[0], "n1", &dir)?;
+    let mut samples = 0;
+    while restart.elapsed() < Duration::from_secs(4) {
+        if let Err(e) = held(&router, &lab) {
+            panic!(
+                "{kind:?}: lost during the restart after {:?}: {e}",
+                restart.elapsed()
+            );
+        }
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = speaker_log(&lab);
+    assert_eq!(
+        log.matches("BFD session continued from the previous speaker process")
+            .count(),
+        2,
+        "{}",
+        tail(&log)
+    );
+    wait_until("the router sees our configured timers again", WAIT, POLL, || {
+        for address in [N1, N1_V6] {
+            let view = router.bfd(address).map_err(|e| e.to_string())?;
+            let ok = view.as_ref().is_some_and(|v| match kind {
+                RouterKind::Frr => v.up && v.remote == Some((300, 150, 4)),
+                _ => v.up && v.timeout_ms == Some(1200),
+            });
+            if !ok {
+                return Err(format!("{address}: {view:?}"));
+            }
+        }
+        Ok(())
+    })?;
+    println!("{kind:?}: SIGTERM restart, both BFD sessions and routes held in {samples} samples");
 
     // 3. The node's link goes away: withdrawn within the detection time (router side: our 4 x
     // 300 ms = 1.2 s), far below the hold time.
@@ -281,7 +335,7 @@ fn scenario(kind: RouterKind) -> Result<(), LabError> {
         "both routes withdrawn",
         Duration::from_secs(10),
         Duration::from_millis(20),
-        routes(false),
+        || routes(&router, &lab, false),
     )?;
     let took = cut.elapsed();
     println!(
@@ -300,7 +354,7 @@ fn scenario(kind: RouterKind) -> Result<(), LabError> {
         );
     }
     wait_until("the speaker brings BGP down on BFD Down", WAIT, POLL, || {
-        let log = speaker_log();
+        let log = speaker_log(&lab);
         if log
             .matches("BFD Down: bringing the BGP session down at once")
             .count()
@@ -314,8 +368,10 @@ fn scenario(kind: RouterKind) -> Result<(), LabError> {
 
     // 4. Back: BFD first, then BGP and the routes.
     node_ns[0].ip(&["link", "set", "eth0", "up"])?;
-    wait_until("both routes via n1 again", WAIT, POLL, routes(true))?;
-    let log = speaker_log();
+    wait_until("both routes via n1 again", WAIT, POLL, || {
+        routes(&router, &lab, true)
+    })?;
+    let log = speaker_log(&lab);
     let bfd_up = log
         .rfind("BFD Up: starting the BGP session")
         .expect("BGP started after BFD Up");

@@ -26,7 +26,7 @@ use std::{
 
 use crate::{
     lab::{Lab, LabError, Ns, run, wait_until, write_file},
-    routers::{Frr, Neighbor, frr_bfdd_conf, frr_bgpd_conf},
+    routers::{Frr, Neighbor, Router, RouterKind, RouterSetup, frr_bfdd_conf, frr_bgpd_conf},
 };
 
 /// The nodes' AS (`examples/lab/bgpconf.yaml`).
@@ -129,8 +129,8 @@ pub struct LabCluster {
     /// The lab (namespaces, processes, files).
     pub lab: Lab,
     bins: Binaries,
-    /// The FRR router.
-    pub router: Frr,
+    /// The router (FRR unless built with [`LabCluster::build_on`]).
+    pub router: Router,
     /// The three nodes.
     pub nodes: Vec<LabNode>,
     /// The client on the nodes' LAN.
@@ -141,6 +141,9 @@ pub struct LabCluster {
     objects: PathBuf,
     heartbeat_key: PathBuf,
     probes: u32,
+    /// Extra environment of every speaker started from now on (e.g.
+    /// `OXELB_BFD_RESTART_WINDOW_MS`).
+    pub speaker_env: Vec<(String, String)>,
 }
 
 impl LabCluster {
@@ -155,9 +158,23 @@ impl LabCluster {
     /// every node at `router_bfd` = (interval ms, multiplier) when given. The router's BGP does
     /// not wait for BFD: a BgpPeer without `spec.bfd` peers as before.
     pub fn build_with(
+        lab: Lab,
+        bins: Binaries,
+        manifests: &Path,
+        router_bfd: Option<(u32, u8)>,
+    ) -> Result<Self, LabError> {
+        Self::build_on(lab, bins, manifests, RouterKind::Frr, router_bfd)
+    }
+
+    /// As [`build_with`](Self::build_with), with a router of `kind`: FRR as there, or BIRD 2
+    /// (a graceful-restart helper by default; `protocol bfd` and `bfd on` per node with
+    /// `router_bfd`; its kernel protocol installs the ECMP routes). gobgpd installs no routes
+    /// and is refused.
+    pub fn build_on(
         mut lab: Lab,
         bins: Binaries,
         manifests: &Path,
+        kind: RouterKind,
         router_bfd: Option<(u32, u8)>,
     ) -> Result<Self, LabError> {
         let objects = lab.dir().join("objects");
@@ -228,9 +245,35 @@ impl LabCluster {
                 ..Neighbor::new(ip, NODE_AS)
             })
             .collect();
-        let conf = frr_bgpd_conf(ROUTER_AS, ROUTER_LAN_IP, &neighbors, " bgp graceful-restart\n");
-        let bfdd = router_bfd.map(|_| frr_bfdd_conf(&neighbors));
-        let router = Frr::start_daemons(&mut lab, &router_ns, "router", &conf, 179, bfdd.as_deref())?;
+        let router = match kind {
+            RouterKind::Frr => {
+                let conf = frr_bgpd_conf(ROUTER_AS, ROUTER_LAN_IP, &neighbors, " bgp graceful-restart\n");
+                let bfdd = router_bfd.map(|_| frr_bfdd_conf(&neighbors));
+                Router::Frr(Frr::start_daemons(
+                    &mut lab,
+                    &router_ns,
+                    "router",
+                    &conf,
+                    179,
+                    bfdd.as_deref(),
+                )?)
+            }
+            RouterKind::Bird => {
+                let setup = RouterSetup {
+                    asn: ROUTER_AS,
+                    router_id: ROUTER_LAN_IP.to_owned(),
+                    ipv6: None,
+                    neighbors,
+                    listen_port: None,
+                };
+                Router::start(RouterKind::Bird, &mut lab, &router_ns, &setup)?
+            }
+            RouterKind::Gobgp => {
+                return Err(LabError::Unexpected(
+                    "the lab cluster needs a router that installs kernel routes (FRR or BIRD)".into(),
+                ));
+            }
+        };
         let control = lab.netns("cp")?;
         Ok(Self {
             lab,
@@ -243,6 +286,7 @@ impl LabCluster {
             objects,
             heartbeat_key,
             probes: 0,
+            speaker_env: Vec::new(),
         })
     }
 
@@ -285,6 +329,7 @@ impl LabCluster {
             "info",
         );
         command.args(["--heartbeat-key-file", &self.heartbeat_key.display().to_string()]);
+        command.envs(self.speaker_env.iter().map(|(k, v)| (k, v)));
         self.lab
             .spawn(&format!("speaker-{}", node.name), command)
             .map(drop)
@@ -431,7 +476,7 @@ impl LabCluster {
 
     /// The router's BGP next hops for `ip`/32 (or /128).
     pub fn next_hops(&self, ip: &str) -> Result<Vec<String>, LabError> {
-        self.router.bgp_next_hops(&host_prefix(ip))
+        self.router.next_hops(&host_prefix(ip))
     }
 
     /// Waits until the router (built with BFD) has `sessions` BFD sessions Up.
@@ -441,16 +486,11 @@ impl LabCluster {
             WAIT,
             POLL,
             || {
-                let peers = self
-                    .router
-                    .json("show bfd peers json")
-                    .map_err(|e| e.to_string())?;
-                let up = peers
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| p["status"].as_str() == Some("up"))
-                    .count();
+                let mut up = 0;
+                for node in &self.nodes {
+                    let view = self.router.bfd(&node.ip).map_err(|e| e.to_string())?;
+                    up += usize::from(view.is_some_and(|v| v.up));
+                }
                 if up == sessions {
                     Ok(())
                 } else {
@@ -467,7 +507,8 @@ impl LabCluster {
             let route = self
                 .router
                 .kernel_route(&host_prefix(ip))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
             let n = route
                 .matches("nexthop via")
                 .count()

@@ -309,7 +309,9 @@ impl Ns {
     }
 
     /// The speaker binary `binary` in this namespace on the `dir:` source `dir`, as node `node`,
-    /// with `RUST_LOG=log_level`; add flags to the returned command before spawning it.
+    /// with `RUST_LOG=log_level`; add flags to the returned command before spawning it. Its
+    /// `--state-dir` (the BFD hand-over between a stopped speaker and the next) is
+    /// [`Ns::speaker_state_dir`], never the host's `/run/oxelb`.
     pub fn speaker(&self, binary: &str, dir: &Path, node: &str, log_level: &str) -> Command {
         let mut command = self.command(binary);
         command.args([
@@ -319,9 +321,19 @@ impl Ns {
             node,
             "--metrics-addr",
             "127.0.0.1:9641",
+            "--state-dir",
+            &self.speaker_state_dir(dir).display().to_string(),
         ]);
         command.env("RUST_LOG", log_level);
         command
+    }
+
+    /// The state directory of the speaker [`Ns::speaker`] starts here on `dir`: beside `dir`
+    /// (in the lab's directory, removed with it), one per namespace.
+    pub fn speaker_state_dir(&self, dir: &Path) -> PathBuf {
+        dir.parent()
+            .unwrap_or(dir)
+            .join(format!("speaker-state-{}", self.name))
     }
 
     /// Sets what kube-proxy in IPVS mode with `strictARP: true` sets on a node: `arp_ignore=1`

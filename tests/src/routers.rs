@@ -641,6 +641,14 @@ fn bird_setup_conf(setup: &RouterSetup) -> String {
 }
 
 impl Router {
+    /// The FRR router, when this is one (for its `vtysh`).
+    pub fn frr(&self) -> Option<&Frr> {
+        match self {
+            Self::Frr(frr) => Some(frr),
+            _ => None,
+        }
+    }
+
     /// Starts a router of `kind` in `ns` (named `router` in the lab's logs) as `setup` asks.
     pub fn start(kind: RouterKind, lab: &mut Lab, ns: &Ns, setup: &RouterSetup) -> Result<Self, LabError> {
         let id = setup.router_id.as_str();

@@ -676,6 +676,42 @@ fn speaker_is_host_network_with_only_net_raw_and_net_admin_and_no_cpu_limit() {
 }
 
 #[test]
+fn speaker_keeps_its_bfd_handover_in_the_hosts_run_oxelb_and_nowhere_else() {
+    let ds = the_daemon_set("oxelb-speaker");
+    let template = ds.spec.unwrap_or_else(|| panic!("no spec")).template;
+    let pod = pod_spec(&template);
+    let host_paths: Vec<(&str, &str, Option<&str>)> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let h = v.host_path.as_ref()?;
+            Some((v.name.as_str(), h.path.as_str(), h.type_.as_deref()))
+        })
+        .collect();
+    // /run is a tmpfs: the hand-over survives the pod, not a reboot.
+    assert_eq!(
+        host_paths,
+        vec![("state", "/run/oxelb", Some("DirectoryOrCreate"))],
+        "the only host directory is the state directory"
+    );
+    let c = only_container("speaker", &template);
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "state")
+        .unwrap_or_else(|| panic!("the state volume is not mounted"));
+    // The speaker's --state-dir default.
+    assert_eq!(mount.mount_path, "/run/oxelb");
+    assert_ne!(
+        mount.read_only,
+        Some(true),
+        "the speaker writes the hand-over there"
+    );
+}
+
+#[test]
 fn webhook_service_reaches_the_controller_and_the_configuration_uses_it() {
     let all = manifests();
     let service = all

@@ -6,6 +6,8 @@
 //! - [`session`]: one session's state machine (section 6.2) with its timers (sections 6.8.2 to
 //!   6.8.7) and Poll Sequences (section 6.5): [`session::Input`] and the time in,
 //!   [`session::Output`] out (packets, state changes, the next deadline).
+//! - [`handover`]: continuing sessions across a restart of the speaker process.
 
+pub mod handover;
 pub mod session;
 pub mod wire;

@@ -15,21 +15,28 @@
 //!   Min RX and its Desired Min TX) and its expiry, which also forgets the peer's discriminator
 //!   (section 6.8.1);
 //! - AdminDown (section 6.8.16) for a graceful stop: the peer goes Down with diagnostic 3, which
-//!   RFC 5882 section 3.2 says its clients must not treat as a path failure.
+//!   RFC 5882 section 3.2 says its clients must not treat as a path failure;
+//! - a hand-over to the next process of a restarting speaker ([`Input::Handover`],
+//!   [`Session::snapshot`], [`Session::resume`]): the peer's Detection Time is raised to cover
+//!   the restart, and the next process continues the same session (same discriminators) in Up,
+//!   so the peer never sees it go down (see [`crate::handover`]).
 //!
 //! Beyond the RFC's minimum, a local state change is sent at once rather than at the next
 //! periodic slot (FRR and BIRD do the same): it saves up to one interval when a session comes up.
 
 use std::time::{Duration, Instant};
 
-use crate::wire::{ControlPacket, Diagnostic, State};
+use crate::{
+    handover::Snapshot,
+    wire::{ControlPacket, Diagnostic, State},
+};
 
 /// While not Up, Desired Min TX is at least one second (RFC 5880 section 6.8.3).
 pub const SLOW_TX_US: u32 = 1_000_000;
 
 /// A session's configured timers (RFC 5880 section 6.8.1: bfd.DesiredMinTxInterval,
 /// bfd.RequiredMinRxInterval, bfd.DetectMult).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     /// How often we would like to send, microseconds (the peer may ask for less often).
     pub desired_min_tx_us: u32,
@@ -63,6 +70,17 @@ pub enum Input {
     AdminDown,
     /// Leave AdminDown: the session starts again from Down.
     Enable,
+    /// This process is about to stop and hand the session to the next one: while Up, raise
+    /// the Detect Mult we send (up to 255; section 6.8.1 lets it change at any time) and, when
+    /// that is not enough, our Desired Min TX, so that the peer's Detection Time (section
+    /// 6.8.4: our Detect Mult times the larger of its Required Min RX and our Desired Min TX)
+    /// is at least `detection_us`; a Poll Sequence (section 6.5) carries the new values, and its
+    /// Final ([`Session::polling`] turning false) says the peer has them. Ignored unless Up.
+    /// [`Input::Configure`] brings the configured values back.
+    Handover {
+        /// The Detection Time the peer must have, microseconds (the restart window).
+        detection_us: u64,
+    },
 }
 
 /// Why a packet that decoded was not processed.
@@ -173,6 +191,8 @@ pub struct Session {
     /// bfd.DesiredMinTxInterval and bfd.RequiredMinRxInterval: what we advertise.
     tx_us: u32,
     rx_us: u32,
+    /// bfd.DetectMult as advertised: the configured one, or a raised one during a hand-over.
+    detect_mult: u8,
     poll: Option<Poll>,
     next_tx: Option<Instant>,
     detect_at: Option<Instant>,
@@ -199,6 +219,7 @@ impl Session {
             remote_detect_mult: 0,
             tx_us: 0,
             rx_us: 0,
+            detect_mult: config.detect_mult,
             poll: None,
             next_tx: Some(now),
             detect_at: None,
@@ -268,7 +289,16 @@ impl Session {
             Input::Tick => {}
             Input::Configure(config) => {
                 self.config = config;
-                let _sent = self.readvertise(now, &mut out);
+                let mult_changed = self.detect_mult != config.detect_mult;
+                self.detect_mult = config.detect_mult;
+                if !self.readvertise(now, &mut out) && mult_changed {
+                    self.poll_now(&mut out);
+                }
+            }
+            Input::Handover { detection_us } => {
+                if self.state == State::Up {
+                    self.raise_detection(detection_us, now, &mut out);
+                }
             }
             Input::AdminDown => {
                 if self.state != State::AdminDown {
@@ -287,6 +317,96 @@ impl Session {
         self.renegotiate(&mut out);
         out.next_deadline = self.next_deadline();
         out
+    }
+
+    /// The values the next process needs to continue this session (see [`crate::handover`]):
+    /// only while Up with the peer known, as only an Up session is worth continuing.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        (self.state == State::Up && self.remote_discriminator != 0).then_some(Snapshot {
+            local_discriminator: self.local_discriminator,
+            remote_discriminator: self.remote_discriminator,
+            desired_min_tx_us: self.tx_us,
+            required_min_rx_us: self.rx_us,
+            detect_mult: self.detect_mult,
+            remote_desired_min_tx_us: self.remote_desired_tx_us,
+            remote_required_min_rx_us: self.remote_min_rx_us,
+            remote_detect_mult: self.remote_detect_mult,
+        })
+    }
+
+    /// Continues a session the previous process handed over ([`Session::snapshot`]): Up, with
+    /// the same discriminators and the values it advertised (the raised Detect Mult stays
+    /// until [`Input::Configure`] brings `config` back by a Poll Sequence), sending at once
+    /// and expecting the peer within its Detection Time. A peer that declared the session down
+    /// meanwhile answers Down (with Your Discriminator 0), which takes this session Down as
+    /// for any peer (section 6.8.6), and the ordinary bring-up follows.
+    pub fn resume(config: Config, snapshot: &Snapshot, now: Instant) -> Self {
+        let mut session = Self::new(config, snapshot.local_discriminator, now);
+        session.state = State::Up;
+        session.remote_discriminator = snapshot.remote_discriminator;
+        session.remote_state = State::Up;
+        session.remote_min_rx_us = snapshot.remote_required_min_rx_us;
+        session.remote_desired_tx_us = snapshot.remote_desired_min_tx_us;
+        session.remote_detect_mult = snapshot.remote_detect_mult;
+        session.tx_us = snapshot.desired_min_tx_us;
+        session.rx_us = snapshot.required_min_rx_us;
+        session.detect_mult = snapshot.detect_mult.max(1);
+        session.next_tx = Some(now);
+        session.arm_detection(now);
+        session
+    }
+
+    /// See [`Input::Handover`].
+    fn raise_detection(&mut self, detection_us: u64, now: Instant, out: &mut Output) {
+        let base = u64::from(self.tx_us.max(self.remote_min_rx_us)).max(1);
+        let mult = detection_us
+            .div_ceil(base)
+            .clamp(u64::from(self.detect_mult), 255);
+        self.detect_mult = u8::try_from(mult).unwrap_or(u8::MAX);
+        let tx = if base * mult < detection_us {
+            // Even 255 intervals are too short: send less often (the increase waits for the
+            // Final, section 6.8.3, which `tx_interval_us` honours).
+            u32::try_from(detection_us.div_ceil(255)).unwrap_or(u32::MAX)
+        } else {
+            self.tx_us
+        };
+        if tx != self.tx_us {
+            self.poll.get_or_insert(Poll {
+                previous_tx_us: self.tx_us,
+                previous_rx_us: self.rx_us,
+                polled_tx_us: tx,
+                polled_rx_us: self.rx_us,
+            });
+            self.tx_us = tx;
+            self.send_current(out);
+            self.reschedule(now);
+        } else {
+            self.poll_now(out);
+        }
+    }
+
+    /// Starts a Poll Sequence for values that need no conservative handling (the Detect Mult)
+    /// and sends its first packet, unless one is running (its packets carry the new values).
+    fn poll_now(&mut self, out: &mut Output) {
+        if self.state != State::Up {
+            return;
+        }
+        if self.poll.is_none() {
+            self.poll = Some(Poll {
+                previous_tx_us: self.tx_us,
+                previous_rx_us: self.rx_us,
+                polled_tx_us: self.tx_us,
+                polled_rx_us: self.rx_us,
+            });
+        }
+        self.send_current(out);
+    }
+
+    /// Sends the packet of the moment at once.
+    fn send_current(&mut self, out: &mut Output) {
+        let packet = self.packet();
+        self.counters.sent += 1;
+        out.send.push(packet);
     }
 
     /// Section 6.8.6, from "If the A bit is set" on (the earlier checks are in `wire::decode`).
@@ -423,11 +543,7 @@ impl Session {
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
         let random = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33;
-        let (low, span) = if self.config.detect_mult == 1 {
-            (75, 15)
-        } else {
-            (75, 25)
-        };
+        let (low, span) = if self.detect_mult == 1 { (75, 15) } else { (75, 25) };
         let percent = low + random % (span + 1);
         interval_us * percent / 100
     }
@@ -523,6 +639,8 @@ impl Session {
         });
         if to != State::Up {
             self.poll = None;
+            // A raised hand-over Detect Mult ends with the session it was raised for.
+            self.detect_mult = self.config.detect_mult;
         }
         // A state change goes out at once (FRR and BIRD do so; see the module notes), unless
         // the Poll it starts already carries it.
@@ -562,7 +680,7 @@ impl Session {
             control_plane_independent: false,
             authenticated: false,
             demand: false,
-            detect_mult: self.config.detect_mult.max(1),
+            detect_mult: self.detect_mult.max(1),
             my_discriminator: self.local_discriminator,
             your_discriminator: self.remote_discriminator,
             desired_min_tx_us: self.tx_us,

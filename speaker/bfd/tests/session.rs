@@ -63,6 +63,16 @@ fn in_state(state: State, now: Instant) -> Session {
     s
 }
 
+/// A session Up whose first Poll Sequence (lowering the interval after Up) is over.
+fn settled_up(now: Instant) -> Session {
+    let mut s = in_state(State::Up, now);
+    let mut fin = peer(State::Up);
+    fin.final_ = true;
+    s.handle(Input::Received(fin), now);
+    assert!(!s.polling());
+    s
+}
+
 fn states(out: &Output) -> Vec<(State, State, Diagnostic, bool)> {
     out.changes
         .iter()
@@ -196,11 +206,9 @@ fn slow_until_up_then_a_poll_lowers_the_interval() {
 #[test]
 fn interval_changes_while_up_use_the_conservative_values_until_the_final() {
     let now = Instant::now();
-    let mut s = in_state(State::Up, now);
+    let mut s = settled_up(now);
     let mut fin = peer(State::Up);
     fin.final_ = true;
-    s.handle(Input::Received(fin), now);
-    assert!(!s.polling());
     // Slower TX and faster RX at once: TX keeps the old (faster) value, and detection keeps
     // the old (longer) receive interval, until the peer's Final (section 6.8.3).
     s.handle(Input::Configure(cfg(500, 50, 3)), now);
@@ -487,5 +495,221 @@ fn two_sessions_come_up_negotiate_and_detect_a_dead_link_within_the_detection_ti
                 ..
             }
         )));
+    }
+}
+
+// ---- Hand-over to the next process (oxelb_bfd::handover) ----
+
+const WINDOW_US: u64 = 10_000_000;
+
+#[test]
+fn a_handover_raises_the_detect_mult_by_a_poll_and_the_final_confirms_it() {
+    let now = Instant::now();
+    let mut s = in_state(State::Up, now);
+    let out = s.handle(
+        Input::Handover {
+            detection_us: WINDOW_US,
+        },
+        now,
+    );
+    let poll = out.send.iter().find(|p| p.poll).expect("a Poll goes out at once");
+    // The peer's Required Min RX and our Desired Min TX are 100 ms: 100 of them make 10 s.
+    assert_eq!(poll.detect_mult, 100);
+    assert_eq!(poll.desired_min_tx_us, 100 * MS);
+    assert_eq!(poll.state, State::Up);
+    assert!(s.polling());
+    let mut fin = peer(State::Up);
+    fin.final_ = true;
+    s.handle(Input::Received(fin), now + Duration::from_millis(5));
+    assert!(!s.polling(), "the Final ends the poll");
+    let snap = s.snapshot().expect("Up sessions hand over");
+    assert_eq!(snap.detect_mult, 100);
+    assert_eq!((snap.local_discriminator, snap.remote_discriminator), (42, 7));
+    // Periodic packets keep the raised multiplier and the configured interval.
+    let later = s.handle(Input::Tick, now + Duration::from_millis(200));
+    assert!(later.send.iter().all(|p| p.detect_mult == 100 && !p.poll));
+}
+
+#[test]
+fn a_window_beyond_255_intervals_also_raises_desired_min_tx_after_the_final() {
+    let now = Instant::now();
+    let mut s = settled_up(now);
+    let mut fin = peer(State::Up);
+    fin.final_ = true;
+    let out = s.handle(
+        Input::Handover {
+            detection_us: 60_000_000,
+        },
+        now,
+    );
+    let poll = out.send.iter().find(|p| p.poll).expect("poll");
+    assert_eq!(poll.detect_mult, 255);
+    let tx = u64::from(poll.desired_min_tx_us);
+    assert!(255 * tx >= 60_000_000, "{tx}");
+    // Until the Final, the old (faster) interval is used (RFC 5880 section 6.8.3).
+    assert_eq!(s.negotiated().unwrap().tx_interval_us, 100_000);
+    s.handle(Input::Received(fin), now + Duration::from_millis(5));
+    assert_eq!(s.negotiated().unwrap().tx_interval_us, tx);
+}
+
+#[test]
+fn a_handover_is_ignored_and_nothing_is_handed_over_unless_up() {
+    for state in [State::AdminDown, State::Down, State::Init] {
+        let now = Instant::now();
+        let mut s = in_state(state, now);
+        let out = s.handle(
+            Input::Handover {
+                detection_us: WINDOW_US,
+            },
+            now,
+        );
+        assert!(
+            out.send.iter().all(|p| p.detect_mult == 3 && !p.poll),
+            "{state:?}"
+        );
+        assert_eq!(s.snapshot(), None, "{state:?}");
+    }
+}
+
+/// A session handed over at `at - 2 s` and resumed at `at`.
+fn resumed(at: Instant) -> Session {
+    let before = at - Duration::from_secs(2);
+    let mut old = in_state(State::Up, before);
+    old.handle(
+        Input::Handover {
+            detection_us: WINDOW_US,
+        },
+        before,
+    );
+    let snap = old.snapshot().unwrap();
+    Session::resume(cfg(100, 100, 3), &snap, at)
+}
+
+#[test]
+fn a_resumed_session_is_up_at_once_with_the_same_discriminators_then_polls_back() {
+    let now = Instant::now() + Duration::from_secs(2);
+    let mut s = resumed(now);
+    assert_eq!(s.state(), State::Up);
+    let out = s.handle(Input::Tick, now);
+    let first = out.send.first().expect("sends at once");
+    assert_eq!(first.state, State::Up);
+    assert_eq!((first.my_discriminator, first.your_discriminator), (42, 7));
+    assert_eq!(first.detect_mult, 100, "the raised multiplier stays until told");
+    // The peer, still Up (its Detection Time covered the gap), answers as before: no change.
+    let out = s.handle(Input::Received(peer(State::Up)), now + Duration::from_millis(1));
+    assert!(states(&out).is_empty(), "{:?}", out.changes);
+    // BGP is back: the configured values return by a Poll Sequence.
+    let out = s.handle(Input::Configure(cfg(100, 100, 3)), now + Duration::from_millis(2));
+    let poll = out.send.iter().find(|p| p.poll).expect("poll back");
+    assert_eq!(poll.detect_mult, 3);
+    let mut fin = peer(State::Up);
+    fin.final_ = true;
+    s.handle(Input::Received(fin), now + Duration::from_millis(3));
+    assert!(!s.polling());
+    assert_eq!(s.state(), State::Up);
+}
+
+#[test]
+fn a_resumed_session_takes_every_peer_state_as_any_up_session_does() {
+    let now = Instant::now() + Duration::from_secs(2);
+    for (received, to, admin) in [
+        (State::AdminDown, Some(State::Down), true),
+        // The peer timed the session out meanwhile: Down, and the ordinary bring-up follows.
+        (State::Down, Some(State::Down), false),
+        (State::Init, None, false),
+        (State::Up, None, false),
+    ] {
+        let mut s = resumed(now);
+        let out = s.handle(Input::Received(peer(received)), now);
+        let got = states(&out);
+        match to {
+            Some(to) => {
+                assert_eq!(
+                    got,
+                    vec![(State::Up, to, Diagnostic::NeighborDown, admin)],
+                    "{received:?}"
+                );
+                assert_eq!(
+                    s.snapshot(),
+                    None,
+                    "nothing to hand over once down ({received:?})"
+                );
+            }
+            None => assert!(got.is_empty(), "{received:?}: {got:?}"),
+        }
+    }
+    // After the peer's Down: Down -> Init -> Up as for a new session, the multiplier configured.
+    let mut s = resumed(now);
+    s.handle(Input::Received(peer(State::Down)), now);
+    let out = s.handle(Input::Received(peer(State::Down)), now + Duration::from_millis(1));
+    assert_eq!(states(&out)[0].1, State::Init);
+    assert!(out.send.iter().all(|p| p.detect_mult == 3));
+    s.handle(Input::Received(peer(State::Up)), now + Duration::from_millis(2));
+    assert_eq!(s.state(), State::Up);
+}
+
+#[test]
+fn a_resumed_session_whose_peer_stays_silent_goes_down_after_the_peers_detection_time() {
+    let start = Instant::now() + Duration::from_secs(2);
+    let mut s = resumed(start);
+    s.handle(Input::Tick, start);
+    // The peer's Detect Mult (3) times the larger of our Required Min RX and its Desired Min TX.
+    let out = s.handle(Input::Tick, start + Duration::from_millis(299));
+    assert!(states(&out).is_empty());
+    let out = s.handle(Input::Tick, start + Duration::from_millis(301));
+    assert_eq!(
+        states(&out),
+        vec![(State::Up, State::Down, Diagnostic::DetectionTimeExpired, false)]
+    );
+}
+
+#[test]
+fn the_peer_never_sees_a_restart_shorter_than_the_window_and_times_out_a_longer_one() {
+    for (gap, peer_goes_down) in [(Duration::from_secs(6), false), (Duration::from_secs(11), true)] {
+        let start = Instant::now();
+        let (a, b, up) = pair(cfg(100, 100, 3), cfg(100, 100, 3), start);
+        let mut link = Link::new(
+            cfg(100, 100, 3),
+            cfg(100, 100, 3),
+            up,
+            Duration::from_millis(3),
+            Duration::from_millis(11),
+        );
+        (link.a, link.b) = (a, b);
+        let out = link.a.handle(
+            Input::Handover {
+                detection_us: WINDOW_US,
+            },
+            up,
+        );
+        link.deliver(out, true);
+        let done = link.run_until(up + Duration::from_secs(1), |l| !l.a.polling());
+        assert!(done.is_some(), "the Final arrives");
+        let snap = link.a.snapshot().unwrap();
+        // The old process stops (no AdminDown); the new one starts `gap` later.
+        link.cut = true;
+        link.in_flight.clear();
+        let stop = link.now;
+        assert_eq!(link.run_until(stop + gap, |_| false), None);
+        link.cut = false;
+        link.a = Session::resume(cfg(100, 100, 3), &snap, link.now);
+        link.run_until(link.now + Duration::from_secs(5), |_| false);
+        let b_down = link
+            .changes_b
+            .iter()
+            .any(|(t, c)| *t > stop && matches!(c, Change::State { to: State::Down, .. }));
+        assert_eq!(b_down, peer_goes_down, "gap {gap:?}: {:?}", link.changes_b);
+        assert_eq!(link.a.state(), State::Up, "gap {gap:?}");
+        assert_eq!(link.b.state(), State::Up, "gap {gap:?}");
+        // Either way the configured timers come back.
+        let out = link.a.handle(Input::Configure(cfg(100, 100, 3)), link.now);
+        link.deliver(out, true);
+        link.run_until(link.now + Duration::from_secs(1), |_| false);
+        assert!(!link.a.polling());
+        assert_eq!(
+            link.b.negotiated().unwrap().detection_time_us,
+            300_000,
+            "gap {gap:?}"
+        );
     }
 }

@@ -194,11 +194,13 @@ async fn run(
             last: None,
         },
     };
+    // The BFD state now: a session continued from the previous process is Up from the start
+    // and may never change before it fails, so its Up must count as seen (`follow_bfd`).
+    let bfd_now = bfd.borrow_and_update().get(&config.peer).map(|r| r.state);
+    driver.gate.last = bfd_now;
     if config.admin_down {
         info!(peer = %driver.name, neighbor = %peer, "BgpPeer is adminDown: session kept down");
-    } else if driver.gate.required
-        && bfd.borrow_and_update().get(&config.peer).map(|r| r.state) != Some(oxelb_bfd::wire::State::Up)
-    {
+    } else if driver.gate.required && bfd_now != Some(oxelb_bfd::wire::State::Up) {
         info!(peer = %driver.name, neighbor = %peer, "BGP session waits for its BFD session to come Up");
         driver.gate.held = true;
     } else {

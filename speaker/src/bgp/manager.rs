@@ -4,7 +4,9 @@
 //! writes this node's entry of each `BgpPeer.status.nodesPeerStatus` (rate-limited, merge-patching
 //! only its own key, so other nodes' entries are never clobbered). It also runs the BFD sessions
 //! the BgpPeers ask for (`crate::bfd`), reports them in the same status entry and as Events
-//! (`BfdUp`, `BfdDown`), and on shutdown sends BFD AdminDown before the BGP Cease.
+//! (`BfdUp`, `BfdDown`), and on shutdown hands the BFD sessions over to the next process
+//! (`crate::bfd`, module notes), or sends BFD AdminDown after the BGP sessions closed when the
+//! hand-over is off or fails.
 
 use std::{
     collections::BTreeMap,
@@ -32,7 +34,9 @@ use super::{
     transport::{listen, update_listener_keys},
 };
 use crate::{
-    bfd::{BfdMetrics, BfdPeer, BfdService, Report},
+    bfd::{
+        BfdMetrics, BfdPeer, BfdService, HandoverSettings, Report, load_handover, store_handover, unix_ms,
+    },
     planner::SpeakerState,
     sessions::{Listen, SessionConfig, diff},
 };
@@ -122,10 +126,16 @@ pub async fn run(
     node_name: String,
     metrics: BgpMetrics,
     bfd_metrics: BfdMetrics,
+    handover: HandoverSettings,
     shutdown: Shutdown,
 ) {
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
-    let bfd = BfdService::spawn(bfd_metrics);
+    let resumed = if handover.window.is_zero() {
+        None
+    } else {
+        load_handover(&handover.state_dir, &handover.node, unix_ms())
+    };
+    let bfd = BfdService::spawn(bfd_metrics, resumed);
     let inbound: Inbound = Arc::default();
     let mut listener: Option<Listener> = None;
     // This process restarted if it finds sessions to hold on its first state (RFC 4724 R bit).
@@ -147,6 +157,11 @@ pub async fn run(
                 for (name, session) in &mut running {
                     let status = session.handle.status.borrow().clone();
                     metrics.record(name, &status);
+                    if status.state == Some(State::Established) {
+                        // A BFD session continued from the previous process returns to its
+                        // configured timers (a no-op for the others).
+                        bfd.settle(name);
+                    }
                     let report = reports.get(name).cloned();
                     bfd_event(&writer, name, &node_name, session, report.as_ref()).await;
                     let current = (status, report);
@@ -165,23 +180,57 @@ pub async fn run(
     // Shutdown (SIGTERM, e.g. a rolling update). Sessions with graceful restart negotiated close
     // without NOTIFICATION, so the router keeps our routes as stale until the next process has
     // sent its table and End-of-RIB (RFC 4724): no withdrawal, no second ECMP reshuffle. The
-    // others send Cease. BFD AdminDown goes out only after that, once the router has seen the BGP
-    // session end: FRR 8.4 takes even a BFD AdminDown for a failure (RFC 5882 section 3.2 asks
-    // otherwise) and ends an Established session with Cease/BFD Down, which would withdraw the
-    // routes; a session already in graceful restart keeps them (measured in
-    // tests/tests/bgp_upgrade.rs).
+    // others send Cease.
+    // BFD must not go down meanwhile: BIRD 2.0 flushes the stale routes on any BFD Down, even
+    // AdminDown (RFC 5882 section 3.2 asks otherwise), and FRR 8.4 ends an Established session
+    // on one. So the peers' Detection Time is first raised to the restart window, and the
+    // sessions are handed to the next process, which continues them in Up (measured against
+    // FRR and BIRD in tests/tests/bgp_upgrade.rs). A speaker that does not come back is
+    // detected by the peers when the window ends.
     let with_bfd = !bfd.reports().borrow().is_empty();
+    let handing_over = with_bfd && !handover.window.is_zero();
+    if handing_over {
+        bfd.prepare_handover(handover.window).await;
+    }
     for (name, session) in running {
         let _ = session.handle.commands.send(Command::Shutdown);
         stop(&name, session).await;
     }
-    if with_bfd {
+    let handed = if handing_over {
+        hand_over(&bfd, &handover).await
+    } else {
+        false
+    };
+    if with_bfd && !handed {
+        // AdminDown only once the router has seen the BGP sessions end (FRR 8.4 keeps the
+        // routes of a session already in graceful restart).
         tokio::time::sleep(Duration::from_millis(100)).await;
         bfd.admin_down(Duration::from_millis(50)).await;
     }
     bfd.stop();
     if let Some((_, _, _, task)) = listener {
         task.abort();
+    }
+}
+
+/// Writes the BFD hand-over for the next process; false (logged) when it could not.
+async fn hand_over(bfd: &BfdService, settings: &HandoverSettings) -> bool {
+    let Some(mut handover) = bfd.hand_over().await else {
+        return false;
+    };
+    handover.node = settings.node.clone();
+    handover.window_ms = u64::try_from(settings.window.as_millis()).unwrap_or(u64::MAX);
+    handover.written_unix_ms = unix_ms();
+    match store_handover(&settings.state_dir, &handover) {
+        Ok(()) => {
+            info!(dir = %settings.state_dir.display(), sessions = handover.sessions.len(), window_ms = handover.window_ms,
+                "BFD sessions handed over to the next speaker process (no AdminDown)");
+            true
+        }
+        Err(error) => {
+            warn!(%error, "cannot write the BFD hand-over: sending AdminDown instead");
+            false
+        }
     }
 }
 

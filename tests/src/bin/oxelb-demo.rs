@@ -142,7 +142,10 @@ fn demo(options: &Options, slot: &mut Option<LabCluster>) -> Result<(), LabError
     );
     let hops: Vec<&str> = NODES.iter().map(|(_, ip)| *ip).collect();
     cluster.wait_next_hops(&bgp, &hops)?;
-    let kernel = cluster.router.kernel_route(&format!("{bgp}/32"))?;
+    let kernel = cluster
+        .router
+        .kernel_route(&format!("{bgp}/32"))?
+        .unwrap_or_default();
     println!("    router's BGP paths for {bgp}/32: {}", hops.join(", "));
     println!("    router's kernel route (ECMP):");
     for line in kernel.lines() {
