@@ -567,6 +567,21 @@ impl LabCluster {
         seconds: u64,
         act: impl FnOnce(&mut Self) -> Result<(), LabError>,
     ) -> Result<ProbeLog, LabError> {
+        self.probe_while_with_timeout(from, ip, seconds, Duration::from_millis(100), act)
+    }
+
+    /// [`Self::probe_while`] with each GET given `timeout`. A test that asserts zero loss uses
+    /// a timeout long enough to ride out a stalled process on a loaded machine yet shorter than
+    /// TCP's 1 s initial retransmission timeout (RFC 6298 section 2), so a SYN the network drops
+    /// still counts as lost, and a missing route fails at once (ICMP unreachable).
+    pub fn probe_while_with_timeout(
+        &mut self,
+        from: &Ns,
+        ip: &str,
+        seconds: u64,
+        timeout: Duration,
+        act: impl FnOnce(&mut Self) -> Result<(), LabError>,
+    ) -> Result<ProbeLog, LabError> {
         self.probes += 1;
         let log = format!("probe-{}", self.probes);
         let mut probe = from.command(&self.bins.lab_tool.display().to_string());
@@ -577,7 +592,7 @@ impl LabCluster {
             "--interval-ms",
             "10",
             "--timeout-ms",
-            "100",
+            &timeout.as_millis().to_string(),
             "--count",
             &count,
         ]);

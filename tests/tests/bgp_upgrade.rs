@@ -31,6 +31,9 @@ fn binaries() -> Result<Binaries, LabError> {
     Binaries::for_test(env!("CARGO_BIN_EXE_oxelb-lab"))
 }
 
+/// Each GET's timeout in the zero-loss restart tests.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The lab's BgpPeer with graceful restart (`restart_time` seconds) and BFD at 100 ms x 3.
 fn peer(restart_time: u16) -> String {
     format!(
@@ -84,7 +87,9 @@ fn restart_without_loss(test: &str, kind: RouterKind) -> Result<(), LabError> {
     let mut samples: Vec<(Duration, Vec<String>)> = Vec::new();
     let mut old_log = String::new();
     let mut stopped_after = Duration::ZERO;
-    let log = cluster.probe_while(&client, &ip, 12, |cluster| {
+    // 500 ms per GET: a request stalled by a loaded machine is not a lost one, while a dropped
+    // SYN (retransmitted only after 1 s) or a missing route still is.
+    let log = cluster.probe_while_with_timeout(&client, &ip, 12, PROBE_TIMEOUT, |cluster| {
         let start = Instant::now();
         // A rolling update: SIGTERM (the speaker has 5 s), then the new process at once.
         cluster
