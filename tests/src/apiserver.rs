@@ -835,13 +835,12 @@ mod tests {
         let rest: Value = serde_json::from_str(&rest).unwrap();
         assert_eq!(rest["items"][0]["metadata"]["name"], "y");
         assert!(rest["metadata"]["continue"].is_null());
-        let (_, lines) = call(
-            &api,
-            Method::GET,
-            "/api/v1/services?watch=1&resourceVersion=1&timeoutSeconds=0",
-            Value::Null,
-        )
-        .await;
+        // A watch from version 1 that ends once it has sent what it holds.
+        let watch_from_1 = async || {
+            let uri = "/api/v1/services?watch=1&resourceVersion=1&timeoutSeconds=0";
+            call(&api, Method::GET, uri, Value::Null).await.1
+        };
+        let lines = watch_from_1().await;
         let events: Vec<(String, String, String)> = lines
             .lines()
             .map(|l| {
@@ -866,13 +865,7 @@ mod tests {
 
         // After compaction the same watch is told 410 Gone.
         api.compact();
-        let (_, gone) = call(
-            &api,
-            Method::GET,
-            "/api/v1/services?watch=1&resourceVersion=1&timeoutSeconds=0",
-            Value::Null,
-        )
-        .await;
+        let gone = watch_from_1().await;
         assert!(gone.contains("\"code\":410"), "{gone}");
     }
 
