@@ -120,72 +120,95 @@ impl Applier {
         leadership: &Leadership,
         summary: &mut ApplySummary,
     ) {
-        // Per object, in order; objects in first-action order.
-        let mut groups: Vec<Vec<(Action, Described)>> = Vec::new();
-        let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
-        for action in actions {
-            let described = describe(&action);
-            let (what, target, memo) = &described;
-            if let (Some(target), Some((bases, hash))) = (target, memo)
-                && self
-                    .made
-                    .get(&(target.clone(), *what))
-                    .is_some_and(|(seen, made)| made == hash && bases.iter().all(|b| seen.contains(b)))
-            {
-                summary.skipped += 1;
-                continue;
+        // Each action tagged with its object's group (numbered in first-action order), then sorted
+        // by group, stably: the order within a group stays. A group's own list is made only when its
+        // writes start, so a pass of ten thousand objects holds at most CONCURRENCY of them.
+        let mut tagged: Vec<(usize, Action, Described)> = Vec::with_capacity(actions.len());
+        {
+            let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
+            for action in actions {
+                let described = describe(&action);
+                let (what, target, memo) = &described;
+                if let (Some(target), Some((bases, hash))) = (target, memo)
+                    && self
+                        .made
+                        .get(&(target.clone(), *what))
+                        .is_some_and(|(seen, made)| made == hash && bases.iter().all(|b| seen.contains(b)))
+                {
+                    summary.skipped += 1;
+                    continue;
+                }
+                let next = group_of.len();
+                let group = *group_of.entry(group_key(&action)).or_insert(next);
+                tagged.push((group, action, described));
             }
-            let key = group_key(&action);
-            let index = *group_of.entry(key).or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
-            groups[index].push((action, described));
         }
-        // At most CONCURRENCY groups in flight, each started only when a slot frees: a write's
-        // future is kilobytes, and a pass may hold ten thousand groups.
-        let mut waiting = groups.into_iter();
+        tagged.sort_by_key(|(group, ..)| *group);
+        let mut waiting = tagged.into_iter().peekable();
+        let mut next_group = move || {
+            let (group, action, described) = waiting.next()?;
+            let mut writes = vec![(action, described)];
+            while let Some((_, action, described)) = waiting.next_if(|(g, ..)| *g == group) {
+                writes.push((action, described));
+            }
+            Some(writes)
+        };
+        // Results are counted as they come; only what the memo keeps is held until the end (the
+        // futures borrow `self`).
+        let mut made: Vec<((Target, &'static str), Memo)> = Vec::new();
         let mut in_flight = FuturesUnordered::new();
-        let mut results: Vec<Vec<GroupResult>> = Vec::new();
         loop {
             while in_flight.len() < CONCURRENCY {
-                match waiting.next() {
+                match next_group() {
                     Some(group) => in_flight.push(self.write_group(group, leadership)),
                     None => break,
                 }
             }
-            match in_flight.next().await {
-                Some(done) => results.push(done),
-                None => break,
+            let Some(done) = in_flight.next().await else {
+                break;
+            };
+            for ((what, target, memo), result) in done {
+                self.count_result(what, result, summary, || {
+                    if let (Some(target), Some(memo)) = (target, memo) {
+                        made.push(((target, what), memo));
+                    }
+                });
             }
         }
         drop(in_flight);
-        for ((what, target, memo), result) in results.into_iter().flatten() {
-            let Some(result) = result else {
-                if !summary.fenced {
-                    warn!("not the leader any more (Lease not renewed in time); stopping writes");
-                }
-                summary.fenced = true;
-                continue;
-            };
-            match result {
-                Ok(()) => {
-                    summary.written += 1;
-                    self.metrics.record_write(what, "ok");
-                    if let (Some(target), Some(memo)) = (target, memo) {
-                        self.made.insert((target, what), memo);
-                    }
-                }
-                Err(WriteError::Conflict { kind, object, .. }) => {
-                    summary.conflicts += 1;
-                    self.metrics.record_write(what, "conflict");
-                    debug!(%kind, %object, write = what, "conflict: the object changed; deciding again on the next pass");
-                }
-                Err(error) => {
-                    summary.errors += 1;
-                    self.metrics.record_write(what, "error");
-                    warn!(write = what, %error, "write failed; retrying with backoff");
-                }
+        self.made.extend(made);
+    }
+
+    /// Counts one write's result into `summary` and the metrics; `on_ok` runs if it was made.
+    fn count_result(
+        &self,
+        what: &'static str,
+        result: Option<Result<(), WriteError>>,
+        summary: &mut ApplySummary,
+        on_ok: impl FnOnce(),
+    ) {
+        let Some(result) = result else {
+            if !summary.fenced {
+                warn!("not the leader any more (Lease not renewed in time); stopping writes");
+            }
+            summary.fenced = true;
+            return;
+        };
+        match result {
+            Ok(()) => {
+                summary.written += 1;
+                self.metrics.record_write(what, "ok");
+                on_ok();
+            }
+            Err(WriteError::Conflict { kind, object, .. }) => {
+                summary.conflicts += 1;
+                self.metrics.record_write(what, "conflict");
+                debug!(%kind, %object, write = what, "conflict: the object changed; deciding again on the next pass");
+            }
+            Err(error) => {
+                summary.errors += 1;
+                self.metrics.record_write(what, "error");
+                warn!(write = what, %error, "write failed; retrying with backoff");
             }
         }
     }
@@ -222,7 +245,7 @@ impl Applier {
     async fn write(&self, action: Action) -> Result<Option<String>, WriteError> {
         let w = &self.writer;
         match action {
-            Action::Event(event) => w.publish_event(event).await.map(|()| None),
+            Action::Event(event) => w.publish_event(*event).await.map(|()| None),
             Action::Metadata { target, patch, .. } => match target {
                 Target::Service(key) => {
                     w.patch_metadata_versioned::<Service>(&key.name, Some(&key.namespace), patch)

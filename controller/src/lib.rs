@@ -81,6 +81,35 @@ const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 /// The backoff after failed writes: doubling from the first value up to the second.
 const ERROR_BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 
+/// The most Services one pass over changes decides; the rest wait for the next pass, which
+/// follows at once. A pass holds all its writes until they are made (a few hundred bytes to
+/// kilobytes each), so a burst of ten thousand creates must not become one pass.
+pub const MAX_TOUCHED_PER_PASS: usize = 1000;
+
+/// The Services the next pass over changes decides: those that changed (`changed`; `None` calls
+/// for a whole pass, which decides everything and so empties `carry`) plus those carried over
+/// from earlier passes, at most `max` of them, in key order (the order a single pass would
+/// allocate in); the rest are left in `carry`.
+pub fn next_touched(
+    changed: Option<BTreeSet<ServiceKey>>,
+    carry: &mut BTreeSet<ServiceKey>,
+    max: usize,
+) -> Option<BTreeSet<ServiceKey>> {
+    let Some(changed) = changed else {
+        carry.clear();
+        return None;
+    };
+    carry.extend(changed);
+    let rest = match carry.iter().nth(max) {
+        Some(first_left) => {
+            let first_left = first_left.clone();
+            carry.split_off(&first_left)
+        }
+        None => BTreeSet::new(),
+    };
+    Some(std::mem::replace(carry, rest))
+}
+
 /// The controller's flags.
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -534,11 +563,16 @@ pub async fn reconcile_loop(
         // the safety net every RESYNC and after anything a pass over a change cannot cover.
         let mut whole_due = true;
         let mut next_whole = Instant::now();
+        // Changed Services a pass left for the next (see MAX_TOUCHED_PER_PASS).
+        let mut carry: BTreeSet<ServiceKey> = BTreeSet::new();
         loop {
             changes.borrow_and_update();
             let started = Instant::now();
-            let changed = indexes.take_changes();
+            let changed = next_touched(indexes.take_changes(), &mut carry, MAX_TOUCHED_PER_PASS);
             let whole = whole_due || started >= next_whole || changed.is_none();
+            if whole {
+                carry.clear();
+            }
             let snapshot = indexes.snapshot_of(if whole { None } else { changed });
             if whole {
                 next_whole = started + RESYNC;
@@ -581,6 +615,8 @@ pub async fn reconcile_loop(
                     CONFLICT_RETRY
                 } else if whole_due {
                     DEBOUNCE
+                } else if !carry.is_empty() {
+                    Duration::ZERO
                 } else {
                     next_whole.saturating_duration_since(Instant::now())
                 }
@@ -606,6 +642,37 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn passes_over_changes_take_at_most_max_services_in_key_order() {
+        let keys = |range: std::ops::Range<usize>| -> BTreeSet<ServiceKey> {
+            range.map(|i| ServiceKey::new("ns", format!("s{i:03}"))).collect()
+        };
+        let mut carry = BTreeSet::new();
+        // 250 changes, 100 a pass: 100, then 100 more plus nothing new, then the rest plus new ones.
+        assert_eq!(
+            next_touched(Some(keys(0..250)), &mut carry, 100),
+            Some(keys(0..100))
+        );
+        assert_eq!(carry, keys(100..250));
+        assert_eq!(
+            next_touched(Some(BTreeSet::new()), &mut carry, 100),
+            Some(keys(100..200))
+        );
+        // A change to a carried Service is one key, not two.
+        let mut again = keys(260..270);
+        again.insert(ServiceKey::new("ns", "s210"));
+        assert_eq!(
+            next_touched(Some(again), &mut carry, 100),
+            Some(keys(200..250).into_iter().chain(keys(260..270)).collect())
+        );
+        assert!(carry.is_empty());
+        // A whole pass decides everything: nothing is carried past it.
+        next_touched(Some(keys(0..150)), &mut carry, 100);
+        assert_eq!(carry.len(), 50);
+        assert_eq!(next_touched(None, &mut carry, 100), None);
+        assert!(carry.is_empty());
+    }
 
     /// The trimmed Service decides exactly as the full one: same handling, same request.
     #[test]

@@ -104,8 +104,9 @@ pub enum Action {
         /// The status merge patch.
         status: Value,
     },
-    /// Publish an Event.
-    Event(EventRecord),
+    /// Publish an Event (boxed: an Event is several times the size of the other writes, and a
+    /// pass may hold tens of thousands of actions).
+    Event(Box<EventRecord>),
 }
 
 /// What one pass decided.
@@ -117,7 +118,8 @@ pub struct PassReport {
     pub new_failures: BTreeMap<&'static str, u64>,
     /// Services waiting for an IP, by reason.
     pub pending: BTreeMap<&'static str, u64>,
-    /// Every pool's status after the pass.
+    /// Every pool's status after the pass, without the IPs in use (`used` is empty; `usage` counts
+    /// them): for metrics.
     pub pools: Vec<PoolStatus>,
     /// Where each phase after the first starts in [`actions`](Self::actions): writes of one phase
     /// may run concurrently (in order per object); a phase starts once the previous one is done.
@@ -331,7 +333,7 @@ impl Reconciler {
             actions: out.early.into_iter().chain(out.eip).chain(out.late).collect(),
             new_failures: out.new_failures,
             pending,
-            pools: self.allocator.pool_statuses(),
+            pools: self.allocator.pool_summaries(),
             phase_starts,
             needs_whole_pass: touched.is_some()
                 && (pools_changed || (released_any && !self.waiting.is_empty())),
@@ -367,13 +369,13 @@ impl Reconciler {
                 }
             };
             tracing::warn!(service = %orphan.service, ip = %orphan.ip, pool = %orphan.pool, reason = %why, "assignment dropped by a pool change");
-            out.early.push(Action::Event(EventRecord {
+            out.early.push(Action::Event(Box::new(EventRecord {
                 regarding: service_ref(&orphan.service),
                 type_: EventType::Warning,
                 reason: "IPReleased".into(),
                 action: "Release".into(),
                 note: Some(format!("{} released: {why}; assigning another IP", orphan.ip)),
-            }));
+            })));
         }
         self.pools = pools;
         true
@@ -799,13 +801,13 @@ fn event<K: Resource<DynamicType = ()>>(
     action: &str,
     note: String,
 ) -> Action {
-    Action::Event(EventRecord {
+    Action::Event(Box::new(EventRecord {
         regarding: obj.object_ref(&()),
         type_,
         reason: reason.to_owned(),
         action: action.to_owned(),
         note: Some(note),
-    })
+    }))
 }
 
 fn service_ref(key: &ServiceKey) -> k8s_openapi::api::core::v1::ObjectReference {

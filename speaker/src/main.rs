@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use oxelb_runtime::{cli::parse_with_metrics_default, telemetry};
 use oxelb_speaker::{Args, DEFAULT_METRICS_ADDR, run};
 
+/// mimalloc rather than glibc's malloc: after the short-lived allocations of a burst (watch
+/// events decoded and trimmed, writes in flight) glibc kept tens of MiB it could not give back
+/// (README, Scale, has the measurements).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Args = parse_with_metrics_default(DEFAULT_METRICS_ADDR);

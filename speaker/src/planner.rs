@@ -42,6 +42,18 @@ use crate::{
 /// Changes arriving within this time are computed together.
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
+/// The longest wait between a change and the plan that follows it (see [`debounce_after`]).
+const MAX_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// How long to gather changes after a plan that took `spent`: [`DEBOUNCE`], or as long as the
+/// plan took, up to [`MAX_DEBOUNCE`]. A plan recomputes the whole desired state, so while a burst
+/// of changes arrives (50,000 Services created) replanning every 20 ms kept a core busy; waiting
+/// as long as the last plan took holds the planner to about half a core, and in a small cluster
+/// (plans of a millisecond) changes nothing.
+pub fn debounce_after(spent: Duration) -> Duration {
+    spent.clamp(DEBOUNCE, MAX_DEBOUNCE)
+}
+
 /// Everything this node should be doing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SpeakerState {
@@ -208,8 +220,10 @@ pub async fn run(
     let mut written_identity = None;
     loop {
         changes.borrow_and_update();
+        let started = std::time::Instant::now();
         let snapshot = indexes.snapshot();
         let next = compute(&snapshot, &node_name);
+        let spent = started.elapsed();
         if next.node.is_none() && current.node.is_none() {
             warn!(node = %node_name, "no Node object of this name: nothing is announced (set --node-name / NODE_NAME to the node's name)");
         }
@@ -241,7 +255,7 @@ pub async fn run(
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() { return; }
-                tokio::time::sleep(DEBOUNCE).await;
+                tokio::time::sleep(debounce_after(spent)).await;
             }
             _ = shutdown.wait() => return,
         }
@@ -352,6 +366,15 @@ mod tests {
 
     fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn changes_are_gathered_as_long_as_the_last_plan_took_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(debounce_after(ms(0)), DEBOUNCE);
+        assert_eq!(debounce_after(ms(3)), DEBOUNCE);
+        assert_eq!(debounce_after(ms(150)), ms(150));
+        assert_eq!(debounce_after(Duration::from_secs(7)), MAX_DEBOUNCE);
     }
 
     #[test]

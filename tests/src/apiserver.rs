@@ -56,10 +56,21 @@ struct State {
 /// The objects of one resource (e.g. `/api/v1 services`), by (namespace, name).
 struct Resource {
     objects: BTreeMap<(String, String), Value>,
-    history: VecDeque<(u64, &'static str, Value)>,
+    history: VecDeque<Arc<WatchEvent>>,
     /// Watches resuming from before this version get 410 Gone.
     oldest: u64,
-    events: broadcast::Sender<(u64, &'static str, Arc<Value>)>,
+    events: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+/// One watch event, serialised once when it happens and shared by the history and every watcher
+/// (serialising it per watcher was most of this server's CPU with three clients at 10,000
+/// Services).
+struct WatchEvent {
+    version: u64,
+    /// The object's namespace, for watches of one namespace.
+    namespace: Option<String>,
+    /// `{"type":...,"object":...}` and a newline, as sent.
+    line: Bytes,
 }
 
 impl Default for Resource {
@@ -169,12 +180,19 @@ pub fn merge(target: &mut Value, patch: &Value) {
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {
+    bytes_response(code, Bytes::from(body.to_string()))
+}
+
+fn bytes_response(code: StatusCode, body: Bytes) -> Response {
     Response::builder()
         .status(code)
         .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
+        .body(Body::from(body))
         .unwrap_or_default()
 }
+
+/// A request's answer: the status and the JSON body, already serialised.
+type Reply = Result<(StatusCode, Bytes), ApiError>;
 
 impl ApiServer {
     /// Starts serving on a free loopback port.
@@ -253,8 +271,36 @@ impl ApiServer {
     pub fn create(&self, path: &str, object: Value) -> Result<Value, String> {
         let target = parse_target(path).ok_or_else(|| format!("not a resource path: {path}"))?;
         self.create_at(&target, object)
-            .map(|(_, v)| v)
+            .and_then(|(_, body)| {
+                serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string())
+                })
+            })
             .map_err(|e| e.message)
+    }
+
+    /// Creates `object` at `path` as [`create`](Self::create) does, without answering it (the
+    /// benchmark's creates: parsing every answer back would cost this server's CPU for nothing).
+    pub fn insert(&self, path: &str, object: Value) -> Result<(), String> {
+        let target = parse_target(path).ok_or_else(|| format!("not a resource path: {path}"))?;
+        self.create_at(&target, object).map(|_| ()).map_err(|e| e.message)
+    }
+
+    /// How many objects a collection path holds, and how many of them `matches`, looked at in
+    /// place (a poll over 10,000 objects must not copy them).
+    pub fn tally(&self, path: &str, matches: impl Fn(&Value) -> bool) -> (usize, usize) {
+        let Some(target) = parse_target(path) else {
+            return (0, 0);
+        };
+        let state = self.lock();
+        state.resources.get(&target.resource).map_or((0, 0), |r| {
+            r.objects
+                .iter()
+                .filter(|((ns, _), _)| target.namespace.as_ref().is_none_or(|want| want == ns))
+                .fold((0, 0), |(all, matching), (_, v)| {
+                    (all + 1, matching + usize::from(matches(v)))
+                })
+        })
     }
 
     /// The objects of a collection path (every namespace when the path names none).
@@ -289,7 +335,7 @@ impl ApiServer {
                 .get_mut(&target.resource)
                 .and_then(|r| r.objects.remove(&key))
             {
-                record(&mut state, &target.resource, "DELETED", old);
+                let _ = record(&mut state, &target.resource, "DELETED", &old);
             }
         }
     }
@@ -357,7 +403,7 @@ impl ApiServer {
             )),
         };
         match result {
-            Ok((code, value)) => json_response(code, &value),
+            Ok((code, body)) => bytes_response(code, body),
             Err(error) => json_response(error.code, &error.status()),
         }
     }
@@ -369,11 +415,7 @@ impl ApiServer {
         )
     }
 
-    fn list_page(
-        &self,
-        target: &Target,
-        query: &HashMap<String, String>,
-    ) -> Result<(StatusCode, Value), ApiError> {
+    fn list_page(&self, target: &Target, query: &HashMap<String, String>) -> Reply {
         let state = self.lock();
         let limit: usize = query
             .get("limit")
@@ -402,41 +444,51 @@ impl ApiServer {
             )),
             None => objects.range::<(String, String), _>(..),
         };
+        // The items are written straight into the answer, not copied into a list first.
         let mut items = Vec::new();
+        let mut count = 0;
         let mut last = None;
         let mut more = false;
         for (key, value) in range {
             if target.namespace.as_ref().is_some_and(|want| want != &key.0) {
                 continue;
             }
-            if items.len() == limit {
+            if count == limit {
                 more = true;
                 break;
             }
-            items.push(value.clone());
-            last = Some(key.clone());
+            if count > 0 {
+                items.push(b',');
+            }
+            serde_json::to_writer(&mut items, value).map_err(internal)?;
+            count += 1;
+            last = Some(key);
         }
         let mut metadata = json!({"resourceVersion": list_version});
         if let (true, Some((ns, name))) = (more, last) {
             metadata["continue"] = format!("{list_version},{ns},{name}").into();
         }
-        Ok((
-            StatusCode::OK,
-            json!({"kind": "List", "apiVersion": "v1", "metadata": metadata, "items": items}),
-        ))
+        let mut body = Vec::with_capacity(items.len() + 128);
+        body.extend_from_slice(br#"{"kind":"List","apiVersion":"v1","metadata":"#);
+        serde_json::to_writer(&mut body, &metadata).map_err(internal)?;
+        body.extend_from_slice(br#","items":["#);
+        body.extend_from_slice(&items);
+        body.extend_from_slice(b"]}");
+        Ok((StatusCode::OK, Bytes::from(body)))
     }
 
-    fn get(&self, target: &Target) -> Result<(StatusCode, Value), ApiError> {
+    fn get(&self, target: &Target) -> Reply {
         let state = self.lock();
-        state
+        let object = state
             .resources
             .get(&target.resource)
             .and_then(|r| r.objects.get(&Self::key(target)))
-            .map(|v| (StatusCode::OK, v.clone()))
-            .ok_or_else(|| not_found(target))
+            .ok_or_else(|| not_found(target))?;
+        let body = serde_json::to_vec(object).map_err(internal)?;
+        Ok((StatusCode::OK, Bytes::from(body)))
     }
 
-    fn create_at(&self, target: &Target, mut object: Value) -> Result<(StatusCode, Value), ApiError> {
+    fn create_at(&self, target: &Target, mut object: Value) -> Reply {
         let mut state = self.lock();
         let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
         if name.is_empty() {
@@ -463,108 +515,123 @@ impl ApiServer {
         object["metadata"]["resourceVersion"] = version.to_string().into();
         object["metadata"]["uid"] = format!("00000000-0000-4000-8000-{version:012}").into();
         object["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z".into();
+        let body = record(&mut state, &target.resource, "ADDED", &object)?;
         if let Some(r) = state.resources.get_mut(&target.resource) {
-            r.objects.insert(key, object.clone());
+            r.objects.insert(key, object);
         }
-        record(&mut state, &target.resource, "ADDED", object.clone());
-        Ok((StatusCode::CREATED, object))
+        Ok((StatusCode::CREATED, body))
     }
 
-    /// Stores `new` for `target` (bumping its version) and records the event.
-    fn store(state: &mut State, target: &Target, mut new: Value) -> Value {
-        state.version += 1;
-        new["metadata"]["resourceVersion"] = state.version.to_string().into();
-        let finalized = !new["metadata"]["deletionTimestamp"].is_null()
-            && new["metadata"]["finalizers"]
-                .as_array()
-                .is_none_or(|f| f.is_empty());
-        let key = Self::key(target);
-        if let Some(r) = state.resources.get_mut(&target.resource) {
-            if finalized {
-                r.objects.remove(&key);
-            } else {
-                r.objects.insert(key, new.clone());
-            }
-        }
-        record(
-            state,
-            &target.resource,
-            if finalized { "DELETED" } else { "MODIFIED" },
-            new.clone(),
-        );
-        new
-    }
-
-    fn current(state: &State, target: &Target) -> Result<Value, ApiError> {
+    /// The stored object of `target`, to change in place.
+    fn current<'a>(state: &'a mut State, target: &Target) -> Result<&'a mut Value, ApiError> {
         state
             .resources
-            .get(&target.resource)
-            .and_then(|r| r.objects.get(&Self::key(target)))
-            .cloned()
+            .get_mut(&target.resource)
+            .and_then(|r| r.objects.get_mut(&Self::key(target)))
             .ok_or_else(|| not_found(target))
     }
 
-    fn update(&self, target: &Target, mut body: Value) -> Result<(StatusCode, Value), ApiError> {
+    /// Gives the object of `target`, already changed in place, a new version, records the event
+    /// (`DELETED` when it is being deleted and has no finalizer left, and then removes it) and
+    /// answers the object.
+    fn commit(state: &mut State, target: &Target) -> Reply {
+        state.version += 1;
+        let version = state.version.to_string();
+        let key = Self::key(target);
+        let resource = state
+            .resources
+            .get_mut(&target.resource)
+            .ok_or_else(|| not_found(target))?;
+        let object = resource.objects.get_mut(&key).ok_or_else(|| not_found(target))?;
+        object["metadata"]["resourceVersion"] = version.into();
+        let finalized = !object["metadata"]["deletionTimestamp"].is_null()
+            && object["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+        if finalized {
+            let gone = resource.objects.remove(&key).unwrap_or_default();
+            record(state, &target.resource, "DELETED", &gone)
+        } else {
+            // Moved out while `record` borrows `state` (no copy), then put back.
+            let object = std::mem::take(object);
+            let body = record(state, &target.resource, "MODIFIED", &object);
+            if let Some(slot) = state
+                .resources
+                .get_mut(&target.resource)
+                .and_then(|r| r.objects.get_mut(&key))
+            {
+                *slot = object;
+            }
+            body
+        }
+        .map(|body| (StatusCode::OK, body))
+    }
+
+    fn update(&self, target: &Target, mut body: Value) -> Reply {
         let mut state = self.lock();
-        let old = Self::current(&state, target)?;
+        let old = Self::current(&mut state, target)?;
         let sent = body["metadata"]["resourceVersion"].as_str().unwrap_or_default();
         if !sent.is_empty() && sent != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
             return Err(conflict(target));
         }
-        for field in ["uid", "creationTimestamp", "namespace"] {
-            body["metadata"][field] = old["metadata"][field].clone();
-        }
-        let new = if target.status {
-            let mut new = old;
-            new["status"] = body["status"].clone();
-            new
+        if target.status {
+            old["status"] = body["status"].take();
         } else {
-            body["status"] = old["status"].clone();
-            body
-        };
-        Ok((StatusCode::OK, Self::store(&mut state, target, new)))
+            for field in ["uid", "creationTimestamp", "namespace"] {
+                body["metadata"][field] = old["metadata"][field].take();
+            }
+            body["status"] = old["status"].take();
+            *old = body;
+        }
+        Self::commit(&mut state, target)
     }
 
-    fn patch(&self, target: &Target, patch: &Value) -> Result<(StatusCode, Value), ApiError> {
+    fn patch(&self, target: &Target, patch: &Value) -> Reply {
         let mut state = self.lock();
-        let old = Self::current(&state, target)?;
+        let object = Self::current(&mut state, target)?;
         if let Some(sent) = patch["metadata"]["resourceVersion"].as_str()
-            && Some(sent) != old["metadata"]["resourceVersion"].as_str()
+            && Some(sent) != object["metadata"]["resourceVersion"].as_str()
         {
             return Err(conflict(target));
         }
-        let mut new = old.clone();
         if target.status {
-            merge(&mut new["status"], &patch["status"]);
+            merge(&mut object["status"], &patch["status"]);
         } else {
-            merge(&mut new, patch);
-            new["status"] = old["status"].clone();
+            // The object's own fields and its status are not the patch's to change.
+            let status = object["status"].take();
+            let kept: Vec<(&str, Value)> = ["uid", "creationTimestamp", "name", "namespace"]
+                .into_iter()
+                .map(|field| (field, object["metadata"][field].clone()))
+                .collect();
+            merge(object, patch);
+            object["status"] = status;
+            for (field, value) in kept {
+                object["metadata"][field] = value;
+            }
         }
-        for field in ["uid", "creationTimestamp", "name", "namespace"] {
-            new["metadata"][field] = old["metadata"][field].clone();
-        }
-        Ok((StatusCode::OK, Self::store(&mut state, target, new)))
+        Self::commit(&mut state, target)
     }
 
-    fn delete(&self, target: &Target) -> Result<(StatusCode, Value), ApiError> {
+    fn delete(&self, target: &Target) -> Reply {
         let mut state = self.lock();
-        let mut old = Self::current(&state, target)?;
-        if old["metadata"]["finalizers"]
+        let object = Self::current(&mut state, target)?;
+        if object["metadata"]["finalizers"]
             .as_array()
             .is_some_and(|f| !f.is_empty())
         {
-            if old["metadata"]["deletionTimestamp"].is_null() {
-                old["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:01Z".into();
-                let new = Self::store(&mut state, target, old);
-                return Ok((StatusCode::OK, new));
+            if object["metadata"]["deletionTimestamp"].is_null() {
+                object["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:01Z".into();
+                return Self::commit(&mut state, target);
             }
-            return Ok((StatusCode::OK, old));
+            let body = serde_json::to_vec(object).map_err(internal)?;
+            return Ok((StatusCode::OK, Bytes::from(body)));
         }
-        if let Some(r) = state.resources.get_mut(&target.resource) {
-            r.objects.remove(&Self::key(target));
-        }
-        record(&mut state, &target.resource, "DELETED", old.clone());
-        Ok((StatusCode::OK, old))
+        let old = state
+            .resources
+            .get_mut(&target.resource)
+            .and_then(|r| r.objects.remove(&Self::key(target)))
+            .unwrap_or_default();
+        record(&mut state, &target.resource, "DELETED", &old).map(|body| (StatusCode::OK, body))
     }
 
     fn watch(&self, target: &Target, query: &HashMap<String, String>) -> Response {
@@ -591,11 +658,11 @@ impl ApiServer {
                     .body(Body::from(line))
                     .unwrap_or_default();
             }
-            let backlog: Vec<(u64, &'static str, Arc<Value>)> = resource
+            let backlog: Vec<Arc<WatchEvent>> = resource
                 .history
                 .iter()
-                .filter(|(v, _, _)| *v > from)
-                .map(|(v, t, o)| (*v, *t, Arc::new(o.clone())))
+                .filter(|event| event.version > from)
+                .cloned()
                 .collect();
             (backlog, resource.events.subscribe())
         };
@@ -607,7 +674,7 @@ impl ApiServer {
             state,
             |(mut backlog, mut rx, mut last, namespace, deadline)| async move {
                 loop {
-                    let (version, type_, object) = match backlog.next() {
+                    let event = match backlog.next() {
                         Some(event) => event,
                         None => match tokio::time::timeout_at(deadline, rx.recv()).await {
                             Ok(Ok(event)) => event,
@@ -616,19 +683,18 @@ impl ApiServer {
                         },
                     };
                     // Events the backlog already sent come again from the channel: skip them.
-                    if version <= last {
+                    if event.version <= last {
                         continue;
                     }
-                    last = version;
+                    last = event.version;
                     if namespace
                         .as_ref()
-                        .is_some_and(|ns| object["metadata"]["namespace"].as_str() != Some(ns))
+                        .is_some_and(|ns| event.namespace.as_ref() != Some(ns))
                     {
                         continue;
                     }
-                    let line = json!({"type": type_, "object": *object}).to_string() + "\n";
                     return Some((
-                        Ok::<Bytes, std::io::Error>(Bytes::from(line)),
+                        Ok::<Bytes, std::io::Error>(event.line.clone()),
                         (backlog, rx, last, namespace, deadline),
                     ));
                 }
@@ -641,18 +707,39 @@ impl ApiServer {
     }
 }
 
-fn record(state: &mut State, resource: &str, type_: &'static str, object: Value) {
+/// Records a watch event of `object` (serialised once, here) and answers the object's JSON, which
+/// the request that made the change sends back.
+fn record(state: &mut State, resource: &str, type_: &'static str, object: &Value) -> Result<Bytes, ApiError> {
     let version = state.version;
+    let body = serde_json::to_vec(object).map_err(internal)?;
+    let mut line = Vec::with_capacity(body.len() + 32);
+    line.extend_from_slice(br#"{"type":""#);
+    line.extend_from_slice(type_.as_bytes());
+    line.extend_from_slice(br#"","object":"#);
+    line.extend_from_slice(&body);
+    line.extend_from_slice(b"}\n");
+    let event = Arc::new(WatchEvent {
+        version,
+        namespace: object["metadata"]["namespace"].as_str().map(str::to_owned),
+        line: Bytes::from(line),
+    });
     let r = state.resources.entry(resource.to_owned()).or_default();
-    let shared = Arc::new(object);
-    let _ = r.events.send((version, type_, shared.clone()));
-    r.history
-        .push_back((version, type_, Arc::unwrap_or_clone(shared)));
+    let _ = r.events.send(event.clone());
+    r.history.push_back(event);
     while r.history.len() > HISTORY {
-        if let Some((v, _, _)) = r.history.pop_front() {
-            r.oldest = v + 1;
+        if let Some(event) = r.history.pop_front() {
+            r.oldest = event.version + 1;
         }
     }
+    Ok(Bytes::from(body))
+}
+
+fn internal(error: serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        error.to_string(),
+    )
 }
 
 fn not_found(target: &Target) -> ApiError {
@@ -678,6 +765,109 @@ fn conflict(target: &Target) -> ApiError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    async fn call(api: &ApiServer, method: Method, uri: &str, body: Value) -> (StatusCode, String) {
+        let response = api
+            .handle(
+                method,
+                uri.parse().unwrap(),
+                HeaderMap::new(),
+                Bytes::from(body.to_string()),
+            )
+            .await;
+        let code = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (code, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn writes_change_objects_in_place_and_watches_replay_them_in_order() {
+        let api = ApiServer::start().await.unwrap();
+        let svc = |name: &str| json!({"metadata": {"name": name}, "spec": {"type": "LoadBalancer"}});
+        api.insert("/api/v1/namespaces/a/services", svc("x")).unwrap();
+        api.insert("/api/v1/namespaces/a/services", svc("y")).unwrap();
+        let x = "/api/v1/namespaces/a/services/x";
+
+        // A stale precondition is refused; a fresh one merges, and cannot touch status or uid.
+        let (code, _) = call(
+            &api,
+            Method::PATCH,
+            x,
+            json!({"metadata": {"resourceVersion": "9"}}),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CONFLICT);
+        let patch = json!({"metadata": {"resourceVersion": "1", "uid": "other", "labels": {"l": "v"}},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}});
+        let (code, body) = call(&api, Method::PATCH, x, patch).await;
+        assert_eq!(code, StatusCode::OK);
+        let answered: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answered["metadata"]["labels"]["l"], "v");
+        assert_eq!(answered["metadata"]["resourceVersion"], "3");
+        assert_eq!(
+            answered["metadata"]["uid"],
+            "00000000-0000-4000-8000-000000000001"
+        );
+        assert!(answered["status"].is_null(), "{answered}");
+        let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}});
+        let (code, _) = call(&api, Method::PATCH, &format!("{x}/status"), status).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(
+            api.tally("/api/v1/services", |s| !s["status"]["loadBalancer"]["ingress"]
+                .is_null()),
+            (2, 1)
+        );
+
+        // Pages of one, then the watch from version 1 replays what came after it, in order.
+        let (_, page) = call(&api, Method::GET, "/api/v1/services?limit=1", Value::Null).await;
+        let page: Value = serde_json::from_str(&page).unwrap();
+        assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+        let token = page["metadata"]["continue"].as_str().unwrap().to_owned();
+        let (_, rest) = call(
+            &api,
+            Method::GET,
+            &format!("/api/v1/services?limit=1&continue={token}"),
+            Value::Null,
+        )
+        .await;
+        let rest: Value = serde_json::from_str(&rest).unwrap();
+        assert_eq!(rest["items"][0]["metadata"]["name"], "y");
+        assert!(rest["metadata"]["continue"].is_null());
+        // A watch from version 1 that ends once it has sent what it holds.
+        let watch_from_1 = async || {
+            let uri = "/api/v1/services?watch=1&resourceVersion=1&timeoutSeconds=0";
+            call(&api, Method::GET, uri, Value::Null).await.1
+        };
+        let lines = watch_from_1().await;
+        let events: Vec<(String, String, String)> = lines
+            .lines()
+            .map(|l| {
+                let e: Value = serde_json::from_str(l).unwrap();
+                let o = &e["object"]["metadata"];
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    o["name"].as_str().unwrap().to_owned(),
+                    o["resourceVersion"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let want = [
+            ("ADDED", "y", "2"),
+            ("MODIFIED", "x", "3"),
+            ("MODIFIED", "x", "4"),
+        ];
+        assert_eq!(
+            events,
+            want.map(|(t, n, v)| (t.to_owned(), n.to_owned(), v.to_owned()))
+        );
+
+        // After compaction the same watch is told 410 Gone.
+        api.compact();
+        let gone = watch_from_1().await;
+        assert!(gone.contains("\"code\":410"), "{gone}");
+    }
 
     #[test]
     fn paths_parse_to_resources() {

@@ -185,8 +185,20 @@ fn spawn(
         }
         None => Command::new(binary),
     };
+    // `OXELB_SCALE_ENV="K=V K2=V2"`: extra environment for every oxelb process (and not for this
+    // one, which serves the API), e.g. another allocator by `LD_PRELOAD` or malloc tunables.
+    let extra_env: Vec<(String, String)> = std::env::var("OXELB_SCALE_ENV")
+        .ok()
+        .map(|e| {
+            e.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
     let child = command
         .args(args)
+        .envs(extra_env)
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -399,9 +411,9 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
     let first_create = Instant::now();
     for i in 0..n {
         let (path, slice) = endpoint_slice(i);
-        api.create(&path, slice).map_err(ScaleError::Api)?;
+        api.insert(&path, slice).map_err(ScaleError::Api)?;
         let (path, svc) = service(i);
-        api.create(&path, svc).map_err(ScaleError::Api)?;
+        api.insert(&path, svc).map_err(ScaleError::Api)?;
         if i % 100 == 99 {
             tokio::task::yield_now().await;
         }
@@ -417,17 +429,13 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
     }
     let last_create = Instant::now();
     let all_assigned = async || {
-        let services = api.list("/api/v1/services");
-        services.len() == n && services.iter().all(|s| ingress_ip(s).is_some())
+        let (all, assigned) = api.tally("/api/v1/services", |s| ingress_ip(s).is_some());
+        all == n && assigned == n
     };
     let start = Instant::now();
     while !all_assigned().await {
         if start.elapsed() > options.deadline {
-            let done = api
-                .list("/api/v1/services")
-                .iter()
-                .filter(|s| ingress_ip(s).is_some())
-                .count();
+            let (_, done) = api.tally("/api/v1/services", |s| ingress_ip(s).is_some());
             return Err(ScaleError::Timeout(format!(
                 "{done} of {n} Services hold an IP after {:?} (logs: {})",
                 options.deadline,

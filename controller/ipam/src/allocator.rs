@@ -602,6 +602,31 @@ impl Allocator {
         })
     }
 
+    /// Every pool's status without [`PoolStatus::used`] (left empty; `usage` is counted): what
+    /// metrics need, on every pass, without copying the holders of every IP in use.
+    pub fn pool_summaries(&self) -> Vec<PoolStatus> {
+        self.pools
+            .iter()
+            .map(|(name, pool)| {
+                let range = &pool.spec.range;
+                PoolStatus {
+                    name: name.clone(),
+                    usage: self
+                        .ips
+                        .range(range.first()..=range.last())
+                        .filter(|(_, usage)| usage.pool == *name)
+                        .count(),
+                    used: BTreeMap::new(),
+                    pool_size: range.assignable_size(),
+                    first_ip: range.first(),
+                    last_ip: range.last(),
+                    occupied: pool.free.is_empty(),
+                    v4: range.is_ipv4(),
+                }
+            })
+            .collect()
+    }
+
     /// The status of every pool, by name.
     pub fn pool_statuses(&self) -> Vec<PoolStatus> {
         self.pools

@@ -155,6 +155,15 @@ fn check_invariants(
     presented: &BTreeMap<usize, Presented>,
 ) -> Result<(), TestCaseError> {
     let statuses = allocator.pool_statuses();
+    // The summaries metrics read are the statuses without the IPs in use.
+    let summaries = allocator.pool_summaries();
+    prop_assert_eq!(summaries.len(), statuses.len());
+    for (summary, status) in summaries.iter().zip(&statuses) {
+        prop_assert!(summary.used.is_empty());
+        let mut full = summary.clone();
+        full.used = status.used.clone();
+        prop_assert_eq!(&full, status);
+    }
     let mut seen: BTreeMap<IpAddr, String> = BTreeMap::new();
     for status in &statuses {
         let spec = pools.iter().find(|p| p.name == status.name).unwrap();
