@@ -408,8 +408,9 @@ fn ours() -> UpdateParams {
     }
 }
 
-fn routes(list: &[&str]) -> BTreeSet<IpAddr> {
-    list.iter().map(|r| r.parse().unwrap()).collect()
+fn routes(list: &[&str]) -> wire::Routes {
+    let ips: BTreeSet<IpAddr> = list.iter().map(|r| r.parse().unwrap()).collect();
+    wire::host_routes(&ips)
 }
 
 #[test]
@@ -423,7 +424,7 @@ fn ours_byte_for_byte() {
             "announce {suffix}"
         );
         assert_eq!(
-            wire::withdraw(&r, family, &p),
+            wire::withdraw(r.keys(), family, &p),
             [golden(&format!("oxelb-withdraw-{suffix}.hex"))],
             "withdraw {suffix}"
         );
