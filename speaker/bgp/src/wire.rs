@@ -584,34 +584,36 @@ fn family_prefixes<'a>(
         .collect()
 }
 
-/// The attributes every route of a group carries before the next hop, in type-code order:
-/// ORIGIN (1), AS_PATH (2) (AS4_PATH (17) right after it toward an old peer, as before),
-/// LOCAL_PREF (5, iBGP only: RFC 4271 section 5.1.5), COMMUNITIES (8, RFC 1997: optional
-/// transitive), LARGE_COMMUNITY (32, RFC 8092 section 3: optional transitive). `v4_next_hop`
-/// goes between AS_PATH and LOCAL_PREF, in type-code order (NEXT_HOP is 3).
-fn group_attributes(a: &Attributes, p: &UpdateParams, v4_next_hop: Option<Ipv4Addr>) -> Vec<u8> {
-    let mut out = attribute(0x40, 1, &[0]); // ORIGIN IGP.
-    out.extend_from_slice(&as_path_attributes(p));
+/// The attributes of a group of routes in type-code order (RFC 4271 section 5 leaves the order
+/// open; GoBGP and FRR send ascending codes): ORIGIN (1), AS_PATH (2) (AS4_PATH (17) right after it
+/// toward an old peer, as before), NEXT_HOP (3, IPv4 only), LOCAL_PREF (5, iBGP only: RFC 4271
+/// section 5.1.5), COMMUNITIES (8, RFC 1997: optional transitive) are the first part; the second
+/// is LARGE_COMMUNITY (32, RFC 8092 section 3: optional transitive). MP_REACH_NLRI (14) goes
+/// between the two for IPv6.
+fn group_attributes(a: &Attributes, p: &UpdateParams, v4_next_hop: Option<Ipv4Addr>) -> (Vec<u8>, Vec<u8>) {
+    let mut low = attribute(0x40, 1, &[0]); // ORIGIN IGP.
+    low.extend_from_slice(&as_path_attributes(p));
     if let Some(hop) = v4_next_hop {
-        out.extend_from_slice(&attribute(0x40, 3, &hop.octets()));
+        low.extend_from_slice(&attribute(0x40, 3, &hop.octets()));
     }
     if p.ibgp {
         let pref = a.local_pref.unwrap_or(100);
-        out.extend_from_slice(&attribute(0x40, 5, &pref.to_be_bytes()));
+        low.extend_from_slice(&attribute(0x40, 5, &pref.to_be_bytes()));
     }
     if !a.communities.is_empty() {
         let value: Vec<u8> = a.communities.iter().flat_map(|c| c.to_be_bytes()).collect();
-        out.extend_from_slice(&attribute(0xc0, 8, &value));
+        low.extend_from_slice(&attribute(0xc0, 8, &value));
     }
+    let mut high = Vec::new();
     if !a.large_communities.is_empty() {
         let value: Vec<u8> = a
             .large_communities
             .iter()
             .flat_map(|l| l.iter().flat_map(|part| part.to_be_bytes()))
             .collect();
-        out.extend_from_slice(&attribute(0xc0, 32, &value));
+        high.extend_from_slice(&attribute(0xc0, 32, &value));
     }
-    out
+    (low, high)
 }
 
 /// UPDATEs announcing the `family` routes of `routes`: one group of UPDATEs per distinct set of
@@ -630,7 +632,8 @@ pub fn announce(routes: &Routes, family: Family, p: &UpdateParams) -> Vec<Vec<u8
                 let Some(next_hop) = p.next_hop_v4 else {
                     return Vec::new();
                 };
-                let attrs = group_attributes(attributes, p, Some(next_hop));
+                let (mut attrs, high) = group_attributes(attributes, p, Some(next_hop));
+                attrs.extend_from_slice(&high);
                 let room = MAX_MESSAGE - HEADER_LEN - 4 - attrs.len();
                 out.extend(
                     chunks(&prefixes, room)
@@ -642,12 +645,11 @@ pub fn announce(routes: &Routes, family: Family, p: &UpdateParams) -> Vec<Vec<u8
                 let Some(next_hop) = p.next_hop_v6 else {
                     return Vec::new();
                 };
-                let common = group_attributes(attributes, p, None);
+                let (common, high) = group_attributes(attributes, p, None);
                 // MP_REACH_NLRI (RFC 4760 section 3), extended length: AFI, SAFI, next hop,
-                // reserved. It goes after the others (GoBGP's order; type 14 before 32 is not
-                // required by RFC 4271 section 5, which leaves the order open).
+                // reserved; in type-code order between COMMUNITIES and LARGE_COMMUNITY, as GoBGP.
                 let fixed = 5 + 16;
-                let room = MAX_MESSAGE - HEADER_LEN - 4 - common.len() - 4 - fixed;
+                let room = MAX_MESSAGE - HEADER_LEN - 4 - common.len() - high.len() - 4 - fixed;
                 out.extend(chunks(&prefixes, room).iter().map(|nlri| {
                     let mut value = vec![0, 2, 1, 16];
                     value.extend_from_slice(&next_hop.octets());
@@ -655,6 +657,7 @@ pub fn announce(routes: &Routes, family: Family, p: &UpdateParams) -> Vec<Vec<u8
                     value.extend_from_slice(nlri);
                     let mut attrs = common.clone();
                     attrs.extend_from_slice(&attribute_extended(0x80, 14, &value));
+                    attrs.extend_from_slice(&high);
                     update(&[], &attrs, &[])
                 }));
             }
@@ -1006,7 +1009,7 @@ mod tests {
         let m = &announce(&v6, Family::Ipv6Unicast, &ibgp)[0];
         assert_eq!(
             attributes_of(m).iter().map(|(c, _)| *c).collect::<Vec<_>>(),
-            [1, 2, 5, 8, 32, 14]
+            [1, 2, 5, 8, 14, 32]
         );
         assert_eq!(
             decode(m, true).unwrap(),
