@@ -129,13 +129,21 @@ fn expect_hops(router: &Router, lab: &Lab, prefix: &str, want: &[&str]) -> Resul
             Ok(())
         } else {
             Err(format!(
-                "table {hops:?}, kernel {kernel:?}\nrouter: {}\nspeaker n1: {}\nspeaker n2: {}",
-                router.sessions(),
-                tail(&lab.log("speaker-n1")),
-                tail(&lab.log("speaker-n2"))
+                "table {hops:?}, kernel {kernel:?}\n{}",
+                context(router, lab)
             ))
         }
     })
+}
+
+/// What the router and both speakers say, for a failure message.
+fn context(router: &Router, lab: &Lab) -> String {
+    format!(
+        "router: {}\nspeaker n1: {}\nspeaker n2: {}",
+        router.sessions(),
+        tail(&lab.log("speaker-n1")),
+        tail(&lab.log("speaker-n2"))
+    )
 }
 
 /// Waits until the router has the session with `neighbor` Established.
@@ -539,12 +547,7 @@ fn expect_paths(router: &Router, lab: &Lab, prefix: &str, want: &[PathView]) -> 
         if got == want {
             Ok(())
         } else {
-            Err(format!(
-                "got {got:?}\nrouter: {}\nspeaker n1: {}\nspeaker n2: {}",
-                router.sessions(),
-                tail(&lab.log("speaker-n1")),
-                tail(&lab.log("speaker-n2"))
-            ))
+            Err(format!("got {got:?}\n{}", context(router, lab)))
         }
     })
 }
@@ -611,27 +614,16 @@ fn pool_policy_attributes_selectors_and_aggregate(kind: RouterKind) -> Result<()
     );
     let sessions = (established_count(&lab, "n1"), established_count(&lab, "n2"));
 
+    // `tagged` edited to `communities`, still for BgpPeer blue.
+    let edit = |communities: &str| {
+        let block = format!("{{communities: {communities}, peerSelector: {{matchLabels: {{vrf: blue}}}}}}");
+        write(&dir, "objects.yaml", &policy_objects(64512, 64513, &block));
+    };
     // A policy change: new communities, no large community; re-announced on the same session.
-    write(
-        &dir,
-        "objects.yaml",
-        &policy_objects(
-            64512,
-            64513,
-            "{communities: ['65000:200'], peerSelector: {matchLabels: {vrf: blue}}}",
-        ),
-    );
+    edit("['65000:200']");
     expect_paths(&router, &lab, "203.0.113.5/32", &[path(N1, &["65000:200"], &[])])?;
     // A malformed edit: the Warning names the field, and the router keeps what it has.
-    write(
-        &dir,
-        "objects.yaml",
-        &policy_objects(
-            64512,
-            64513,
-            "{communities: [no-exprot], peerSelector: {matchLabels: {vrf: blue}}}",
-        ),
-    );
+    edit("[no-exprot]");
     wait_until("n1's Warning naming the field", WAIT, POLL, || {
         let log = plain(&lab.log("speaker-n1"));
         if log.contains("spec.advertisement.communities[0]") && log.contains("no-exprot") {

@@ -504,6 +504,22 @@ fn ours_decode_to_the_inputs() {
     }
 }
 
+/// GoBGP's captured IPv4 UPDATE `file` with our values: AS 64512 for its 4200000001 (when its
+/// AS_PATH has one), next hop 198.51.100.3 for its .2, 203.0.113.7/32 for its `prefix`/32.
+fn gobgp_with_our_values(file: &str, prefix: [u8; 4]) -> Vec<u8> {
+    let mut bytes = golden(file);
+    let mut replace = |from: &[u8], to: &[u8]| {
+        if let Some(at) = bytes.windows(from.len()).position(|w| w == from) {
+            bytes[at..at + from.len()].copy_from_slice(to);
+        }
+    };
+    replace(&4_200_000_001u32.to_be_bytes(), &64512u32.to_be_bytes());
+    replace(&[198, 51, 100, 2], &[198, 51, 100, 3]);
+    let [a, b, c, d] = prefix;
+    replace(&[32, a, b, c, d], &[32, 203, 0, 113, 7]);
+    bytes
+}
+
 /// How ours compares with the routers' (all valid per RFC 4271 section 4.3 and RFC 4760; the
 /// differences are choices the RFCs leave open):
 ///
@@ -519,18 +535,7 @@ fn ours_decode_to_the_inputs() {
 /// - End-of-RIB: byte-identical to both (checked in `end_of_rib_from_both_and_ours_is_identical`).
 #[test]
 fn ours_compared_with_frr_and_gobgp() {
-    let mut gobgp = golden("gobgp-3.10-update-v4.hex");
-    let replace = |bytes: &mut Vec<u8>, from: &[u8], to: &[u8]| {
-        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
-        bytes[at..at + from.len()].copy_from_slice(to);
-    };
-    replace(
-        &mut gobgp,
-        &4_200_000_001u32.to_be_bytes(),
-        &64512u32.to_be_bytes(),
-    );
-    replace(&mut gobgp, &[198, 51, 100, 2], &[198, 51, 100, 3]);
-    replace(&mut gobgp, &[32, 203, 0, 113, 6], &[32, 203, 0, 113, 7]);
+    let gobgp = gobgp_with_our_values("gobgp-3.10-update-v4.hex", [203, 0, 113, 6]);
     assert_eq!(
         gobgp,
         golden("oxelb-update-v4.hex"),
@@ -606,28 +611,15 @@ fn policy_updates_from_frr_and_gobgp() {
 /// same; FRR adds MED 0 and sets Extended Length on AS_PATH, as for plain routes.
 #[test]
 fn ours_with_a_policy_compared_with_frr_and_gobgp() {
-    let replace = |bytes: &mut Vec<u8>, from: &[u8], to: &[u8]| {
-        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
-        bytes[at..at + from.len()].copy_from_slice(to);
-    };
     let route: wire::Routes = [(wire::Prefix::host("203.0.113.7".parse().unwrap()), policy())].into();
     // eBGP: GoBGP (AS 4200000001, next hop 198.51.100.2, 203.0.113.9/32).
-    let mut gobgp = golden("gobgp-3.10-update-v4-policy-ebgp.hex");
-    replace(
-        &mut gobgp,
-        &4_200_000_001u32.to_be_bytes(),
-        &64512u32.to_be_bytes(),
-    );
-    replace(&mut gobgp, &[198, 51, 100, 2], &[198, 51, 100, 3]);
-    replace(&mut gobgp, &[32, 203, 0, 113, 9], &[32, 203, 0, 113, 7]);
+    let gobgp = gobgp_with_our_values("gobgp-3.10-update-v4-policy-ebgp.hex", [203, 0, 113, 9]);
     let ours_ebgp = wire::announce(&route, Family::Ipv4Unicast, &ours());
     assert_eq!(ours_ebgp, [gobgp], "GoBGP's eBGP UPDATE, our values");
     assert_eq!(ours_ebgp, [golden("oxelb-update-v4-policy-ebgp.hex")]);
     // iBGP: LOCAL_PREF 300 after NEXT_HOP, the empty AS_PATH.
     let ibgp = UpdateParams { ibgp: true, ..ours() };
-    let mut gobgp = golden("gobgp-3.10-update-v4-policy-ibgp.hex");
-    replace(&mut gobgp, &[198, 51, 100, 2], &[198, 51, 100, 3]);
-    replace(&mut gobgp, &[32, 203, 0, 113, 9], &[32, 203, 0, 113, 7]);
+    let gobgp = gobgp_with_our_values("gobgp-3.10-update-v4-policy-ibgp.hex", [203, 0, 113, 9]);
     let ours_ibgp = wire::announce(&route, Family::Ipv4Unicast, &ibgp);
     assert_eq!(ours_ibgp, [gobgp], "GoBGP's iBGP UPDATE, our values");
     assert_eq!(ours_ibgp, [golden("oxelb-update-v4-policy-ibgp.hex")]);

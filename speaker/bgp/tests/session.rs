@@ -42,6 +42,19 @@ fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
     list.iter().map(|s| s.parse().unwrap()).collect()
 }
 
+/// How [`established`] sessions encode their routes (eBGP, 4-octet AS, the IPv4 session's local
+/// address as next hop).
+fn established_params() -> wire::UpdateParams {
+    wire::UpdateParams {
+        local_as: 64512,
+        ibgp: false,
+        four_octet_as: true,
+        next_hop_v4: Some("198.51.100.2".parse().unwrap()),
+        next_hop_v6: Some("2001:db8::11".parse().unwrap()),
+        add_path: BTreeSet::new(),
+    }
+}
+
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
@@ -183,14 +196,7 @@ fn initial_table_and_end_of_rib_only_after_table_ready_then_deltas() {
         "198.51.100.5",
         "198.51.100.6",
     ]))));
-    let p = wire::UpdateParams {
-        local_as: 64512,
-        ibgp: false,
-        four_octet_as: true,
-        next_hop_v4: Some("198.51.100.2".parse().unwrap()),
-        next_hop_v6: Some("2001:db8::11".parse().unwrap()),
-        add_path: BTreeSet::new(),
-    };
+    let p = established_params();
     let mut expected = wire::withdraw(
         wire::host_routes(&ips(&["2001:db8::5"])).keys(),
         Family::Ipv6Unicast,
@@ -221,14 +227,7 @@ fn a_policy_change_re_announces_only_the_changed_prefixes_and_keeps_the_session(
     s.handle(Input::TableReady);
     let mut routes = wire::host_routes(&ips(&["198.51.100.5", "198.51.100.6", "2001:db8::5"]));
     s.handle(Input::Routes(routes.clone()));
-    let p = wire::UpdateParams {
-        local_as: 64512,
-        ibgp: false,
-        four_octet_as: true,
-        next_hop_v4: Some("198.51.100.2".parse().unwrap()),
-        next_hop_v6: Some("2001:db8::11".parse().unwrap()),
-        add_path: BTreeSet::new(),
-    };
+    let p = established_params();
     // One prefix gets communities: one UPDATE for it, no withdrawal (it replaces the route).
     let tagged = std::sync::Arc::new(wire::Attributes {
         communities: vec![0xFFFF_FF01],
