@@ -472,6 +472,23 @@ mod tests {
             Arc::ptr_eq(&per_peer["red"], &per_peer["red2"]),
             "equal sets are shared"
         );
+
+        // IPv6: aggregationLengthV6.
+        let v6 = [eip(
+            "v6",
+            json!({"address": "2001:db8:1::/64", "advertisement": {"aggregationLengthV6": 64}}),
+        )];
+        let (policies, problems) = resolve(&v6, &BTreeMap::new());
+        assert!(problems.is_empty(), "{problems:?}");
+        let desired: BTreeMap<IpAddr, Announcement> = [
+            announcement("2001:db8:1::5", "v6"),
+            announcement("2001:db8:1::6", "v6"),
+        ]
+        .into();
+        assert_eq!(
+            names(&bgp_routes(&desired, &core, &policies)),
+            ["2001:db8:1::/64"]
+        );
     }
 
     #[test]
