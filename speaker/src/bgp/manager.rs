@@ -78,7 +78,7 @@ impl BgpMetrics {
         );
         registry.register(
             "oxelb_bgp_pool_prefixes",
-            "Prefixes (host routes or aggregates) of each Eip the peer has from this node, while the session is Established",
+            "Prefixes (host routes or aggregates) of each Eip in this node's route set for the peer (families the session carries or not); 0 while the session is not Established",
             m.pool_prefixes.clone(),
         );
         m
