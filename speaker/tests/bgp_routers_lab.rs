@@ -484,9 +484,7 @@ fn route_refresh_sends_the_table_again_without_a_reset(kind: RouterKind) -> Resu
 
 // Per-pool announcement policy (`Eip.spec.advertisement`, issue 14).
 against!(pool_policy_attributes_selectors_and_aggregate: frr => Frr, bird => Bird, gobgp => Gobgp);
-// Not BIRD: for iBGP it resolves next hops recursively through an IGP table the lab's BIRD setup
-// (device and kernel protocols only) does not have, so it holds the routes unreachable.
-against!(pool_local_pref_reaches_ibgp_peers: frr => Frr, gobgp => Gobgp);
+against!(pool_local_pref_reaches_ibgp_peers: frr => Frr, bird => Bird, gobgp => Gobgp);
 
 /// The objects of the policy scenarios: Nodes n1 (labelled `edge: "true"`) and n2, BgpConf AS
 /// `asn`, BgpPeers `blue` (label `vrf: blue`, from n1) and `red` (label `vrf: red`, from n2) to

@@ -656,6 +656,12 @@ fn bird_setup_conf(setup: &RouterSetup) -> String {
         if n.graceful_restart {
             options.push_str("  graceful restart on;\n");
         }
+        if n.asn == setup.asn {
+            // iBGP: BIRD treats the session as multihop and resolves next hops through an IGP
+            // table by default; the nodes share the router's LAN, so it is a direct session
+            // (next hops directly connected).
+            options.push_str("  direct;\n");
+        }
         if n.bfd.is_some() {
             // After a session error (BFD Down is one) BIRD accepts and makes no connection for
             // its `error wait time`, 60 s at first by default: 1 s keeps a lab quick.
