@@ -96,6 +96,90 @@ fn eip_rules() {
         Ok(())
     );
 
+    // spec.advertisement (extension): a full valid block, then every kind of mistake.
+    assert_eq!(
+        ok(json!({"address": "198.51.100.0/24", "advertisement": {
+            "communities": ["65000:100", "no-export", "local-as", "blackhole", "graceful-shutdown", "no-peer", "no-advertise"],
+            "largeCommunities": ["4200000000:1:2"], "localPref": 200, "aggregationLength": 24,
+            "peerSelector": {"matchLabels": {"vrf": "blue"}},
+            "nodeSelector": {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]}}})),
+        Ok(())
+    );
+    assert_eq!(
+        ok(
+            json!({"address": "192.0.2.16/28", "protocol": "layer2", "interface": "eth0",
+            "advertisement": {"nodeSelector": {"matchLabels": {"vlan": "10"}}}})
+        ),
+        Ok(())
+    );
+    for (advertisement, needles) in [
+        (
+            json!({"communities": ["no-exprot"]}),
+            vec![
+                "new is invalid",
+                "spec.advertisement.communities[0]",
+                "\"no-exprot\"",
+            ],
+        ),
+        (
+            json!({"communities": ["65536:1"]}),
+            vec!["spec.advertisement.communities[0]", "0..=65535"],
+        ),
+        (
+            json!({"largeCommunities": ["1:2"]}),
+            vec!["spec.advertisement.largeCommunities[0]", "RFC 8092"],
+        ),
+        (
+            json!({"localPref": -5}),
+            vec!["spec.advertisement.localPref", "-5 is not in 0..=4294967295"],
+        ),
+        (
+            json!({"aggregationLength": 40}),
+            vec!["spec.advertisement.aggregationLength", "0..=32"],
+        ),
+        (
+            json!({"aggregationLength": 23}),
+            vec![
+                "spec.advertisement.aggregationLength",
+                "outside the pool 198.51.100.0/24",
+            ],
+        ),
+        (
+            json!({"aggregationLengthV6": 64}),
+            vec!["spec.advertisement.aggregationLengthV6", "the pool is IPv4"],
+        ),
+        (
+            json!({"peerSelector": {"matchExpressions": [{"key": "vrf", "operator": "In"}]}}),
+            vec![
+                "spec.advertisement.peerSelector.matchExpressions[0].values",
+                "at least one value",
+            ],
+        ),
+        (
+            json!({"nodeSelector": {"matchExpressions": [{"key": "edge", "operator": "Equals", "values": ["x"]}]}}),
+            vec!["spec.advertisement.nodeSelector.matchExpressions[0].operator"],
+        ),
+        (
+            json!({"nodeSelector": {"matchLabels": {"-bad": "x"}}}),
+            vec!["spec.advertisement.nodeSelector.matchLabels[\"-bad\"]"],
+        ),
+        (
+            json!({"nodeSelector": {"matchLabels": {"ok": "bad value"}}}),
+            vec!["value \"bad value\""],
+        ),
+    ] {
+        bad(
+            json!({"address": "198.51.100.0/24", "advertisement": advertisement}),
+            false,
+            &needles,
+        );
+    }
+    bad(
+        json!({"address": "192.0.2.16/28", "protocol": "layer2", "interface": "eth0", "advertisement": {"aggregationLength": 28}}),
+        false,
+        &["spec.advertisement.aggregationLength", "bgp pools only"],
+    );
+
     bad(json!({"address": "192.0.2.300"}), false, &["spec.address"]);
     bad(
         json!({"address": "192.0.2.20-192.0.2.10"}),

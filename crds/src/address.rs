@@ -157,6 +157,24 @@ pub struct IpRange {
     form: AddressForm,
 }
 
+/// The host bits of a prefix of length `len` in a family of `bits` bits.
+fn host_mask(bits: u8, len: u8) -> u128 {
+    let host_bits = u32::from(bits.saturating_sub(len));
+    if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    }
+}
+
+/// The network address of the prefix of length `len` holding `ip` (`len` is held to the family's
+/// width): the aggregate an IP is announced under.
+pub fn covering(ip: IpAddr, len: u8) -> IpAddr {
+    let family = IpFamily::of(ip);
+    let len = len.min(family.bits());
+    family.addr(to_u128(ip) & !host_mask(family.bits(), len))
+}
+
 fn to_u128(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
@@ -286,6 +304,19 @@ impl IpRange {
     /// Number of addresses in the range, saturating at `u128::MAX` for the whole IPv6 space.
     pub fn size(&self) -> u128 {
         (self.last - self.first).saturating_add(1)
+    }
+
+    /// Whether every aggregate of prefix length `len` that holds an address of the range lies
+    /// wholly inside it: the range starts and ends on a boundary of blocks of that size. An
+    /// aggregate announced for such a pool never covers an address outside the pool. Lengths beyond
+    /// the family's width are refused.
+    pub fn aggregates_within(&self, len: u8) -> bool {
+        let bits = self.family.bits();
+        if len > bits {
+            return false;
+        }
+        let host = host_mask(bits, len);
+        self.first & host == 0 && self.last & host == host
     }
 
     /// Whether the two ranges share at least one address (same family and intersecting bounds).
@@ -643,5 +674,28 @@ mod tests {
             .assignable();
         assert!(top.next().is_some());
         assert_eq!(top.next(), None, "no overflow at the top of the space");
+    }
+
+    #[test]
+    fn aggregation_blocks_and_covering_prefixes() {
+        let cidr = parse("198.51.100.0/24").unwrap();
+        assert!(cidr.aggregates_within(24) && cidr.aggregates_within(28) && cidr.aggregates_within(32));
+        assert!(
+            !cidr.aggregates_within(23),
+            "a /23 covers addresses outside the /24"
+        );
+        assert!(!cidr.aggregates_within(33));
+        let range = parse("198.51.100.16-198.51.100.47").unwrap();
+        assert!(range.aggregates_within(28) && !range.aggregates_within(27));
+        let single = parse("203.0.113.7").unwrap();
+        assert!(single.aggregates_within(32) && !single.aggregates_within(31));
+        let v6 = parse("2001:db8::/64").unwrap();
+        assert!(v6.aggregates_within(64) && v6.aggregates_within(128) && !v6.aggregates_within(63));
+        assert!(parse("::/0").unwrap().aggregates_within(0));
+        assert_eq!(covering(ip("198.51.100.77"), 24), ip("198.51.100.0"));
+        assert_eq!(covering(ip("198.51.100.77"), 32), ip("198.51.100.77"));
+        assert_eq!(covering(ip("198.51.100.77"), 40), ip("198.51.100.77"));
+        assert_eq!(covering(ip("198.51.100.77"), 0), ip("0.0.0.0"));
+        assert_eq!(covering(ip("2001:db8::1:2"), 112), ip("2001:db8::1:0"));
     }
 }

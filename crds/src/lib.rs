@@ -2,6 +2,7 @@
 //!
 //! - [`names`]: group, kinds, annotations, labels and finalizers of OpenELB's API (no feature needed).
 //! - [`address`]: `Eip.spec.address` parsing into an [`address::IpRange`] (no feature needed).
+//! - [`community`]: BGP community strings of `Eip.spec.advertisement` (no feature needed).
 //! - [`interface`]: `Eip.spec.interface` parsing (no feature needed).
 //! - [`v1alpha2`] (storage version) and [`v1alpha1`]: the kube types (feature `api`).
 //! - [`service`]: OpenELB's Service contract as read off a Service (feature `api`).
@@ -10,6 +11,7 @@
 //!   (feature `api`).
 
 pub mod address;
+pub mod community;
 pub mod interface;
 pub mod names;
 

@@ -10,6 +10,12 @@
 //! - **wire**: from the handshake's last KEEPALIVE until the 10,000th prefix was on the wire, read
 //!   from a packet capture on FRR's side (the sender's own part; the rest is FRR's ingestion).
 //!
+//! Issue 14 adds two more oxelb speakers to the same alternation (only the round's announcer runs
+//! during a round; the others are stopped with SIGSTOP), each with its own objects: one
+//! whose Eip attaches communities and a large community to every route (`spec.advertisement`),
+//! which must fill FRR's table no slower than the plain speaker within the rounds' spread, and one
+//! whose Eip aggregates to /24 (`aggregationLength: 24`: the 10,000 /32 become 40 /24).
+//!
 //! Then the medians and their ratio. Then both announcers get sessions to two more FRR routers
 //! (three each, as a node peering with two top-of-rack routers and a route reflector would), and
 //! the RSS printed is with all three tables full. Needs root (network namespaces); prints why it
@@ -38,6 +44,28 @@ const ROUTES: u32 = 10_000;
 const ROUNDS: usize = 7;
 const OXELB: &str = "198.51.100.2";
 const GOBGP: &str = "198.51.100.3";
+/// The speaker whose Eip attaches communities to every route.
+const TAGGED: &str = "198.51.100.6";
+/// The speaker whose Eip aggregates to /24.
+const AGGREGATED: &str = "198.51.100.7";
+/// The /24 aggregates of the 10,000 routes (198.18.0.1 .. 198.18.39.16).
+const AGGREGATES: u32 = 40;
+/// Every announcer in the alternation, in the order of the printed table.
+const ANNOUNCERS: [&str; 4] = [OXELB, TAGGED, AGGREGATED, GOBGP];
+/// The Eip of each oxelb announcer: plain, with communities, aggregated.
+const EIPS: [(&str, &str, &str); 3] = [
+    ("n1", OXELB, "{address: 198.18.0.0/16}"),
+    (
+        "n2",
+        TAGGED,
+        "{address: 198.18.0.0/16, advertisement: {communities: ['65000:100', no-export], largeCommunities: ['64512:1:2']}}",
+    ),
+    (
+        "n3",
+        AGGREGATED,
+        "{address: 198.18.0.0/16, advertisement: {aggregationLength: 24}}",
+    ),
+];
 
 /// The speaker's second and third BgpPeer, added once the first table is timed.
 const EXTRA_PEERS: &str = "---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: r2}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.4}, transport: {passiveMode: true}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: r3}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.5}, transport: {passiveMode: true}}\n";
@@ -78,6 +106,8 @@ fn main() -> Result<(), LabError> {
     };
     let router = lab.netns("router")?;
     let node = lab.netns("n1")?;
+    let tagged_node = lab.netns("n2")?;
+    let aggregated_node = lab.netns("n3")?;
     let other = lab.netns("gobgp")?;
     let extra_a = lab.netns("r2")?;
     let extra_b = lab.netns("r3")?;
@@ -88,6 +118,8 @@ fn main() -> Result<(), LabError> {
         (&other, "lan-g", "198.51.100.3/24"),
         (&extra_a, "lan-r2", "198.51.100.4/24"),
         (&extra_b, "lan-r3", "198.51.100.5/24"),
+        (&tagged_node, "lan-n2", "198.51.100.6/24"),
+        (&aggregated_node, "lan-n3", "198.51.100.7/24"),
     ] {
         lab.veth(&router, port, ns, "eth0")?;
         lab.attach(&router, port, "lan")?;
@@ -96,11 +128,19 @@ fn main() -> Result<(), LabError> {
     // Every router starts with both announcers shut down; FRR connects when a round opens one.
     let announcers = [Neighbor::new(OXELB, 64512), Neighbor::new(GOBGP, 64514)];
     let shut = format!(" neighbor {OXELB} shutdown\n neighbor {GOBGP} shutdown\n");
+    let all: Vec<Neighbor> = ANNOUNCERS
+        .iter()
+        .map(|a| Neighbor::new(a, if *a == GOBGP { 64514 } else { 64512 }))
+        .collect();
+    let shut_all: String = ANNOUNCERS
+        .iter()
+        .map(|a| format!(" neighbor {a} shutdown\n"))
+        .collect();
     let frr = Frr::start(
         &mut lab,
         &router,
         "router",
-        &frr_bgpd_conf(64513, "198.51.100.1", &announcers, &shut),
+        &frr_bgpd_conf(64513, "198.51.100.1", &all, &shut_all),
     )?;
     let mut extras = Vec::new();
     for (ns, name, ip) in [(&extra_a, "r2", "198.51.100.4"), (&extra_b, "r3", "198.51.100.5")] {
@@ -141,47 +181,73 @@ fn main() -> Result<(), LabError> {
         loading.elapsed().as_secs_f64()
     );
 
-    // 10,000 Services, each holding one IP of a /16 Eip, as the controller would have written them.
-    let dir = lab.dir().join("objects");
-    let mut objects = String::from(
-        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {name: bench}\nspec: {address: 198.18.0.0/16}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {name: default}\nspec: {as: 64512, listenPort: 179}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: router}\nspec: {conf: {peerAs: 64513, neighborAddress: 198.51.100.1}, transport: {passiveMode: true}}\n",
-    );
-    for i in 0..ROUTES {
-        let _ = write!(
-            objects,
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default}}\nspec: {{type: LoadBalancer}}\n"
-        );
-    }
-    write(&dir, "objects.yaml", &objects)?;
-    write(
-        &dir,
-        "status/nodes.core/n1.yaml",
-        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nstatus: {conditions: [{type: Ready, status: 'True'}], addresses: [{type: InternalIP, address: 198.51.100.2}]}\n",
-    )?;
-    // The dir source reads one status overlay file per object.
-    for i in 0..ROUTES {
-        let ip = std::net::Ipv4Addr::from(0xc612_0001 + i);
+    // 10,000 Services, each holding one IP of a /16 Eip, as the controller would have written them;
+    // one objects directory per oxelb speaker, differing only in the Eip's advertisement.
+    let mut pid = 0;
+    // Each oxelb speaker's process, by address: only the round's announcer runs during a round
+    // (the others have no session then, and each re-reads 10,000 files every 200 ms, which would
+    // take CPU from FRR on this 2-core machine).
+    let mut speakers: Vec<(&str, u32)> = Vec::new();
+    let mut objects = String::new();
+    for (name, address, eip) in EIPS {
+        let dir = lab.dir().join(format!("objects-{name}"));
+        let text = speaker_objects(name, address, eip);
+        write(&dir, "objects.yaml", &text)?;
         write(
             &dir,
-            &format!("status/services.core/default/s{i}.yaml"),
+            &format!("status/nodes.core/{name}.yaml"),
             &format!(
-                "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default, finalizers: [finalizer.lb.kubesphere.io/v1alpha1]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
+                "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nstatus: {{conditions: [{{type: Ready, status: 'True'}}], addresses: [{{type: InternalIP, address: {address}}}]}}\n"
             ),
         )?;
+        // The dir source reads one status overlay file per object.
+        for i in 0..ROUTES {
+            let ip = std::net::Ipv4Addr::from(0xc612_0001 + i);
+            write(
+                &dir,
+                &format!("status/services.core/default/s{i}.yaml"),
+                &format!(
+                    "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default, finalizers: [finalizer.lb.kubesphere.io/v1alpha1]}}\nstatus: {{loadBalancer: {{ingress: [{{ip: {ip}}}]}}}}\n"
+                ),
+            )?;
+        }
+        let ns = [&node, &tagged_node, &aggregated_node][usize::from(name.as_bytes()[1] - b'1')];
+        let command = ns.speaker(env!("CARGO_BIN_EXE_oxelb-speaker"), &dir, name, "warn");
+        let spawned = lab.spawn(&format!("speaker-{name}"), command)?;
+        speakers.push((address, spawned));
+        if address == OXELB {
+            pid = spawned;
+            objects = text;
+        }
     }
-    let command = node.speaker(env!("CARGO_BIN_EXE_oxelb-speaker"), &dir, "n1", "warn");
-    let pid = lab.spawn("speaker", command)?;
+    let dir = lab.dir().join("objects-n1");
 
-    // One unmeasured round each (the speaker reads its 10,000 objects meanwhile; FRR's first
-    // table allocates), then alternate: A B B A A B ...
-    let mut order = vec![OXELB, GOBGP];
-    order.extend((0..2 * ROUNDS).map(|i| if (i + 1) % 4 < 2 { OXELB } else { GOBGP }));
+    // One unmeasured round each (the speakers read their 10,000 objects meanwhile; FRR's first
+    // table allocates), then alternate forwards and backwards: A B C D D C B A A B ...
+    let mut order = ANNOUNCERS.to_vec();
+    for i in 0..ROUNDS {
+        let mut block = ANNOUNCERS;
+        if i % 2 == 1 {
+            block.reverse();
+        }
+        order.extend(block);
+    }
     let mut rounds = Vec::new();
     for (i, announcer) in order.into_iter().enumerate() {
+        for (address, speaker) in &speakers {
+            signal(*speaker, if *address == announcer { "-CONT" } else { "-STOP" })?;
+        }
         let round = round(&frr, announcer)?;
-        if i >= 2 {
+        if i >= ANNOUNCERS.len() {
             rounds.push(round);
         }
+    }
+    for (_, speaker) in &speakers {
+        signal(*speaker, "-CONT")?;
+    }
+    // The extra routers' RSS part below has oxelb and gobgpd only.
+    for announcer in [TAGGED, AGGREGATED] {
+        frr.configure_bgp(64513, &format!("neighbor {announcer} shutdown"))?;
     }
     // Let both recorders write out the last round before stopping them.
     std::thread::sleep(Duration::from_secs(1));
@@ -191,10 +257,10 @@ fn main() -> Result<(), LabError> {
     let installs = route_installs(&lab.log("routes"));
 
     println!(
-        "{ROUTES} /32 from each announcer, one session up at a time, into an empty FRR; from Established (the handshake's last KEEPALIVE on the wire):"
+        "{ROUTES} /32 from each announcer ({AGGREGATES} /24 from the aggregating one), one session up at a time, into an empty FRR; from Established (the handshake's last KEEPALIVE on the wire):"
     );
     println!("round  announcer   in FRR's kernel   in FRR's BGP table (poll)   last prefix on the wire");
-    let mut figures: [[Vec<f64>; 3]; 2] = Default::default();
+    let mut figures: [[Vec<f64>; 3]; 4] = Default::default();
     for (i, round) in rounds.iter().enumerate() {
         let Some(f) = figures_of(&messages, &installs, round) else {
             println!(
@@ -205,7 +271,7 @@ fn main() -> Result<(), LabError> {
             continue;
         };
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let slot = usize::from(round.announcer == GOBGP);
+        let slot = ANNOUNCERS.iter().position(|a| *a == round.announcer).unwrap_or(0);
         for (list, value) in figures[slot].iter_mut().zip([f.kernel, f.table, f.wire]) {
             list.push(ms(value));
         }
@@ -219,12 +285,38 @@ fn main() -> Result<(), LabError> {
             ms(f.wire),
         );
     }
-    let [ours, theirs] = figures.clone().map(|lists| lists.map(median));
+    let [ours, tagged, aggregated, theirs] = figures.clone().map(|lists| lists.map(median));
     println!("median of {ROUNDS} rounds");
-    for (who, m) in [("oxelb speaker", ours), ("gobgpd", theirs)] {
+    for (who, m) in [
+        ("oxelb speaker", ours),
+        ("+ communities", tagged),
+        ("aggregated", aggregated),
+        ("gobgpd", theirs),
+    ] {
         println!(
             "       {who:<13}  {:>7.0} ms   {:>8.0} ms                {:>10.1} ms",
             m[0], m[1], m[2]
+        );
+    }
+    // The plain speaker's own spread (min..max over its rounds) is the noise the communities case
+    // is judged against, for each figure.
+    let spread = |list: &[f64]| {
+        let lo = list.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = list.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{lo:.0}..{hi:.0}")
+    };
+    for (i, what) in [
+        (0, "FRR's kernel full"),
+        (1, "FRR's BGP table full (poll)"),
+        (2, "last prefix on the wire"),
+    ] {
+        println!(
+            "with communities vs without, {what}: {:.1} ms ({}) vs {:.1} ms ({}): ratio {:.2}",
+            tagged[i],
+            spread(&figures[1][i]),
+            ours[i],
+            spread(&figures[0][i]),
+            tagged[i] / ours[i].max(1e-9)
         );
     }
     println!(
@@ -265,13 +357,47 @@ fn main() -> Result<(), LabError> {
 }
 
 fn name(announcer: &str) -> &'static str {
-    if announcer == OXELB { "oxelb" } else { "gobgpd" }
+    match announcer {
+        OXELB => "oxelb",
+        TAGGED => "oxelb+com",
+        AGGREGATED => "oxelb/24",
+        _ => "gobgpd",
+    }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to a speaker this benchmark started.
+fn signal(pid: u32, signal: &str) -> Result<(), LabError> {
+    oxelb_tests::lab::run("kill", &[signal, &pid.to_string()]).map(drop)
+}
+
+/// The prefixes `announcer` sends: ROUTES host routes, or their /24 aggregates.
+fn expected(announcer: &str) -> u32 {
+    if announcer == AGGREGATED {
+        AGGREGATES
+    } else {
+        ROUTES
+    }
+}
+
+/// The objects of speaker `node` at `address`: its Node, the Eip with `eip` as spec, BgpConf,
+/// the passive BgpPeer to FRR and the 10,000 Services.
+fn speaker_objects(node: &str, address: &str, eip: &str) -> String {
+    let mut objects = format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: {node}}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {{name: bench}}\nspec: {eip}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {{name: default}}\nspec: {{as: 64512, listenPort: 179, routerId: {address}}}\n---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {{name: router}}\nspec: {{conf: {{peerAs: 64513, neighborAddress: 198.51.100.1}}, transport: {{passiveMode: true}}}}\n",
+    );
+    for i in 0..ROUTES {
+        let _ = write!(
+            objects,
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default}}\nspec: {{type: LoadBalancer}}\n"
+        );
+    }
+    objects
 }
 
 /// Empties FRR (both announcers shut down, its table and kernel routes gone), brings up the
 /// session with `announcer` and times it until FRR holds all ROUTES.
 fn round(frr: &Frr, announcer: &'static str) -> Result<Round, LabError> {
-    for neighbor in [OXELB, GOBGP] {
+    for neighbor in ANNOUNCERS {
         frr.configure_bgp(64513, &format!("neighbor {neighbor} shutdown"))?;
     }
     wait_until(
@@ -305,7 +431,7 @@ fn round(frr: &Frr, announcer: &'static str) -> Result<Round, LabError> {
                 .map_err(|e| e.to_string())?;
             let peer = &summary["peers"][announcer];
             let received = peer["pfxRcd"].as_u64().unwrap_or(0);
-            if peer["state"].as_str() == Some("Established") && received >= u64::from(ROUTES) {
+            if peer["state"].as_str() == Some("Established") && received >= u64::from(expected(announcer)) {
                 return Ok((SystemTime::now(), short_at));
             }
             short_at = polled;
@@ -318,7 +444,7 @@ fn round(frr: &Frr, announcer: &'static str) -> Result<Round, LabError> {
         Duration::from_millis(20),
         || {
             let count = kernel_routes(frr).map_err(|e| e.to_string())?;
-            if count >= ROUTES as usize {
+            if count >= expected(announcer) as usize {
                 Ok(SystemTime::now())
             } else {
                 Err(format!("{count} in the kernel"))
@@ -361,7 +487,7 @@ fn figures_of(messages: &[BgpMessage], installs: &[Duration], round: &Round) -> 
         if m.from != frr {
             announced += m.announced;
         }
-        announced >= ROUTES
+        announced >= expected(round.announcer)
     })?;
     let since_epoch = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).ok();
     let full_by = since_epoch(round.full_by)?;

@@ -120,28 +120,6 @@ pub fn desired(
     out.into_iter().collect()
 }
 
-/// The host routes (/32, /128) this node announces over BGP: the `bgp` IPs, while the node may
-/// receive load-balancer traffic and, for `externalTrafficPolicy: Local`, hosts a ready endpoint.
-/// Every eligible node announces itself as next hop, so routers spread traffic over them (ECMP).
-pub fn bgp_routes(
-    desired: &BTreeMap<IpAddr, Announcement>,
-    node: &crate::node::NodeFacts,
-) -> BTreeSet<IpAddr> {
-    if !node.eligible() {
-        return BTreeSet::new();
-    }
-    desired
-        .values()
-        .filter(|a| a.protocol == EipProtocol::Bgp)
-        .filter(|a| {
-            a.local_nodes
-                .as_ref()
-                .is_none_or(|nodes| nodes.contains(&node.name))
-        })
-        .map(|a| a.ip)
-        .collect()
-}
-
 /// The nodes with a ready endpoint, by Service (namespace, name), as [`endpoint_nodes`] finds them.
 fn ready_nodes_by_service(slices: &[Arc<EndpointSlice>]) -> BTreeMap<(&str, &str), BTreeSet<&str>> {
     let mut out: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
@@ -315,7 +293,13 @@ mod tests {
         };
         let ips = |v: &[&str]| {
             v.iter()
-                .map(|s| s.parse::<IpAddr>().unwrap())
+                .map(|s| oxelb_bgp::wire::Prefix::host(s.parse::<IpAddr>().unwrap()))
+                .collect::<BTreeSet<_>>()
+        };
+        let none = BTreeMap::new();
+        let bgp_routes = |d: &BTreeMap<IpAddr, Announcement>, node: &crate::node::NodeFacts| {
+            crate::policy::bgp_routes(d, node, &none)
+                .into_keys()
                 .collect::<BTreeSet<_>>()
         };
         assert_eq!(bgp_routes(&d, &facts("n1", true)), ips(&["198.51.100.1"]));

@@ -13,6 +13,7 @@ pub mod layer2;
 pub mod liveness;
 pub mod node;
 pub mod planner;
+pub mod policy;
 pub mod reach;
 pub mod sessions;
 pub mod shape;

@@ -33,9 +33,12 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use oxelb_bgp::wire::{Prefix, Routes};
+
 use crate::{
-    desired::{Announcement, bgp_routes, desired},
+    desired::{Announcement, desired},
     node::NodeFacts,
+    policy::{self, BgpRoute, PolicyProblem, PoolPolicy},
     sessions::{SessionPlan, diff, plan, resolve_passwords},
 };
 
@@ -65,8 +68,18 @@ pub struct SpeakerState {
     pub announcements: BTreeMap<IpAddr, Announcement>,
     /// The BGP sessions and listener of this node.
     pub sessions: SessionPlan,
-    /// The host routes this node announces over BGP.
-    pub bgp_routes: BTreeSet<IpAddr>,
+    /// The routes this node announces over BGP (host routes, or a pool's aggregates), with their
+    /// pool and attributes.
+    pub bgp_routes: BTreeMap<Prefix, BgpRoute>,
+    /// The routes each session (by BgpPeer name) gets: `bgp_routes` of the pools whose
+    /// `peerSelector` selects the peer.
+    pub peer_routes: BTreeMap<String, Arc<Routes>>,
+    /// The announcement policy of each Eip that has `spec.advertisement` (`Eip.spec.advertisement`).
+    pub policies: BTreeMap<String, PoolPolicy>,
+    /// The nodes each layer2/vip pool with a `nodeSelector` may be answered from.
+    pub layer2_nodes: BTreeMap<String, BTreeSet<String>>,
+    /// Pools whose policy is malformed or cannot apply.
+    pub policy_problems: Vec<PolicyProblem>,
 }
 
 /// The objects the speaker reads.
@@ -114,30 +127,56 @@ impl SpeakerSnapshot {
     }
 }
 
-/// The desired state of node `node_name` (pure).
+/// The desired state of node `node_name` (pure), with no policy applied before.
 pub fn compute(snapshot: &SpeakerSnapshot, node_name: &str) -> SpeakerState {
+    compute_with(snapshot, node_name, &BTreeMap::new())
+}
+
+/// The desired state of node `node_name` (pure); `last_good` are the pool policies applied
+/// before, kept for a pool whose `spec.advertisement` is now malformed.
+pub fn compute_with(
+    snapshot: &SpeakerSnapshot,
+    node_name: &str,
+    last_good: &BTreeMap<String, PoolPolicy>,
+) -> SpeakerState {
     let node = snapshot
         .nodes
         .iter()
         .find(|n| n.metadata.name.as_deref() == Some(node_name))
         .map(NodeFacts::of);
+    let nodes: Vec<NodeFacts> = snapshot.nodes.iter().map(NodeFacts::of).collect();
     let announcements = desired(&snapshot.services, &snapshot.eips, &snapshot.endpoint_slices);
-    let (sessions, bgp_routes) = match &node {
+    let (policies, mut policy_problems) = policy::resolve(&snapshot.eips, last_good);
+    let (sessions, bgp_routes, peer_routes) = match &node {
         Some(facts) => {
             let (peers, problems) =
                 resolve_passwords(&snapshot.bgp_peers, &snapshot.secret_data(), &snapshot.namespace);
             let mut plan = plan(&snapshot.bgp_confs, &peers, facts);
             plan.problems.extend(problems);
-            (plan, bgp_routes(&announcements, facts))
+            let routes = policy::bgp_routes(&announcements, facts, &policies);
+            let per_peer = policy::peer_routes(&routes, &plan, &snapshot.bgp_peers, &policies);
+            (plan, routes, per_peer)
         }
-        None => (SessionPlan::default(), BTreeSet::new()),
+        None => (SessionPlan::default(), BTreeMap::new(), BTreeMap::new()),
     };
+    policy_problems.extend(policy::not_applied(
+        &snapshot.eips,
+        &policies,
+        &nodes,
+        &snapshot.bgp_peers,
+        &sessions,
+    ));
+    let layer2_nodes = policy::layer2_nodes(&snapshot.eips, &policies, &nodes);
     SpeakerState {
         node,
-        nodes: snapshot.nodes.iter().map(NodeFacts::of).collect(),
+        nodes,
         announcements,
         sessions,
         bgp_routes,
+        peer_routes,
+        policies,
+        layer2_nodes,
+        policy_problems,
     }
 }
 
@@ -216,13 +255,16 @@ pub async fn run(
     let mut changes = tracker.changes();
     // The state last published: the announcers hold the same `Arc`, not copies.
     let mut current = Arc::new(SpeakerState::default());
-    let mut said: BTreeMap<String, String> = BTreeMap::new();
+    let mut said: BTreeMap<(String, &'static str), String> = BTreeMap::new();
+    // The pool policies last applied: a malformed edit (no webhook in front of `dir:`) keeps them.
+    let mut last_good: BTreeMap<String, PoolPolicy> = BTreeMap::new();
     let mut written_identity = None;
     loop {
         changes.borrow_and_update();
         let started = std::time::Instant::now();
         let snapshot = indexes.snapshot();
-        let next = compute(&snapshot, &node_name);
+        let next = compute_with(&snapshot, &node_name, &last_good);
+        last_good.clone_from(&next.policies);
         let spent = started.elapsed();
         if next.node.is_none() && current.node.is_none() {
             warn!(node = %node_name, "no Node object of this name: nothing is announced (set --node-name / NODE_NAME to the node's name)");
@@ -262,41 +304,54 @@ pub async fn run(
     }
 }
 
-/// Every problem of the state as (object, message): BgpConf/BgpPeer problems and unusable layer2
-/// interfaces.
-fn problems(state: &SpeakerState) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = state
-        .sessions
-        .problems
-        .iter()
-        .map(|p| (p.object.clone(), p.message.clone()))
-        .collect();
+/// A problem to say: (object, Event reason, message).
+type Said = (String, &'static str, String);
+
+/// Every problem of the state as (object, reason, message), one per object and reason (messages
+/// joined): BgpConf/BgpPeer problems, unusable layer2 interfaces and pool policies that are
+/// malformed (`InvalidConfig`) or cannot apply (`PolicyNotApplied`).
+fn problems(state: &SpeakerState) -> Vec<Said> {
+    let mut merged: BTreeMap<(String, &'static str), Vec<String>> = BTreeMap::new();
+    let mut add = |object: String, reason: &'static str, message: String| {
+        merged.entry((object, reason)).or_default().push(message);
+    };
+    for p in &state.sessions.problems {
+        add(p.object.clone(), "InvalidConfig", p.message.clone());
+    }
+    for p in &state.policy_problems {
+        add(format!("Eip/{}", p.pool), p.reason, p.message.clone());
+    }
     let mut seen = BTreeSet::new();
     for a in state.announcements.values() {
         if let Some(Err(error)) = &a.interface
             && seen.insert(a.pool.clone())
         {
-            out.push((
+            add(
                 format!("Eip/{}", a.pool),
+                "InvalidConfig",
                 format!("spec.interface: {error}; its IPs are not announced"),
-            ));
+            );
         }
     }
-    out
+    merged
+        .into_iter()
+        .map(|((object, reason), messages)| (object, reason, messages.join("; ")))
+        .collect()
 }
 
 async fn report_problems(
     writer: &Writer,
     snapshot: &SpeakerSnapshot,
-    problems: &[(String, String)],
-    said: &mut BTreeMap<String, String>,
+    problems: &[Said],
+    said: &mut BTreeMap<(String, &'static str), String>,
 ) {
-    said.retain(|object, _| problems.iter().any(|(o, _)| o == object));
-    for (object, message) in problems {
-        if said.get(object) == Some(message) {
+    said.retain(|(object, reason), _| problems.iter().any(|(o, r, _)| o == object && r == reason));
+    for (object, reason, message) in problems {
+        let key = (object.clone(), *reason);
+        if said.get(&key) == Some(message) {
             continue;
         }
-        warn!(object = %object, problem = %message, "configuration problem");
+        warn!(object = %object, reason = %reason, problem = %message, "configuration problem");
         let regarding = match object.split_once('/') {
             Some(("BgpPeer", name)) => snapshot
                 .bgp_peers
@@ -319,7 +374,7 @@ async fn report_problems(
             let event = EventRecord {
                 regarding,
                 type_: EventType::Warning,
-                reason: "InvalidConfig".into(),
+                reason: (*reason).into(),
                 action: "Announce".into(),
                 note: Some(message.clone()),
             };
@@ -327,19 +382,21 @@ async fn report_problems(
                 warn!(%error, "cannot publish Event");
             }
         }
-        said.insert(object.clone(), message.clone());
+        said.insert(key, message.clone());
     }
 }
 
 fn log_changes(old: &SpeakerState, new: &SpeakerState, node: &str) {
     let announce: Vec<String> = new
         .bgp_routes
-        .difference(&old.bgp_routes)
-        .map(ToString::to_string)
+        .iter()
+        .filter(|(prefix, route)| old.bgp_routes.get(prefix) != Some(route))
+        .map(|(prefix, _)| prefix.to_string())
         .collect();
     let withdraw: Vec<String> = old
         .bgp_routes
-        .difference(&new.bgp_routes)
+        .keys()
+        .filter(|prefix| !new.bgp_routes.contains_key(prefix))
         .map(ToString::to_string)
         .collect();
     let changes = diff(&old.sessions, &new.sessions);
@@ -413,21 +470,21 @@ mod tests {
         };
         let state = compute(&snapshot, "n1");
         assert_eq!(
-            state.bgp_routes,
-            ["198.51.100.5".parse::<IpAddr>().unwrap()].into()
+            state.bgp_routes.keys().copied().collect::<Vec<_>>(),
+            [Prefix::host("198.51.100.5".parse::<IpAddr>().unwrap())]
         );
         assert_eq!(state.sessions.sessions.keys().collect::<Vec<_>>(), vec!["r1"]);
         let found = problems(&state);
         assert!(
             found
                 .iter()
-                .any(|(o, m)| o == "BgpPeer/bad" && m.contains("neighborAddress")),
+                .any(|(o, _, m)| o == "BgpPeer/bad" && m.contains("neighborAddress")),
             "{found:?}"
         );
         assert!(
             found
                 .iter()
-                .any(|(o, m)| o == "Eip/l2" && m.contains("spec.interface")),
+                .any(|(o, _, m)| o == "Eip/l2" && m.contains("spec.interface")),
             "{found:?}"
         );
 

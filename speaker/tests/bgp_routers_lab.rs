@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bgp_support::{POLL, WAIT, lan, objects_dir, plain, service_overlay, start_speaker, tail, write};
 use oxelb_tests::{
     lab::{Lab, LabError, Ns, lab_or_skip, wait_until},
-    routers::{Neighbor, Router, RouterKind, RouterSetup},
+    routers::{Neighbor, PathView, Router, RouterKind, RouterSetup},
 };
 
 const ROUTER_V4: &str = "198.51.100.1";
@@ -129,13 +129,21 @@ fn expect_hops(router: &Router, lab: &Lab, prefix: &str, want: &[&str]) -> Resul
             Ok(())
         } else {
             Err(format!(
-                "table {hops:?}, kernel {kernel:?}\nrouter: {}\nspeaker n1: {}\nspeaker n2: {}",
-                router.sessions(),
-                tail(&lab.log("speaker-n1")),
-                tail(&lab.log("speaker-n2"))
+                "table {hops:?}, kernel {kernel:?}\n{}",
+                context(router, lab)
             ))
         }
     })
+}
+
+/// What the router and both speakers say, for a failure message.
+fn context(router: &Router, lab: &Lab) -> String {
+    format!(
+        "router: {}\nspeaker n1: {}\nspeaker n2: {}",
+        router.sessions(),
+        tail(&lab.log("speaker-n1")),
+        tail(&lab.log("speaker-n2"))
+    )
 }
 
 /// Waits until the router has the session with `neighbor` Established.
@@ -471,5 +479,216 @@ fn route_refresh_sends_the_table_again_without_a_reset(kind: RouterKind) -> Resu
         "one session for the whole test: {log}"
     );
     assert_eq!(router.next_hops("203.0.113.5/32")?, [N1]);
+    Ok(())
+}
+
+// Per-pool announcement policy (`Eip.spec.advertisement`, issue 14).
+against!(pool_policy_attributes_selectors_and_aggregate: frr => Frr, bird => Bird, gobgp => Gobgp);
+against!(pool_local_pref_reaches_ibgp_peers: frr => Frr, bird => Bird, gobgp => Gobgp);
+
+/// The objects of the policy scenarios: Nodes n1 (labelled `edge: "true"`) and n2, BgpConf AS
+/// `asn`, BgpPeers `blue` (label `vrf: blue`, from n1) and `red` (label `vrf: red`, from n2) to
+/// the router in `peer_as`, the Eips `tagged` (203.0.113.0/28, with `tagged`'s block), `edge`
+/// (203.0.113.16/28, nodeSelector edge), `agg` (203.0.113.32/28, aggregationLength 28 and a
+/// community) and `plain` (203.0.113.48/28), and the Service default/web.
+fn policy_objects(asn: u32, peer_as: u32, tagged: &str) -> String {
+    let eip = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {{name: {name}}}\nspec: {spec}\n---\n"
+        )
+    };
+    let bgp_peer = |name: &str, node: &str| {
+        format!(
+            "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {{name: {name}, labels: {{vrf: {name}}}}}\nspec: {{nodeSelector: {{matchLabels: {{kubernetes.io/hostname: {node}}}}}, conf: {{peerAs: {peer_as}, neighborAddress: '{ROUTER_V4}'}}, timers: {{config: {{connectRetry: '1'}}}}}}\n---\n"
+        )
+    };
+    let mut out = String::new();
+    out.push_str("apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {kubernetes.io/hostname: n1, edge: 'true'}}\n---\n");
+    out.push_str(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n2, labels: {kubernetes.io/hostname: n2}}\n---\n",
+    );
+    out.push_str(&eip(
+        "tagged",
+        &format!("{{address: 203.0.113.0/28, advertisement: {tagged}}}"),
+    ));
+    out.push_str(&eip(
+        "edge",
+        "{address: 203.0.113.16/28, advertisement: {nodeSelector: {matchLabels: {edge: 'true'}}}}",
+    ));
+    out.push_str(&eip(
+        "agg",
+        "{address: 203.0.113.32/28, advertisement: {aggregationLength: 28, communities: ['65000:300']}}",
+    ));
+    out.push_str(&eip("plain", "{address: 203.0.113.48/28}"));
+    out.push_str(&format!(
+        "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {{name: default}}\nspec: {{as: {asn}, listenPort: -1}}\n---\n"
+    ));
+    out.push_str(&bgp_peer("blue", "n1"));
+    out.push_str(&bgp_peer("red", "n2"));
+    out.push_str("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default, annotations: {lb.kubesphere.io/v1alpha1: openelb}}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n");
+    out
+}
+
+/// The Service's IPs in the policy scenarios: one per pool.
+const POLICY_IPS: [&str; 4] = ["203.0.113.5", "203.0.113.20", "203.0.113.33", "203.0.113.50"];
+
+/// Waits until the router's paths of `prefix` are `want` (next hop, communities, large
+/// communities; LOCAL_PREF too where `want` sets it).
+fn expect_paths(router: &Router, lab: &Lab, prefix: &str, want: &[PathView]) -> Result<(), LabError> {
+    wait_until(&format!("paths {want:?} for {prefix}"), WAIT, POLL, || {
+        let mut got = router.paths(prefix).map_err(|e| e.to_string())?;
+        for (path, wanted) in got.iter_mut().zip(want) {
+            if wanted.local_pref.is_none() {
+                path.local_pref = None;
+            }
+        }
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("got {got:?}\n{}", context(router, lab)))
+        }
+    })
+}
+
+fn path(next_hop: &str, communities: &[&str], large: &[&str]) -> PathView {
+    PathView {
+        next_hop: next_hop.into(),
+        communities: communities.iter().map(|c| (*c).to_owned()).collect(),
+        large_communities: large.iter().map(|c| (*c).to_owned()).collect(),
+        local_pref: None,
+    }
+}
+
+/// Speaker `node`'s log lines saying its BGP session came up (a policy change must add none).
+fn established_count(lab: &Lab, node: &str) -> usize {
+    plain(&lab.log(&format!("speaker-{node}")))
+        .matches("BGP session established")
+        .count()
+}
+
+/// eBGP from two nodes to one router. The router shows each pool as its policy says: communities
+/// (`no-export` as 65535:65281) and a large community on `tagged`, only from n1 because its
+/// `peerSelector` picks BgpPeer `blue` (n2's BgpPeer `red` never receives it); `edge` only from
+/// n1, the node its `nodeSelector` picks; `agg` as the covering /28 from both nodes (no /32);
+/// `plain` from both, untagged. Then the policy is edited: the router sees the new communities
+/// with no session re-established; then a malformed edit (no webhook in `dir:` mode) changes
+/// nothing the router has, and the speaker says a Warning naming the field.
+fn pool_policy_attributes_selectors_and_aggregate(kind: RouterKind) -> Result<(), LabError> {
+    let nodes = [("n1", N1), ("n2", N2)];
+    let routers = setup(vec![Neighbor::new(N1, 64512), Neighbor::new(N2, 64512)]);
+    let Some((mut lab, router, ns)) = start(kind, "pool_policy", &nodes, &routers)? else {
+        return Ok(());
+    };
+    let tagged = "{communities: ['65000:100', no-export], largeCommunities: ['64512:1:2'], peerSelector: {matchLabels: {vrf: blue}}}";
+    let dir = speakers(
+        &mut lab,
+        &ns,
+        &nodes,
+        &policy_objects(64512, 64513, tagged),
+        &POLICY_IPS,
+    )?;
+    expect_paths(
+        &router,
+        &lab,
+        "203.0.113.50/32",
+        &[path(N1, &[], &[]), path(N2, &[], &[])],
+    )?;
+    expect_paths(
+        &router,
+        &lab,
+        "203.0.113.5/32",
+        &[path(N1, &["65000:100", "65535:65281"], &["64512:1:2"])],
+    )?;
+    expect_paths(&router, &lab, "203.0.113.20/32", &[path(N1, &[], &[])])?;
+    expect_paths(
+        &router,
+        &lab,
+        "203.0.113.32/28",
+        &[path(N1, &["65000:300"], &[]), path(N2, &["65000:300"], &[])],
+    )?;
+    assert!(
+        router.paths("203.0.113.33/32")?.is_empty(),
+        "aggregated: no host route"
+    );
+    let sessions = (established_count(&lab, "n1"), established_count(&lab, "n2"));
+
+    // `tagged` edited to `communities`, still for BgpPeer blue.
+    let edit = |communities: &str| {
+        let block = format!("{{communities: {communities}, peerSelector: {{matchLabels: {{vrf: blue}}}}}}");
+        write(&dir, "objects.yaml", &policy_objects(64512, 64513, &block));
+    };
+    // A policy change: new communities, no large community; re-announced on the same session.
+    edit("['65000:200']");
+    expect_paths(&router, &lab, "203.0.113.5/32", &[path(N1, &["65000:200"], &[])])?;
+    // A malformed edit: the Warning names the field, and the router keeps what it has.
+    edit("[no-exprot]");
+    wait_until("n1's Warning naming the field", WAIT, POLL, || {
+        let log = plain(&lab.log("speaker-n1"));
+        if log.contains("spec.advertisement.communities[0]") && log.contains("no-exprot") {
+            Ok(())
+        } else {
+            Err(tail(&log))
+        }
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    // BIRD reports a LOCAL_PREF even for eBGP routes (its internal default): not compared here.
+    let mut kept = router.paths("203.0.113.5/32")?;
+    kept.iter_mut().for_each(|p| p.local_pref = None);
+    assert_eq!(
+        kept,
+        [path(N1, &["65000:200"], &[])],
+        "a malformed edit changes nothing"
+    );
+    for prefix in ["203.0.113.5/32", "203.0.113.20/32"] {
+        assert!(
+            router.paths(prefix)?.iter().all(|p| p.next_hop != N2),
+            "n2 never announces {prefix}"
+        );
+    }
+    assert!(router.established(N1)? && router.established(N2)?);
+    assert_eq!(
+        (established_count(&lab, "n1"), established_count(&lab, "n2")),
+        sessions,
+        "no session re-established for a policy change"
+    );
+    Ok(())
+}
+
+/// iBGP (router and nodes in AS 64512): `tagged` carries its `localPref` 300, the other pools
+/// the default 100.
+fn pool_local_pref_reaches_ibgp_peers(kind: RouterKind) -> Result<(), LabError> {
+    let nodes = [("n1", N1), ("n2", N2)];
+    let mut routers = setup(vec![Neighbor::new(N1, 64512), Neighbor::new(N2, 64512)]);
+    routers.asn = 64512;
+    let Some((mut lab, router, ns)) = start(kind, "pool_local_pref", &nodes, &routers)? else {
+        return Ok(());
+    };
+    let tagged = "{localPref: 300, communities: ['65000:100']}";
+    speakers(
+        &mut lab,
+        &ns,
+        &nodes,
+        &policy_objects(64512, 64512, tagged),
+        &POLICY_IPS,
+    )?;
+    let with_pref = |hop: &str, communities: &[&str], pref: u32| PathView {
+        local_pref: Some(pref),
+        ..path(hop, communities, &[])
+    };
+    expect_paths(
+        &router,
+        &lab,
+        "203.0.113.5/32",
+        &[
+            with_pref(N1, &["65000:100"], 300),
+            with_pref(N2, &["65000:100"], 300),
+        ],
+    )?;
+    expect_paths(
+        &router,
+        &lab,
+        "203.0.113.50/32",
+        &[with_pref(N1, &[], 100), with_pref(N2, &[], 100)],
+    )?;
     Ok(())
 }

@@ -576,6 +576,43 @@ pub struct RouterSetup {
     pub listen_port: Option<u16>,
 }
 
+/// One path of a prefix in a router's BGP table, with the attributes a per-pool policy sets
+/// (`Eip.spec.advertisement`), the same for every kind of router.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PathView {
+    /// The next hop.
+    pub next_hop: String,
+    /// Standard communities as `ASN:VALUE` (numbers, well-known names resolved), sorted.
+    pub communities: Vec<String>,
+    /// Large communities as `A:B:C`, sorted.
+    pub large_communities: Vec<String>,
+    /// LOCAL_PREF as the router holds it.
+    pub local_pref: Option<u32>,
+}
+
+fn community_text(value: u32) -> String {
+    format!("{}:{}", value >> 16, value & 0xffff)
+}
+
+/// FRR's community string (`65000:100 no-export`): each word, well-known names resolved.
+fn frr_communities(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|word| match oxelb_crds::community::parse_community(word) {
+            Ok(c) => community_text(c.0),
+            Err(_) => word.to_owned(),
+        })
+        .collect()
+}
+
+/// The numbers inside BIRD's parenthesised tuples: `(65000,100) (65535,65281)` -> `65000:100`, ...
+fn bird_tuples(text: &str) -> Vec<String> {
+    text.split('(')
+        .filter_map(|part| part.split(')').next())
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| t.split(',').map(str::trim).collect::<Vec<_>>().join(":"))
+        .collect()
+}
+
 /// A running router of any [`RouterKind`], queried the same way for every kind.
 pub enum Router {
     /// FRR.
@@ -618,6 +655,12 @@ fn bird_setup_conf(setup: &RouterSetup) -> String {
         }
         if n.graceful_restart {
             options.push_str("  graceful restart on;\n");
+        }
+        if n.asn == setup.asn {
+            // iBGP: BIRD treats the session as multihop and resolves next hops through an IGP
+            // table by default; the nodes share the router's LAN, so it is a direct session
+            // (next hops directly connected).
+            options.push_str("  direct;\n");
         }
         if n.bfd.is_some() {
             // After a session error (BFD Down is one) BIRD accepts and makes no connection for
@@ -745,6 +788,123 @@ impl Router {
         hops.sort();
         hops.dedup();
         Ok(hops)
+    }
+
+    /// Every path of `prefix` in the router's BGP table with its communities, large communities
+    /// and LOCAL_PREF (empty when absent), sorted by next hop.
+    pub fn paths(&self, prefix: &str) -> Result<Vec<PathView>, LabError> {
+        let family = if prefix.contains(':') { "ipv6" } else { "ipv4" };
+        let mut out: Vec<PathView> = match self {
+            Self::Frr(frr) => {
+                let value = frr.json(&format!("show bgp {family} unicast {prefix} json"))?;
+                value["paths"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| PathView {
+                        next_hop: p["nexthops"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|h| h["scope"].as_str() != Some("link-local"))
+                            .and_then(|h| h["ip"].as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        communities: frr_communities(p["community"]["string"].as_str().unwrap_or_default()),
+                        large_communities: p["largeCommunity"]["string"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .map(str::to_owned)
+                            .collect(),
+                        local_pref: p["locPrf"].as_u64().and_then(|v| u32::try_from(v).ok()),
+                    })
+                    .collect()
+            }
+            // `show route <prefix> all` (exactly that prefix): each path starts with a `unicast [...]` line, then its
+            // `via` and `BGP.*` lines.
+            Self::Bird(bird, _) => {
+                // birdc exits non-zero ("Network not found") when the prefix is absent.
+                let text = match bird.birdc(&["show", "route", prefix, "all"]) {
+                    Ok(text) => text,
+                    Err(LabError::Command { .. }) => String::new(),
+                    Err(other) => return Err(other),
+                };
+                let mut paths: Vec<PathView> = Vec::new();
+                for line in text.lines() {
+                    let trimmed = line.trim();
+                    if line.contains("unicast [") {
+                        paths.push(PathView::default());
+                    }
+                    let Some(path) = paths.last_mut() else { continue };
+                    if let Some(via) = trimmed.strip_prefix("via ") {
+                        path.next_hop = via.split_whitespace().next().unwrap_or_default().to_owned();
+                    } else if let Some(v) = trimmed.strip_prefix("BGP.community:") {
+                        path.communities = bird_tuples(v);
+                    } else if let Some(v) = trimmed.strip_prefix("BGP.large_community:") {
+                        path.large_communities = bird_tuples(v);
+                    } else if let Some(v) = trimmed.strip_prefix("BGP.local_pref:") {
+                        path.local_pref = v.trim().parse().ok();
+                    }
+                }
+                paths
+            }
+            // `gobgp global rib -a <family> <prefix> -j`: {prefix: [{attrs: [{type, ...}], ...}]}.
+            Self::Gobgp(gobgp) => {
+                let text = gobgp.cli(&["global", "rib", "-a", family, prefix, "-j"])?;
+                let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                value[prefix]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        let mut view = PathView::default();
+                        for a in p["attrs"].as_array().into_iter().flatten() {
+                            match a["type"].as_u64() {
+                                Some(3) => {
+                                    view.next_hop = a["nexthop"].as_str().unwrap_or_default().to_owned()
+                                }
+                                Some(14) => {
+                                    view.next_hop = a["nexthop"].as_str().unwrap_or_default().to_owned()
+                                }
+                                Some(5) => {
+                                    view.local_pref = a["value"].as_u64().and_then(|v| u32::try_from(v).ok())
+                                }
+                                Some(8) => {
+                                    view.communities = a["communities"]
+                                        .as_array()
+                                        .into_iter()
+                                        .flatten()
+                                        .filter_map(|c| c.as_u64().and_then(|c| u32::try_from(c).ok()))
+                                        .map(community_text)
+                                        .collect()
+                                }
+                                Some(32) => {
+                                    view.large_communities = a["value"]
+                                        .as_array()
+                                        .into_iter()
+                                        .flatten()
+                                        // GoBGP's `LargeCommunity` has no JSON tags: its
+                                        // field names are the keys.
+                                        .map(|l| {
+                                            format!("{}:{}:{}", l["ASN"], l["LocalData1"], l["LocalData2"])
+                                        })
+                                        .collect()
+                                }
+                                _ => {}
+                            }
+                        }
+                        view
+                    })
+                    .collect()
+            }
+        };
+        for p in &mut out {
+            p.communities.sort();
+            p.large_communities.sort();
+        }
+        out.sort_by(|a, b| a.next_hop.cmp(&b.next_hop));
+        Ok(out)
     }
 
     /// The kernel's route to `prefix`, or `None` for a router that installs no kernel routes

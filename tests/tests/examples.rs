@@ -279,6 +279,9 @@ fn pools_are_valid_and_do_not_overlap(eips: &[Eip], lab: bool) {
                 .unwrap_or_else(|| panic!("Eip {name}: {protocol} needs spec.interface"));
             interface::parse(iface).unwrap_or_else(|e| panic!("Eip {name}: spec.interface: {e}"));
         }
+        if let Err(errors) = eip.spec.announce_policy() {
+            panic!("Eip {name}: the webhook refuses spec.advertisement: {errors:?}");
+        }
         if annotation(&eip.metadata, names::IS_DEFAULT_EIP_ANNOTATION) == Some(names::IS_DEFAULT_EIP_VALUE) {
             defaults.push(name.clone());
         }

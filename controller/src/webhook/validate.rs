@@ -7,7 +7,10 @@
 //!   in all; a dual-stack cluster needs one per family, and a single IPv4 default stays valid);
 //!   `spec.address` is immutable; `layer2`/`vip` need `spec.interface`, which must parse
 //!   (`can_reach:` a valid, non-loopback IP; not `lo`); `namespaces` are DNS-1123 labels and
-//!   `namespaceSelector` a map of valid label keys and values.
+//!   `namespaceSelector` a map of valid label keys and values; `advertisement` (extension, issue 14):
+//!   communities `ASN:VALUE` or a well-known name, large communities `A:B:C`, `localPref` and the
+//!   aggregation lengths in range, aggregation no shorter than the pool's blocks, BGP-only fields
+//!   only on bgp pools, selectors that can be evaluated with valid label keys and values.
 //! - BgpConf: named `default` (the only one speakers read); `as` in 1..=4294967295; `routerId` an
 //!   IPv4 address; `listenPort` in 1..=65535 or -1; `asPerRack` ASes in range.
 //! - BgpPeer: `conf.neighborAddress` an IP; `conf.peerAs` (and `localAs`) in range; timers numeric
@@ -132,6 +135,22 @@ pub fn validate_eip(eip: &Eip, old: Option<&Eip>, others: &[Eip]) -> Vec<Violati
             ));
         }
     }
+    if let Err(errors) = eip.spec.announce_policy() {
+        out.extend(
+            errors
+                .into_iter()
+                .map(|e| violation(e.field, e.problem.to_string())),
+        );
+    }
+    if let Some(block) = &eip.spec.advertisement {
+        for (name, selector) in [
+            ("peerSelector", &block.peer_selector),
+            ("nodeSelector", &block.node_selector),
+        ] {
+            let field = format!("spec.advertisement.{name}");
+            out.extend(selector_labels(selector.as_ref(), &field));
+        }
+    }
     for (key, value) in eip.spec.namespace_selector.iter().flatten() {
         if let Err(why) = label_key(key) {
             out.push(violation(
@@ -144,6 +163,46 @@ pub fn validate_eip(eip: &Eip, old: Option<&Eip>, others: &[Eip]) -> Vec<Violati
                 format!("spec.namespaceSelector[{key:?}]"),
                 format!("value {value:?} {why}"),
             ));
+        }
+    }
+    out
+}
+
+/// The label keys and values of a selector that are not valid labels.
+fn selector_labels(
+    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    field: &str,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let Some(selector) = selector else { return out };
+    for (key, value) in selector.match_labels.iter().flatten() {
+        let here = format!("{field}.matchLabels[{key:?}]");
+        // An empty key is reported by the policy's own selector check.
+        if !key.is_empty()
+            && let Err(why) = label_key(key)
+        {
+            out.push(violation(here.clone(), format!("key {why}")));
+        }
+        if let Err(why) = label_value(value) {
+            out.push(violation(here, format!("value {value:?} {why}")));
+        }
+    }
+    for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
+        if !e.key.is_empty()
+            && let Err(why) = label_key(&e.key)
+        {
+            out.push(violation(
+                format!("{field}.matchExpressions[{i}].key"),
+                format!("{:?} {why}", e.key),
+            ));
+        }
+        for (j, value) in e.values.iter().flatten().enumerate() {
+            if let Err(why) = label_value(value) {
+                out.push(violation(
+                    format!("{field}.matchExpressions[{i}].values[{j}]"),
+                    format!("{value:?} {why}"),
+                ));
+            }
         }
     }
     out

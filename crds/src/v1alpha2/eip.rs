@@ -7,6 +7,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::advertisement::{Advertisement, AdvertisementError, AnnouncePolicy};
 use crate::address::{self, AddressError, IpRange};
 use crate::interface::{self, InterfaceError, InterfaceSelector};
 
@@ -108,6 +109,10 @@ pub struct EipSpec {
     /// specify the namespace for allocation by selector: matched against the Namespace's labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<BTreeMap<String, String>>,
+    /// oxelb extension (not in OpenELB): the pool's announcement policy: BGP communities, large
+    /// communities, LOCAL_PREF, aggregation, and which BgpPeers and nodes announce it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertisement: Option<Advertisement>,
 }
 
 /// EipStatus defines the observed state of an Eip; written by the controller.
@@ -157,6 +162,15 @@ impl EipSpec {
             .as_deref()
             .filter(|value| !value.trim().is_empty())
             .map(interface::parse)
+    }
+
+    /// The announcement policy (`spec.advertisement`); the default policy when the block is absent.
+    /// An address that does not parse gives no policy errors (the address error is reported).
+    pub fn announce_policy(&self) -> Result<AnnouncePolicy, Vec<AdvertisementError>> {
+        match (&self.advertisement, self.parsed_address()) {
+            (Some(block), Ok(range)) => block.parse(self.protocol(), &range, &self.address),
+            _ => Ok(AnnouncePolicy::default()),
+        }
     }
 
     /// Whether `spec.disable` is set: no new allocations from this pool.

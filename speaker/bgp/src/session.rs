@@ -4,9 +4,11 @@
 //! I/O and timers, and feeds what happens back.
 //!
 //! Behaviour beyond the base FSM:
-//! - **Routes**: the caller hands the complete desired set ([`Input::Routes`]); the session sends
-//!   what changed since the last advertisement (announce, withdraw), only for negotiated families
-//!   with a next hop. Routes the router sends (echoes of ours included) are accepted and ignored.
+//! - **Routes**: the caller hands the complete desired set ([`Input::Routes`]: prefix to
+//!   attributes); the session sends what changed since the last advertisement: withdrawals for
+//!   prefixes gone, and announcements for prefixes new or whose attributes changed (a new UPDATE
+//!   for a prefix replaces the old route, RFC 4271 section 3.1: no withdraw first), only for
+//!   negotiated families with a next hop; the session itself is never reset for a route change. Routes the router sends (echoes of ours included) are accepted and ignored.
 //! - **End-of-RIB and restarts**: the initial table and an End-of-RIB per family (RFC 4724
 //!   section 2) go out only after [`Input::TableReady`]: an early, empty End-of-RIB would make a
 //!   graceful-restart helper flush the routes it kept for us.
@@ -22,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use crate::wire::{self, Family, OpenParams, Received, UpdateParams, WireError};
+use crate::wire::{self, Family, OpenParams, Prefix, Received, Routes, UpdateParams, WireError};
 
 /// A session's configuration (resolved by the speaker from BgpConf and BgpPeer).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,8 +119,8 @@ pub enum Input {
     Received(Vec<u8>),
     /// A timer armed by [`Output::Arm`] fired.
     Fired(Timer),
-    /// The complete set of host routes to announce (replaces the previous one).
-    Routes(BTreeSet<IpAddr>),
+    /// The complete set of routes to announce, with their attributes (replaces the previous one).
+    Routes(Routes),
     /// The route set is complete (the speaker's watches have synced): the initial table and
     /// End-of-RIB may go out.
     TableReady,
@@ -204,8 +206,8 @@ pub struct Session {
     buffer: Vec<u8>,
     negotiated: Option<Negotiated>,
     local: Option<IpAddr>,
-    desired: BTreeSet<IpAddr>,
-    advertised: BTreeSet<IpAddr>,
+    desired: Routes,
+    advertised: Routes,
     table_ready: bool,
     initial_sent: bool,
     /// Messages sent.
@@ -231,8 +233,8 @@ impl Session {
             buffer: Vec::new(),
             negotiated: None,
             local: None,
-            desired: BTreeSet::new(),
-            advertised: BTreeSet::new(),
+            desired: Routes::new(),
+            advertised: Routes::new(),
             table_ready: false,
             initial_sent: false,
             sent: MessageCounts::default(),
@@ -251,7 +253,7 @@ impl Session {
     }
 
     /// The routes the peer has from us.
-    pub fn advertised(&self) -> &BTreeSet<IpAddr> {
+    pub fn advertised(&self) -> &Routes {
         &self.advertised
     }
 
@@ -560,11 +562,11 @@ impl Session {
                         .is_some_and(|n| n.families.contains(&family))
                     && self.initial_sent
                 {
-                    let routes: BTreeSet<IpAddr> = self
+                    let routes: Routes = self
                         .advertised
                         .iter()
-                        .filter(|ip| Family::of(**ip) == family)
-                        .copied()
+                        .filter(|(prefix, _)| prefix.family() == family)
+                        .map(|(prefix, a)| (*prefix, a.clone()))
                         .collect();
                     if let Some(p) = self.update_params() {
                         for m in wire::announce(&routes, family, &p) {
@@ -622,21 +624,21 @@ impl Session {
     }
 
     /// The routes of negotiated families that have a next hop.
-    fn announceable(&self) -> BTreeSet<IpAddr> {
+    fn announceable(&self) -> Routes {
         let Some(n) = &self.negotiated else {
-            return BTreeSet::new();
+            return Routes::new();
         };
         let Some(p) = self.update_params() else {
-            return BTreeSet::new();
+            return Routes::new();
         };
         self.desired
             .iter()
-            .filter(|ip| n.families.contains(&Family::of(**ip)))
-            .filter(|ip| match ip {
-                IpAddr::V4(_) => p.next_hop_v4.is_some(),
-                IpAddr::V6(_) => p.next_hop_v6.is_some(),
+            .filter(|(prefix, _)| n.families.contains(&prefix.family()))
+            .filter(|(prefix, _)| match prefix.family() {
+                Family::Ipv4Unicast => p.next_hop_v4.is_some(),
+                Family::Ipv6Unicast => p.next_hop_v6.is_some(),
             })
-            .copied()
+            .map(|(prefix, a)| (*prefix, a.clone()))
             .collect()
     }
 
@@ -656,8 +658,18 @@ impl Session {
     fn sync_routes(&mut self, out: &mut Vec<Output>) {
         let Some(p) = self.update_params() else { return };
         let target = self.announceable();
-        let gone: BTreeSet<IpAddr> = self.advertised.difference(&target).copied().collect();
-        let new: BTreeSet<IpAddr> = target.difference(&self.advertised).copied().collect();
+        let gone: BTreeSet<Prefix> = self
+            .advertised
+            .keys()
+            .filter(|prefix| !target.contains_key(prefix))
+            .copied()
+            .collect();
+        // New prefixes, and prefixes whose attributes changed (the UPDATE replaces the route).
+        let new: Routes = target
+            .iter()
+            .filter(|(prefix, a)| self.advertised.get(prefix) != Some(a))
+            .map(|(prefix, a)| (*prefix, a.clone()))
+            .collect();
         for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
             for m in wire::withdraw(&gone, family, &p) {
                 self.send(out, m);

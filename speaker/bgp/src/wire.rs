@@ -7,8 +7,10 @@
 //!   GoBGP's messages correctly, `LAB-NOTES.md`), then reduced to what a load balancer needs.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
+    fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
 };
 
 use netgauze_bgp_pkt::{
@@ -65,6 +67,103 @@ impl Family {
             _ => None,
         }
     }
+}
+
+/// A prefix to announce: a host route (/32, /128) or an aggregate. Host bits are always zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Prefix {
+    /// The prefix `addr/len`, host bits cleared; `None` when `len` exceeds the family's width.
+    pub fn new(addr: IpAddr, len: u8) -> Option<Self> {
+        let addr = match addr {
+            IpAddr::V4(v4) if len <= 32 => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+            }
+            IpAddr::V6(v6) if len <= 128 => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+            _ => return None,
+        };
+        Some(Self { addr, len })
+    }
+
+    /// The host route of `ip` (/32 or /128).
+    pub fn host(ip: IpAddr) -> Self {
+        Self {
+            addr: ip,
+            len: if ip.is_ipv4() { 32 } else { 128 },
+        }
+    }
+
+    /// The network address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn len(&self) -> u8 {
+        self.len
+    }
+
+    /// Whether this is a /0 (never announced by a load balancer; here for completeness).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The family.
+    pub fn family(&self) -> Family {
+        Family::of(self.addr)
+    }
+
+    /// The NLRI encoding (RFC 4271 section 4.3: length, then the fewest octets holding it),
+    /// preceded by path identifier 1 with ADD-PATH (RFC 7911 section 3).
+    fn encode(&self, path_id: bool, out: &mut Vec<u8>) {
+        if path_id {
+            out.extend_from_slice(&1u32.to_be_bytes());
+        }
+        out.push(self.len);
+        let octets = usize::from(self.len).div_ceil(8);
+        match self.addr {
+            IpAddr::V4(v4) => out.extend_from_slice(&v4.octets()[..octets]),
+            IpAddr::V6(v6) => out.extend_from_slice(&v6.octets()[..octets]),
+        }
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// The path attributes a route carries beyond ORIGIN, AS_PATH and the next hop: the per-pool
+/// policy (`Eip.spec.advertisement`). Routes with equal attributes share UPDATEs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Attributes {
+    /// COMMUNITIES (RFC 1997), sorted, no duplicates.
+    pub communities: Vec<u32>,
+    /// LARGE_COMMUNITY (RFC 8092): global administrator, local data 1, local data 2; sorted.
+    pub large_communities: Vec<[u32; 3]>,
+    /// LOCAL_PREF toward iBGP peers (default 100); never sent to eBGP peers (RFC 4271
+    /// section 5.1.5).
+    pub local_pref: Option<u32>,
+}
+
+/// The routes to announce to one peer: prefix to attributes (shared by the routes of a pool).
+pub type Routes = BTreeMap<Prefix, Arc<Attributes>>;
+
+/// Host routes of `ips` with no policy attributes (OpenELB's announcement).
+pub fn host_routes<'a>(ips: impl IntoIterator<Item = &'a IpAddr>) -> Routes {
+    let plain = Arc::new(Attributes::default());
+    ips.into_iter()
+        .map(|ip| (Prefix::host(*ip), plain.clone()))
+        .collect()
 }
 
 /// What we offer in OPEN.
@@ -428,24 +527,6 @@ fn as_path_attributes(p: &UpdateParams) -> Vec<u8> {
     out
 }
 
-fn prefix_bytes(ip: IpAddr, path_id: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(21);
-    if path_id {
-        out.extend_from_slice(&1u32.to_be_bytes());
-    }
-    match ip {
-        IpAddr::V4(v4) => {
-            out.push(32);
-            out.extend_from_slice(&v4.octets());
-        }
-        IpAddr::V6(v6) => {
-            out.push(128);
-            out.extend_from_slice(&v6.octets());
-        }
-    }
-    out
-}
-
 fn attribute(flags: u8, kind: u8, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len() + 4);
     if value.len() > 255 {
@@ -484,63 +565,105 @@ fn chunks(prefixes: &[Vec<u8>], room: usize) -> Vec<Vec<u8>> {
     out
 }
 
-/// The NLRI encodings of the `family` routes of `routes` (with path identifier 1 when ADD-PATH is
-/// negotiated for the family).
-fn family_prefixes(routes: &BTreeSet<IpAddr>, family: Family, p: &UpdateParams) -> Vec<Vec<u8>> {
+/// The NLRI encodings of the `family` prefixes of `prefixes` (with path identifier 1 when
+/// ADD-PATH is negotiated for the family).
+fn family_prefixes<'a>(
+    prefixes: impl IntoIterator<Item = &'a Prefix>,
+    family: Family,
+    p: &UpdateParams,
+) -> Vec<Vec<u8>> {
     let path_id = p.add_path.contains(&family);
-    routes
-        .iter()
-        .filter(|ip| Family::of(**ip) == family)
-        .map(|ip| prefix_bytes(*ip, path_id))
+    prefixes
+        .into_iter()
+        .filter(|prefix| prefix.family() == family)
+        .map(|prefix| {
+            let mut out = Vec::with_capacity(21);
+            prefix.encode(path_id, &mut out);
+            out
+        })
         .collect()
 }
 
-/// UPDATEs announcing `routes` (host routes of one family), as few as fit 4096 bytes each. Empty
-/// when the family has no next hop.
-pub fn announce(routes: &BTreeSet<IpAddr>, family: Family, p: &UpdateParams) -> Vec<Vec<u8>> {
-    let prefixes = family_prefixes(routes, family, p);
-    if prefixes.is_empty() {
-        return Vec::new();
+/// The attributes of a group of routes in type-code order (RFC 4271 section 5 leaves the order
+/// open; GoBGP and FRR send ascending codes): ORIGIN (1), AS_PATH (2) (AS4_PATH (17) right after it
+/// toward an old peer, as before), NEXT_HOP (3, IPv4 only), LOCAL_PREF (5, iBGP only: RFC 4271
+/// section 5.1.5), COMMUNITIES (8, RFC 1997: optional transitive) are the first part; the second
+/// is LARGE_COMMUNITY (32, RFC 8092 section 3: optional transitive). MP_REACH_NLRI (14) goes
+/// between the two for IPv6.
+fn group_attributes(a: &Attributes, p: &UpdateParams, v4_next_hop: Option<Ipv4Addr>) -> (Vec<u8>, Vec<u8>) {
+    let mut low = attribute(0x40, 1, &[0]); // ORIGIN IGP.
+    low.extend_from_slice(&as_path_attributes(p));
+    if let Some(hop) = v4_next_hop {
+        low.extend_from_slice(&attribute(0x40, 3, &hop.octets()));
     }
-    let mut common = attribute(0x40, 1, &[0]); // ORIGIN IGP.
-    common.extend_from_slice(&as_path_attributes(p));
     if p.ibgp {
-        common.extend_from_slice(&attribute(0x40, 5, &100u32.to_be_bytes())); // LOCAL_PREF.
+        let pref = a.local_pref.unwrap_or(100);
+        low.extend_from_slice(&attribute(0x40, 5, &pref.to_be_bytes()));
     }
-    match family {
-        Family::Ipv4Unicast => {
-            let Some(next_hop) = p.next_hop_v4 else {
-                return Vec::new();
-            };
-            let mut attrs = common;
-            attrs.extend_from_slice(&attribute(0x40, 3, &next_hop.octets()));
-            let room = MAX_MESSAGE - HEADER_LEN - 4 - attrs.len();
-            chunks(&prefixes, room)
-                .iter()
-                .map(|nlri| update(&[], &attrs, nlri))
-                .collect()
-        }
-        Family::Ipv6Unicast => {
-            let Some(next_hop) = p.next_hop_v6 else {
-                return Vec::new();
-            };
-            // MP_REACH_NLRI (RFC 4760 section 3), extended length: AFI, SAFI, next hop, reserved.
-            let fixed = 5 + 16;
-            let room = MAX_MESSAGE - HEADER_LEN - 4 - common.len() - 4 - fixed;
-            chunks(&prefixes, room)
-                .iter()
-                .map(|nlri| {
+    if !a.communities.is_empty() {
+        let value: Vec<u8> = a.communities.iter().flat_map(|c| c.to_be_bytes()).collect();
+        low.extend_from_slice(&attribute(0xc0, 8, &value));
+    }
+    let mut high = Vec::new();
+    if !a.large_communities.is_empty() {
+        let value: Vec<u8> = a
+            .large_communities
+            .iter()
+            .flat_map(|l| l.iter().flat_map(|part| part.to_be_bytes()))
+            .collect();
+        high.extend_from_slice(&attribute(0xc0, 32, &value));
+    }
+    (low, high)
+}
+
+/// UPDATEs announcing the `family` routes of `routes`: one group of UPDATEs per distinct set of
+/// attributes (routes with equal attributes share UPDATEs), each UPDATE holding as many prefixes
+/// as fit 4096 bytes. Empty when the family has no next hop.
+pub fn announce(routes: &Routes, family: Family, p: &UpdateParams) -> Vec<Vec<u8>> {
+    let mut groups: BTreeMap<&Attributes, Vec<&Prefix>> = BTreeMap::new();
+    for (prefix, attributes) in routes.iter().filter(|(prefix, _)| prefix.family() == family) {
+        groups.entry(attributes.as_ref()).or_default().push(prefix);
+    }
+    let mut out = Vec::new();
+    for (attributes, prefixes) in groups {
+        let prefixes = family_prefixes(prefixes, family, p);
+        match family {
+            Family::Ipv4Unicast => {
+                let Some(next_hop) = p.next_hop_v4 else {
+                    return Vec::new();
+                };
+                let (mut attrs, high) = group_attributes(attributes, p, Some(next_hop));
+                attrs.extend_from_slice(&high);
+                let room = MAX_MESSAGE - HEADER_LEN - 4 - attrs.len();
+                out.extend(
+                    chunks(&prefixes, room)
+                        .iter()
+                        .map(|nlri| update(&[], &attrs, nlri)),
+                );
+            }
+            Family::Ipv6Unicast => {
+                let Some(next_hop) = p.next_hop_v6 else {
+                    return Vec::new();
+                };
+                let (common, high) = group_attributes(attributes, p, None);
+                // MP_REACH_NLRI (RFC 4760 section 3), extended length: AFI, SAFI, next hop,
+                // reserved; in type-code order between COMMUNITIES and LARGE_COMMUNITY, as GoBGP.
+                let fixed = 5 + 16;
+                let room = MAX_MESSAGE - HEADER_LEN - 4 - common.len() - high.len() - 4 - fixed;
+                out.extend(chunks(&prefixes, room).iter().map(|nlri| {
                     let mut value = vec![0, 2, 1, 16];
                     value.extend_from_slice(&next_hop.octets());
                     value.push(0);
                     value.extend_from_slice(nlri);
                     let mut attrs = common.clone();
                     attrs.extend_from_slice(&attribute_extended(0x80, 14, &value));
+                    attrs.extend_from_slice(&high);
                     update(&[], &attrs, &[])
-                })
-                .collect()
+                }));
+            }
         }
     }
+    out
 }
 
 /// An attribute always written with the extended length (stable sizes for packing).
@@ -551,9 +674,13 @@ fn attribute_extended(flags: u8, kind: u8, value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// UPDATEs withdrawing `routes` of one family.
-pub fn withdraw(routes: &BTreeSet<IpAddr>, family: Family, p: &UpdateParams) -> Vec<Vec<u8>> {
-    let prefixes = family_prefixes(routes, family, p);
+/// UPDATEs withdrawing the `family` prefixes of `prefixes`.
+pub fn withdraw<'a>(
+    prefixes: impl IntoIterator<Item = &'a Prefix>,
+    family: Family,
+    p: &UpdateParams,
+) -> Vec<Vec<u8>> {
+    let prefixes = family_prefixes(prefixes, family, p);
     match family {
         Family::Ipv4Unicast => chunks(&prefixes, MAX_MESSAGE - HEADER_LEN - 4)
             .iter()
@@ -586,6 +713,10 @@ mod tests {
 
     fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
         list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn hosts(ips: &BTreeSet<IpAddr>) -> BTreeSet<Prefix> {
+        ips.iter().map(|ip| Prefix::host(*ip)).collect()
     }
 
     fn params() -> UpdateParams {
@@ -683,7 +814,7 @@ mod tests {
         let routes: BTreeSet<IpAddr> = (0..2000u32)
             .map(|i| IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i)))
             .collect();
-        let messages = announce(&routes, Family::Ipv4Unicast, &params());
+        let messages = announce(&host_routes(&routes), Family::Ipv4Unicast, &params());
         assert_eq!(messages.len(), 3, "2000 /32s in 3 UPDATEs");
         for m in &messages {
             assert!(m.len() <= MAX_MESSAGE);
@@ -694,7 +825,7 @@ mod tests {
         }
         let per_first = (messages[0].len() - HEADER_LEN - 4 - 25) / 5;
         assert!(per_first >= 800, "{per_first} per UPDATE");
-        let w = withdraw(&routes, Family::Ipv4Unicast, &params());
+        let w = withdraw(&hosts(&routes), Family::Ipv4Unicast, &params());
         assert_eq!(w.len(), 3);
         assert!(
             w.iter()
@@ -707,7 +838,7 @@ mod tests {
         let v6: BTreeSet<IpAddr> = (0..500u16)
             .map(|i| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, i)))
             .collect();
-        let messages = announce(&v6, Family::Ipv6Unicast, &params());
+        let messages = announce(&host_routes(&v6), Family::Ipv6Unicast, &params());
         assert_eq!(messages.len(), 3, "about 220 /128s per UPDATE");
         assert!(
             messages
@@ -715,7 +846,7 @@ mod tests {
                 .all(|m| m.len() <= MAX_MESSAGE && decode(m, true).is_ok())
         );
         assert!(
-            withdraw(&v6, Family::Ipv6Unicast, &params())
+            withdraw(&hosts(&v6), Family::Ipv6Unicast, &params())
                 .iter()
                 .all(|m| decode(m, true).is_ok())
         );
@@ -732,7 +863,7 @@ mod tests {
         };
         assert!(
             decode(
-                &announce(&ips(&["198.51.100.5"]), Family::Ipv4Unicast, &ibgp)[0],
+                &announce(&host_routes(&ips(&["198.51.100.5"])), Family::Ipv4Unicast, &ibgp)[0],
                 true
             )
             .is_ok()
@@ -742,7 +873,11 @@ mod tests {
             local_as: 4_200_000_000,
             ..params()
         };
-        let m = &announce(&ips(&["198.51.100.5"]), Family::Ipv4Unicast, &two_octet)[0];
+        let m = &announce(
+            &host_routes(&ips(&["198.51.100.5"])),
+            Family::Ipv4Unicast,
+            &two_octet,
+        )[0];
         assert!(
             m.windows(2).any(|w| w == AS_TRANS.to_be_bytes()),
             "AS_TRANS in AS_PATH"
@@ -752,7 +887,139 @@ mod tests {
             next_hop_v6: None,
             ..params()
         };
-        assert!(announce(&v6, Family::Ipv6Unicast, &no_v6_hop).is_empty());
+        assert!(announce(&host_routes(&v6), Family::Ipv6Unicast, &no_v6_hop).is_empty());
+    }
+
+    fn policy(communities: &[u32], large: &[[u32; 3]], local_pref: Option<u32>) -> Arc<Attributes> {
+        Arc::new(Attributes {
+            communities: communities.to_vec(),
+            large_communities: large.to_vec(),
+            local_pref,
+        })
+    }
+
+    /// The (type code, value) of each path attribute of an UPDATE, walked by hand.
+    fn attributes_of(frame: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let body = &frame[HEADER_LEN..];
+        let withdrawn = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let at = 2 + withdrawn;
+        let total = usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+        let attrs = &body[at + 2..at + 2 + total];
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < attrs.len() {
+            let (flags, code) = (attrs[i], attrs[i + 1]);
+            let (header, len) = if flags & 0x10 != 0 {
+                (4, usize::from(u16::from_be_bytes([attrs[i + 2], attrs[i + 3]])))
+            } else {
+                (3, usize::from(attrs[i + 2]))
+            };
+            out.push((code, attrs[i + header..i + header + len].to_vec()));
+            i += header + len;
+        }
+        out
+    }
+
+    #[test]
+    fn prefixes_mask_and_encode_the_fewest_octets() {
+        let p = Prefix::new("198.51.100.77".parse().unwrap(), 26).unwrap();
+        assert_eq!(p.to_string(), "198.51.100.64/26");
+        let mut out = Vec::new();
+        p.encode(false, &mut out);
+        assert_eq!(out, [26, 198, 51, 100, 64]);
+        let mut out = Vec::new();
+        Prefix::new("203.0.113.0".parse().unwrap(), 20)
+            .unwrap()
+            .encode(true, &mut out);
+        assert_eq!(
+            out,
+            [0, 0, 0, 1, 20, 203, 0, 112],
+            "3 octets for a /20, after the path id"
+        );
+        let v6 = Prefix::new("2001:db8::1:2".parse().unwrap(), 64).unwrap();
+        assert_eq!(v6.to_string(), "2001:db8::/64");
+        assert!(Prefix::new("192.0.2.1".parse().unwrap(), 33).is_none());
+        assert_eq!(
+            Prefix::new("192.0.2.1".parse().unwrap(), 0).unwrap().to_string(),
+            "0.0.0.0/0"
+        );
+        assert_eq!(Prefix::host("192.0.2.1".parse().unwrap()).len(), 32);
+    }
+
+    #[test]
+    fn policy_attributes_in_type_order_and_equal_attributes_share_updates() {
+        let tagged = policy(&[0xFDE8_0064, 0xFFFF_FF01], &[[64512, 1, 2]], Some(200));
+        let mut routes = Routes::new();
+        for i in 0..1000u32 {
+            routes.insert(
+                Prefix::host(IpAddr::V4(Ipv4Addr::from(0xc633_6400 + i))),
+                tagged.clone(),
+            );
+        }
+        routes.extend(host_routes(&ips(&["203.0.113.1", "203.0.113.2"])));
+        routes.insert(
+            Prefix::new("203.0.113.64".parse().unwrap(), 26).unwrap(),
+            policy(&[0xFFFF_029A], &[], None),
+        );
+        let ebgp = announce(&routes, Family::Ipv4Unicast, &params());
+        // Plain (2 prefixes): 1 UPDATE; tagged (1000): 2; blackhole aggregate: 1 (groups in the
+        // order of their attributes).
+        let codes = |m: &Vec<u8>| attributes_of(m).iter().map(|(c, _)| *c).collect::<Vec<_>>();
+        assert_eq!(ebgp.len(), 4, "one group of UPDATEs per distinct attribute set");
+        assert_eq!(codes(&ebgp[0]), [1, 2, 3], "no policy: as before");
+        assert_eq!(codes(&ebgp[3]), [1, 2, 3, 8], "blackhole only");
+        assert_eq!(
+            codes(&ebgp[2]),
+            [1, 2, 3, 8, 32],
+            "no LOCAL_PREF toward eBGP (RFC 4271 5.1.5)"
+        );
+        assert_eq!(ebgp[3][ebgp[3].len() - 5..], [26, 203, 0, 113, 64]);
+        assert!(
+            (ebgp[1].len() - HEADER_LEN - 4 - 41) / 5 >= 790,
+            "tagged routes still pack about 800 per UPDATE"
+        );
+        let a = attributes_of(&ebgp[2]);
+        assert_eq!(a[3].1, [0xfd, 0xe8, 0, 0x64, 0xff, 0xff, 0xff, 0x01]);
+        assert_eq!(a[4].1, [0, 0, 0xfc, 0, 0, 0, 0, 1, 0, 0, 0, 2]);
+        for m in &ebgp {
+            assert!(m.len() <= MAX_MESSAGE);
+            assert_eq!(
+                decode(m, true).unwrap(),
+                Received::Update { treat_as_withdraw: 0 }
+            );
+        }
+        let ibgp = UpdateParams {
+            ibgp: true,
+            ..params()
+        };
+        let messages = announce(&routes, Family::Ipv4Unicast, &ibgp);
+        let a = attributes_of(&messages[2]);
+        assert_eq!(a.iter().map(|(c, _)| *c).collect::<Vec<_>>(), [1, 2, 3, 5, 8, 32]);
+        assert_eq!(a[3].1, 200u32.to_be_bytes(), "the pool's LOCAL_PREF");
+        assert_eq!(
+            attributes_of(&messages[0])[3].1,
+            100u32.to_be_bytes(),
+            "default 100"
+        );
+        let v6: Routes = [(
+            Prefix::new("2001:db8:1::".parse().unwrap(), 64).unwrap(),
+            tagged.clone(),
+        )]
+        .into();
+        let m = &announce(&v6, Family::Ipv6Unicast, &ibgp)[0];
+        assert_eq!(
+            attributes_of(m).iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            [1, 2, 5, 8, 14, 32]
+        );
+        assert_eq!(
+            decode(m, true).unwrap(),
+            Received::Update { treat_as_withdraw: 0 }
+        );
+        let w = withdraw(v6.keys(), Family::Ipv6Unicast, &params());
+        assert_eq!(
+            attributes_of(&w[0])[0].1,
+            [0, 2, 1, 64, 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! input may panic the framer, the decoder or a session; unmodified messages must decode.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{collections::BTreeSet, net::IpAddr, sync::Arc};
 
 use oxelb_bgp::{
     session::{Input, State},
@@ -42,6 +42,22 @@ fn built() -> Vec<(String, Vec<u8>, bool)> {
         .iter()
         .map(|s| s.parse().unwrap())
         .collect();
+    // Host routes of no policy, and of a pool with communities, large communities and LOCAL_PREF,
+    // plus an aggregate of each family: COMMUNITIES, LARGE_COMMUNITY and short prefixes mutated
+    // below.
+    let mut ips_routes = wire::host_routes(&ips);
+    let policy = Arc::new(wire::Attributes {
+        communities: vec![0xFDE8_0064, 0xFFFF_FF01],
+        large_communities: vec![[64512, 1, 2]],
+        local_pref: Some(200),
+    });
+    for (ip, len) in [("198.51.100.64", 26), ("2001:db8:1::", 64), ("203.0.113.9", 32)] {
+        ips_routes.insert(
+            wire::Prefix::new(ip.parse().unwrap(), len).unwrap(),
+            policy.clone(),
+        );
+    }
+    let ips = ips_routes;
     let p = UpdateParams {
         local_as: 64512,
         ibgp: false,
@@ -81,12 +97,16 @@ fn built() -> Vec<(String, Vec<u8>, bool)> {
         ("eor-v6".into(), wire::end_of_rib(Family::Ipv6Unicast), true),
     ];
     for family in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
-        for (name, params) in [("4-octet", &p), ("as-trans", &as_trans)] {
+        let ibgp = UpdateParams {
+            ibgp: true,
+            ..p.clone()
+        };
+        for (name, params) in [("4-octet", &p), ("as-trans", &as_trans), ("ibgp", &ibgp)] {
             let four = params.four_octet_as;
             for m in wire::announce(&ips, family, params) {
                 out.push((format!("announce-{family:?}-{name}"), m, four));
             }
-            for m in wire::withdraw(&ips, family, params) {
+            for m in wire::withdraw(ips.keys(), family, params) {
                 out.push((format!("withdraw-{family:?}-{name}"), m, four));
             }
         }

@@ -139,6 +139,9 @@ struct Update {
     as_path: Vec<u32>,
     origin_igp: bool,
     med: Option<u32>,
+    local_pref: Option<u32>,
+    communities: Vec<u32>,
+    large_communities: Vec<[u32; 3]>,
     end_of_rib: Option<Family>,
     /// (flags, type code) of each path attribute in wire order.
     layout: Vec<(u8, u8)>,
@@ -193,6 +196,17 @@ fn read_update(frame: &[u8], four_octet_as: bool) -> Update {
             PathAttributeValue::AsPath(path) => out.as_path = path.clone().into(),
             PathAttributeValue::NextHop(hop) => out.next_hop = Some(hop.next_hop().into()),
             PathAttributeValue::MultiExitDiscriminator(med) => out.med = Some(med.metric()),
+            PathAttributeValue::LocalPreference(pref) => out.local_pref = Some(pref.metric()),
+            PathAttributeValue::Communities(c) => {
+                out.communities = c.communities().iter().map(|c| c.value()).collect()
+            }
+            PathAttributeValue::LargeCommunities(c) => {
+                out.large_communities = c
+                    .communities()
+                    .iter()
+                    .map(|l| [l.global_admin(), l.local_data1(), l.local_data2()])
+                    .collect()
+            }
             PathAttributeValue::MpReach(MpReach::Ipv6Unicast {
                 next_hop_global,
                 next_hop_local,
@@ -256,6 +270,9 @@ const MP_REACH_EXTENDED: (u8, u8) = (0x90, 14);
 const MP_REACH: (u8, u8) = (0x80, 14);
 const MP_UNREACH_EXTENDED: (u8, u8) = (0x90, 15);
 const MP_UNREACH: (u8, u8) = (0x80, 15);
+const LOCAL_PREF: (u8, u8) = (0x40, 5);
+const COMMUNITIES: (u8, u8) = (0xc0, 8);
+const LARGE_COMMUNITY: (u8, u8) = (0xc0, 32);
 
 #[test]
 fn frr_updates() {
@@ -408,8 +425,9 @@ fn ours() -> UpdateParams {
     }
 }
 
-fn routes(list: &[&str]) -> BTreeSet<IpAddr> {
-    list.iter().map(|r| r.parse().unwrap()).collect()
+fn routes(list: &[&str]) -> wire::Routes {
+    let ips: BTreeSet<IpAddr> = list.iter().map(|r| r.parse().unwrap()).collect();
+    wire::host_routes(&ips)
 }
 
 #[test]
@@ -423,7 +441,7 @@ fn ours_byte_for_byte() {
             "announce {suffix}"
         );
         assert_eq!(
-            wire::withdraw(&r, family, &p),
+            wire::withdraw(r.keys(), family, &p),
             [golden(&format!("oxelb-withdraw-{suffix}.hex"))],
             "withdraw {suffix}"
         );
@@ -486,6 +504,22 @@ fn ours_decode_to_the_inputs() {
     }
 }
 
+/// GoBGP's captured IPv4 UPDATE `file` with our values: AS 64512 for its 4200000001 (when its
+/// AS_PATH has one), next hop 198.51.100.3 for its .2, 203.0.113.7/32 for its `prefix`/32.
+fn gobgp_with_our_values(file: &str, prefix: [u8; 4]) -> Vec<u8> {
+    let mut bytes = golden(file);
+    let mut replace = |from: &[u8], to: &[u8]| {
+        if let Some(at) = bytes.windows(from.len()).position(|w| w == from) {
+            bytes[at..at + from.len()].copy_from_slice(to);
+        }
+    };
+    replace(&4_200_000_001u32.to_be_bytes(), &64512u32.to_be_bytes());
+    replace(&[198, 51, 100, 2], &[198, 51, 100, 3]);
+    let [a, b, c, d] = prefix;
+    replace(&[32, a, b, c, d], &[32, 203, 0, 113, 7]);
+    bytes
+}
+
 /// How ours compares with the routers' (all valid per RFC 4271 section 4.3 and RFC 4760; the
 /// differences are choices the RFCs leave open):
 ///
@@ -501,18 +535,7 @@ fn ours_decode_to_the_inputs() {
 /// - End-of-RIB: byte-identical to both (checked in `end_of_rib_from_both_and_ours_is_identical`).
 #[test]
 fn ours_compared_with_frr_and_gobgp() {
-    let mut gobgp = golden("gobgp-3.10-update-v4.hex");
-    let replace = |bytes: &mut Vec<u8>, from: &[u8], to: &[u8]| {
-        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
-        bytes[at..at + from.len()].copy_from_slice(to);
-    };
-    replace(
-        &mut gobgp,
-        &4_200_000_001u32.to_be_bytes(),
-        &64512u32.to_be_bytes(),
-    );
-    replace(&mut gobgp, &[198, 51, 100, 2], &[198, 51, 100, 3]);
-    replace(&mut gobgp, &[32, 203, 0, 113, 6], &[32, 203, 0, 113, 7]);
+    let gobgp = gobgp_with_our_values("gobgp-3.10-update-v4.hex", [203, 0, 113, 6]);
     assert_eq!(
         gobgp,
         golden("oxelb-update-v4.hex"),
@@ -536,4 +559,99 @@ fn ours_compared_with_frr_and_gobgp() {
             "FRR's withdrawal of 203.0.113.7/32 or 2001:db8::7/128"
         );
     }
+}
+
+/// The policy of phase 3 (`golden/CAPTURE.md`): communities 65000:100 and no-export, large
+/// community 64512:1:2, LOCAL_PREF 300, as FRR's route-map and GoBGP's `rib add` set them.
+fn policy() -> std::sync::Arc<wire::Attributes> {
+    std::sync::Arc::new(wire::Attributes {
+        communities: vec![0xFDE8_0064, 0xFFFF_FF01],
+        large_communities: vec![[64512, 1, 2]],
+        local_pref: Some(300),
+    })
+}
+
+#[test]
+fn policy_updates_from_frr_and_gobgp() {
+    let tagged = |u: &Update| (u.communities.clone(), u.large_communities.clone());
+    let want = (vec![0xFDE8_0064, 0xFFFF_FF01], vec![[64512, 1, 2]]);
+    // FRR to an iBGP peer: its /32 and /26 with equal attributes in one UPDATE, LOCAL_PREF 300.
+    let frr = read_update(&golden("frr-8.4-update-v4-policy-ibgp.hex"), true);
+    assert_eq!(frr.announced, s(&["203.0.113.8/32", "203.0.113.64/26"]));
+    assert_eq!((frr.local_pref, tagged(&frr)), (Some(300), want.clone()));
+    assert_eq!(
+        frr.layout,
+        vec![
+            ORIGIN,
+            AS_PATH_EXTENDED,
+            NEXT_HOP,
+            MED,
+            LOCAL_PREF,
+            COMMUNITIES,
+            LARGE_COMMUNITY
+        ]
+    );
+    let frr6 = read_update(&golden("frr-8.4-update-v6-policy-ibgp.hex"), true);
+    assert_eq!((frr6.local_pref, tagged(&frr6)), (Some(300), want.clone()));
+    // GoBGP: LOCAL_PREF only toward its iBGP peer (RFC 4271 section 5.1.5).
+    for (file, pref) in [
+        ("gobgp-3.10-update-v4-policy-ebgp.hex", None),
+        ("gobgp-3.10-update-v4-policy-ibgp.hex", Some(300)),
+        ("gobgp-3.10-update-v6-policy-ebgp.hex", None),
+        ("gobgp-3.10-update-v6-policy-ibgp.hex", Some(300)),
+    ] {
+        let u = read_update(&golden(file), true);
+        assert_eq!((u.local_pref, tagged(&u)), (pref, want.clone()), "{file}");
+    }
+}
+
+/// Ours for the same policy: byte for byte GoBGP's IPv4 UPDATEs (eBGP and iBGP) with our AS,
+/// next hop and prefix; for IPv6 GoBGP's attribute order (MP_REACH_NLRI between COMMUNITIES
+/// and LARGE_COMMUNITY, ascending type codes) and equal attribute values. FRR's values are the
+/// same; FRR adds MED 0 and sets Extended Length on AS_PATH, as for plain routes.
+#[test]
+fn ours_with_a_policy_compared_with_frr_and_gobgp() {
+    let route: wire::Routes = [(wire::Prefix::host("203.0.113.7".parse().unwrap()), policy())].into();
+    // eBGP: GoBGP (AS 4200000001, next hop 198.51.100.2, 203.0.113.9/32).
+    let gobgp = gobgp_with_our_values("gobgp-3.10-update-v4-policy-ebgp.hex", [203, 0, 113, 9]);
+    let ours_ebgp = wire::announce(&route, Family::Ipv4Unicast, &ours());
+    assert_eq!(ours_ebgp, [gobgp], "GoBGP's eBGP UPDATE, our values");
+    assert_eq!(ours_ebgp, [golden("oxelb-update-v4-policy-ebgp.hex")]);
+    // iBGP: LOCAL_PREF 300 after NEXT_HOP, the empty AS_PATH.
+    let ibgp = UpdateParams { ibgp: true, ..ours() };
+    let gobgp = gobgp_with_our_values("gobgp-3.10-update-v4-policy-ibgp.hex", [203, 0, 113, 9]);
+    let ours_ibgp = wire::announce(&route, Family::Ipv4Unicast, &ibgp);
+    assert_eq!(ours_ibgp, [gobgp], "GoBGP's iBGP UPDATE, our values");
+    assert_eq!(ours_ibgp, [golden("oxelb-update-v4-policy-ibgp.hex")]);
+    let frr = read_update(&golden("frr-8.4-update-v4-policy-ibgp.hex"), true);
+    let mine = read_update(&ours_ibgp[0], true);
+    assert_eq!(
+        (
+            mine.local_pref,
+            mine.communities.clone(),
+            mine.large_communities.clone()
+        ),
+        (frr.local_pref, frr.communities, frr.large_communities)
+    );
+    // IPv6, iBGP.
+    let v6: wire::Routes = [(wire::Prefix::host("2001:db8::7".parse().unwrap()), policy())].into();
+    let ours_v6 = wire::announce(&v6, Family::Ipv6Unicast, &ibgp);
+    assert_eq!(ours_v6, [golden("oxelb-update-v6-policy-ibgp.hex")]);
+    let gobgp_v6 = golden("gobgp-3.10-update-v6-policy-ibgp.hex");
+    let codes = |frame: &[u8]| layout(frame).iter().map(|(_, c)| *c).collect::<Vec<_>>();
+    assert_eq!(codes(&ours_v6[0]), codes(&gobgp_v6), "GoBGP's attribute order");
+    let (mine, theirs) = (read_update(&ours_v6[0], true), read_update(&gobgp_v6, true));
+    assert_eq!(
+        (mine.local_pref, mine.communities, mine.large_communities),
+        (theirs.local_pref, theirs.communities, theirs.large_communities)
+    );
+    // An aggregate: the /26's NLRI exactly as FRR encodes it.
+    let aggregate: wire::Routes = [(
+        wire::Prefix::new("203.0.113.64".parse().unwrap(), 26).unwrap(),
+        policy(),
+    )]
+    .into();
+    let m = &wire::announce(&aggregate, Family::Ipv4Unicast, &ibgp)[0];
+    assert!(golden("frr-8.4-update-v4-policy-ibgp.hex").ends_with(&[26, 203, 0, 113, 64]));
+    assert!(m.ends_with(&[26, 203, 0, 113, 64]));
 }

@@ -42,6 +42,19 @@ fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
     list.iter().map(|s| s.parse().unwrap()).collect()
 }
 
+/// How [`established`] sessions encode their routes (eBGP, 4-octet AS, the IPv4 session's local
+/// address as next hop).
+fn established_params() -> wire::UpdateParams {
+    wire::UpdateParams {
+        local_as: 64512,
+        ibgp: false,
+        four_octet_as: true,
+        next_hop_v4: Some("198.51.100.2".parse().unwrap()),
+        next_hop_v6: Some("2001:db8::11".parse().unwrap()),
+        add_path: BTreeSet::new(),
+    }
+}
+
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
@@ -159,8 +172,11 @@ fn active_open_to_established_with_exact_outputs() {
 fn initial_table_and_end_of_rib_only_after_table_ready_then_deltas() {
     let mut s = established(&[Family::Ipv4Unicast, Family::Ipv6Unicast]);
     assert!(
-        s.handle(Input::Routes(ips(&["198.51.100.5", "2001:db8::5"])))
-            .is_empty(),
+        s.handle(Input::Routes(wire::host_routes(&ips(&[
+            "198.51.100.5",
+            "2001:db8::5"
+        ]))))
+        .is_empty(),
         "not before TableReady"
     );
     let out = s.handle(Input::TableReady);
@@ -170,28 +186,78 @@ fn initial_table_and_end_of_rib_only_after_table_ready_then_deltas() {
         out.last(),
         Some(&Output::Send(wire::end_of_rib(Family::Ipv6Unicast)))
     );
-    assert_eq!(s.advertised(), &ips(&["198.51.100.5", "2001:db8::5"]));
+    assert_eq!(
+        s.advertised(),
+        &wire::host_routes(&ips(&["198.51.100.5", "2001:db8::5"]))
+    );
 
     // Only the difference goes out afterwards.
-    let out = s.handle(Input::Routes(ips(&["198.51.100.5", "198.51.100.6"])));
-    let p = wire::UpdateParams {
-        local_as: 64512,
-        ibgp: false,
-        four_octet_as: true,
-        next_hop_v4: Some("198.51.100.2".parse().unwrap()),
-        next_hop_v6: Some("2001:db8::11".parse().unwrap()),
-        add_path: BTreeSet::new(),
-    };
-    let mut expected = wire::withdraw(&ips(&["2001:db8::5"]), Family::Ipv6Unicast, &p);
+    let out = s.handle(Input::Routes(wire::host_routes(&ips(&[
+        "198.51.100.5",
+        "198.51.100.6",
+    ]))));
+    let p = established_params();
+    let mut expected = wire::withdraw(
+        wire::host_routes(&ips(&["2001:db8::5"])).keys(),
+        Family::Ipv6Unicast,
+        &p,
+    );
     expected.splice(
         0..0,
-        wire::announce(&ips(&["198.51.100.6"]), Family::Ipv4Unicast, &p),
+        wire::announce(
+            &wire::host_routes(&ips(&["198.51.100.6"])),
+            Family::Ipv4Unicast,
+            &p,
+        ),
     );
     assert_eq!(out, expected.into_iter().map(Output::Send).collect::<Vec<_>>());
     assert!(
-        s.handle(Input::Routes(ips(&["198.51.100.5", "198.51.100.6"])))
-            .is_empty(),
+        s.handle(Input::Routes(wire::host_routes(&ips(&[
+            "198.51.100.5",
+            "198.51.100.6"
+        ]))))
+        .is_empty(),
         "no change, nothing sent"
+    );
+}
+
+#[test]
+fn a_policy_change_re_announces_only_the_changed_prefixes_and_keeps_the_session() {
+    let mut s = established(&[Family::Ipv4Unicast, Family::Ipv6Unicast]);
+    s.handle(Input::TableReady);
+    let mut routes = wire::host_routes(&ips(&["198.51.100.5", "198.51.100.6", "2001:db8::5"]));
+    s.handle(Input::Routes(routes.clone()));
+    let p = established_params();
+    // One prefix gets communities: one UPDATE for it, no withdrawal (it replaces the route).
+    let tagged = std::sync::Arc::new(wire::Attributes {
+        communities: vec![0xFFFF_FF01],
+        ..wire::Attributes::default()
+    });
+    let five = wire::Prefix::host("198.51.100.5".parse().unwrap());
+    routes.insert(five, tagged.clone());
+    let out = s.handle(Input::Routes(routes.clone()));
+    let only: wire::Routes = [(five, tagged)].into();
+    assert_eq!(
+        out,
+        wire::announce(&only, Family::Ipv4Unicast, &p)
+            .into_iter()
+            .map(Output::Send)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(s.state(), State::Established);
+    // An aggregate replacing two host routes: withdraw both, announce the aggregate.
+    let aggregate = wire::Prefix::new("198.51.100.0".parse().unwrap(), 28).unwrap();
+    let mut aggregated = routes.clone();
+    aggregated.retain(|prefix, _| prefix.family() == Family::Ipv6Unicast);
+    aggregated.insert(aggregate, std::sync::Arc::new(wire::Attributes::default()));
+    let out = s.handle(Input::Routes(aggregated.clone()));
+    let sent = sent(&out);
+    assert_eq!(sent.len(), 2, "one withdrawal, one announcement: {out:?}");
+    assert_eq!(s.advertised(), &aggregated);
+    assert_eq!(s.state(), State::Established);
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Disconnect | Output::Down(_)))
     );
 }
 
@@ -199,7 +265,10 @@ fn initial_table_and_end_of_rib_only_after_table_ready_then_deltas() {
 fn families_the_peer_did_not_offer_are_never_announced() {
     let mut s = established(&[Family::Ipv4Unicast]);
     s.handle(Input::TableReady);
-    assert!(s.handle(Input::Routes(ips(&["2001:db8::5"]))).is_empty());
+    assert!(
+        s.handle(Input::Routes(wire::host_routes(&ips(&["2001:db8::5"]))))
+            .is_empty()
+    );
     assert!(s.advertised().is_empty());
 }
 
@@ -214,7 +283,12 @@ fn echoed_routes_are_accepted_and_ignored() {
         next_hop_v6: None,
         add_path: BTreeSet::new(),
     };
-    let echo = wire::announce(&ips(&["198.51.100.5"]), Family::Ipv4Unicast, &p).remove(0);
+    let echo = wire::announce(
+        &wire::host_routes(&ips(&["198.51.100.5"])),
+        Family::Ipv4Unicast,
+        &p,
+    )
+    .remove(0);
     assert_eq!(
         s.handle(Input::Received(echo)),
         vec![Output::Arm(Timer::Hold, secs(30))]
@@ -323,7 +397,7 @@ fn stop_sends_cease_and_never_restarts() {
 #[test]
 fn route_refresh_resends_the_family_and_end_of_rib() {
     let mut s = established(&[Family::Ipv4Unicast]);
-    s.handle(Input::Routes(ips(&["198.51.100.5"])));
+    s.handle(Input::Routes(wire::host_routes(&ips(&["198.51.100.5"]))));
     s.handle(Input::TableReady);
     // ROUTE-REFRESH for IPv4 unicast (RFC 2918): AFI 1, reserved, SAFI 1.
     let mut refresh = vec![0xff; 16];
@@ -368,7 +442,7 @@ proptest::proptest! {
                 7 => Input::Fired(Timer::Hold),
                 8 => Input::Fired(Timer::Keepalive),
                 9 => Input::Fired(Timer::ConnectRetry),
-                10 => Input::Routes(ips(&["198.51.100.5"])),
+                10 => Input::Routes(wire::host_routes(&ips(&["198.51.100.5"]))),
                 _ => Input::TableReady,
             };
             let _ = s.handle(input);

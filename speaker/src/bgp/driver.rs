@@ -7,7 +7,7 @@
 //! 3.2 says is no failure) stops the BGP session at once (Cease), and BGP is not started while
 //! BFD is not Up; it starts as soon as BFD is Up again.
 
-use std::{collections::BTreeMap, collections::BTreeSet, net::IpAddr, net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, net::SocketAddr, time::Duration};
 
 use oxelb_bgp::{
     session::{Input, MessageCounts, Output, Session, SessionConfig as FsmConfig, State, Timer},
@@ -31,8 +31,8 @@ use crate::{
 /// What the manager tells a session.
 #[derive(Debug)]
 pub enum Command {
-    /// The complete set of host routes to announce.
-    Routes(BTreeSet<IpAddr>),
+    /// The complete set of routes to announce to this peer, with their attributes.
+    Routes(oxelb_bgp::wire::Routes),
     /// The route set is complete (initial table and End-of-RIB may go out).
     TableReady,
     /// The router connected to our listener.

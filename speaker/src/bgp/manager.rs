@@ -53,6 +53,7 @@ pub struct BgpMetrics {
     announced: Family<Labels, Gauge>,
     updates_sent: Family<Labels, Gauge>,
     updates_received: Family<Labels, Gauge>,
+    pool_prefixes: Family<Labels, Gauge>,
 }
 
 impl BgpMetrics {
@@ -79,7 +80,32 @@ impl BgpMetrics {
             "UPDATE messages received in the current process",
             m.updates_received.clone(),
         );
+        registry.register(
+            "oxelb_bgp_pool_prefixes",
+            "Prefixes (host routes or aggregates) of each Eip in this node's route set for the peer (families the session carries or not); 0 while the session is not Established",
+            m.pool_prefixes.clone(),
+        );
         m
+    }
+
+    /// Sets `oxelb_bgp_pool_prefixes{peer,eip}` for every session: the prefixes of each pool in
+    /// the session's route set while it is Established (0 otherwise, so the series stays).
+    fn record_pools(&self, state: &SpeakerState, established: &BTreeMap<String, bool>) {
+        self.pool_prefixes.clear();
+        for (peer, routes) in &state.peer_routes {
+            let up = established.get(peer).copied().unwrap_or(false);
+            let mut per_pool: BTreeMap<&str, i64> = BTreeMap::new();
+            for prefix in routes.keys() {
+                if let Some(route) = state.bgp_routes.get(prefix) {
+                    *per_pool.entry(route.pool.as_str()).or_default() += i64::from(up);
+                }
+            }
+            for (pool, count) in per_pool {
+                self.pool_prefixes
+                    .get_or_create(&vec![("peer", peer.clone()), ("eip", pool.to_owned())])
+                    .set(count);
+            }
+        }
     }
 
     fn record(&self, peer: &str, status: &SessionStatus) {
@@ -154,6 +180,11 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 let reports = bfd.reports().borrow().clone();
+                let established: BTreeMap<String, bool> = running
+                    .iter()
+                    .map(|(name, s)| (name.clone(), s.handle.status.borrow().state == Some(State::Established)))
+                    .collect();
+                metrics.record_pools(&applied, &established);
                 for (name, session) in &mut running {
                     let status = session.handle.status.borrow().clone();
                     metrics.record(name, &status);
@@ -294,7 +325,12 @@ fn apply(
         };
         info!(peer = %name, neighbor = %config.neighbor, port = config.remote_port, local_as = config.local_as, peer_as = config.peer_as, passive = config.passive, "starting BGP session");
         let handle = driver::spawn(config.clone(), node_ips.clone(), restarting, bfd.reports());
-        let _ = handle.commands.send(Command::Routes(state.bgp_routes.clone()));
+        let routes = state
+            .peer_routes
+            .get(name)
+            .map(|r| (**r).clone())
+            .unwrap_or_default();
+        let _ = handle.commands.send(Command::Routes(routes));
         // The planner publishes only after every watch synced: the table is complete.
         let _ = handle.commands.send(Command::TableReady);
         inbound
@@ -311,12 +347,16 @@ fn apply(
             },
         );
     }
-    if state.bgp_routes != applied.bgp_routes {
-        for session in running.values() {
-            let _ = session
-                .handle
-                .commands
-                .send(Command::Routes(state.bgp_routes.clone()));
+    // Only the sessions whose route set changed hear of it (a pool's policy change touches only
+    // the peers it concerns); sessions just started have theirs already.
+    for (name, session) in running.iter() {
+        if changes.start.contains(name) || changes.restart.contains(name) {
+            continue;
+        }
+        let now = state.peer_routes.get(name);
+        if now != applied.peer_routes.get(name) {
+            let routes = now.map(|r| (**r).clone()).unwrap_or_default();
+            let _ = session.handle.commands.send(Command::Routes(routes));
         }
     }
 }

@@ -55,8 +55,9 @@ pub struct Heartbeats {
 }
 
 /// The digest of this speaker's layer2 view, as heartbeats carry it (pure): every layer2/vip IP
-/// with its pool and Local nodes, every Node's facts, and every node's serving pools (this node's
-/// own, the others' as last heard, dead or alive). Liveness is left out, so a failover does not
+/// with its pool and Local nodes, every Node's facts, every node's serving pools (this node's
+/// own, the others' as last heard, dead or alive), and the nodes each pool's `nodeSelector`
+/// admits (`spec.advertisement`). Liveness is left out, so a failover does not
 /// make views disagree. SHA-256, first 8 bytes, over a canonical text.
 pub fn view_digest(
     state: &SpeakerState,
@@ -99,6 +100,13 @@ pub fn view_digest(
         );
         for pool in pools {
             let _ = write!(text, " {pool}");
+        }
+        text.push('\n');
+    }
+    for (pool, nodes) in &state.layer2_nodes {
+        let _ = write!(text, "select {pool}");
+        for n in nodes {
+            let _ = write!(text, " {n}");
         }
         text.push('\n');
     }
@@ -158,22 +166,33 @@ pub fn layer2_outcomes(
     let candidates: Vec<Candidate> = state
         .nodes
         .iter()
-        .map(|n| Candidate {
-            name: n.name.clone(),
-            alive: match view {
-                Some(view) => n.name == me || view.alive.contains(&n.name),
-                None => n.ready,
-            },
-            ready: n.ready && !n.network_unavailable,
-            excluded: n.excluded,
-            pools: if n.name == me {
+        .map(|n| {
+            let mut pools = if n.name == me {
                 my_pools.clone()
             } else {
                 match view {
                     Some(view) => view.serving.get(&n.name).cloned().unwrap_or_default(),
                     None => all_pools.clone(),
                 }
-            },
+            };
+            // A pool's `nodeSelector` (spec.advertisement): a node it does not select is no
+            // candidate for the pool, computed from Node labels every speaker sees alike.
+            pools.retain(|pool| {
+                state
+                    .layer2_nodes
+                    .get(pool)
+                    .is_none_or(|selected| selected.contains(&n.name))
+            });
+            Candidate {
+                name: n.name.clone(),
+                alive: match view {
+                    Some(view) => n.name == me || view.alive.contains(&n.name),
+                    None => n.ready,
+                },
+                ready: n.ready && !n.network_unavailable,
+                excluded: n.excluded,
+                pools,
+            }
         })
         .collect();
     let contests: Vec<Contest> = layer2
@@ -974,6 +993,41 @@ mod tests {
             .len(),
             1,
             "vip is announced like layer2"
+        );
+    }
+
+    #[test]
+    fn a_node_outside_the_pools_node_selector_is_no_candidate_and_the_digest_says_so() {
+        let pools: BTreeSet<String> = ["l2".to_owned()].into();
+        let mut s = state(
+            vec![node("n1", true), node("n2", true), node("n3", true)],
+            EipProtocol::Layer2,
+        );
+        let before = view_digest(&s, "n1", &pools, &BTreeMap::new());
+        for allowed in ["n1", "n2", "n3"] {
+            s.layer2_nodes = [("l2".to_owned(), [allowed.to_owned()].into())].into();
+            // Every speaker, with or without heartbeats, elects the selected node only.
+            for me in ["n1", "n2", "n3"] {
+                let answers = !my_ips(&s, me, &pools, None).is_empty();
+                assert_eq!(answers, me == allowed, "{me} with only {allowed} selected");
+                let view = PeerView {
+                    alive: ["n1", "n2", "n3"].map(str::to_owned).into(),
+                    serving: ["n1", "n2", "n3"].map(|n| (n.to_owned(), pools.clone())).into(),
+                };
+                let outcome = layer2_outcomes(&s, me, &pools, Some(&view));
+                assert_eq!(outcome.values().next().and_then(|o| o.winner()), Some(allowed));
+            }
+            assert_ne!(
+                view_digest(&s, "n1", &pools, &BTreeMap::new()),
+                before,
+                "the selection is part of the view speakers compare"
+            );
+        }
+        s.layer2_nodes = [("l2".to_owned(), BTreeSet::new())].into();
+        assert!(
+            ["n1", "n2", "n3"]
+                .iter()
+                .all(|me| my_ips(&s, me, &pools, None).is_empty())
         );
     }
 

@@ -163,7 +163,7 @@ fn established(local_as: u32, peer_open: Vec<u8>, four_octet_as: bool) -> Sessio
         .iter()
         .filter_map(|ip| ip.parse().ok())
         .collect();
-    s.handle(Input::Routes(routes));
+    s.handle(Input::Routes(wire::host_routes(&routes)));
     s.handle(Input::TableReady);
     s
 }
