@@ -197,7 +197,9 @@ fn speaker_restart_loses_no_bgp_route() -> Result<(), LabError> {
         // router keeps the stale path (graceful restart) and the client never notices.
         let routed = cluster.routed_client.clone();
         let mut lost = Vec::new();
-        let probe = cluster.probe_while(&routed, &bgp, 8, |c| {
+        // 500 ms per GET, as in `bgp_upgrade`: a request stalled by the loaded machine is not a
+        // lost one, while a dropped SYN (retransmitted after 1 s) or a missing route still is.
+        let probe = cluster.probe_while_with_timeout(&routed, &bgp, 8, Duration::from_millis(500), |c| {
             c.kill_speaker(0)?;
             // While the speaker is down and restarting, sample the router's paths.
             for round in 0..40 {
