@@ -302,18 +302,12 @@ pub fn unix_ms() -> u64 {
 /// so the next process reads all of it or nothing.
 pub fn store_handover(dir: &Path, handover: &Handover) -> Result<(), HandoverError> {
     let path = dir.join(HANDOVER_FILE);
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| HandoverError::Io { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let text = serde_json::to_vec_pretty(handover).map_err(|source| HandoverError::Json {
         path: path.clone(),
         source,
     })?;
-    let tmp = dir.join(format!(".{HANDOVER_FILE}.{}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))
+    oxelb_runtime::source::dir::write_atomically(&path, text)
+        .map_err(|source| HandoverError::Io { path, source })
 }
 
 /// Reads and removes `dir`/[`HANDOVER_FILE`], and returns it when node `node` may continue its

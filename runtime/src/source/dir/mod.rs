@@ -38,7 +38,7 @@ use self::{
 };
 pub use self::{
     scan::{EVENTS_FILE, Overlay, OverlayMeta, STATUS_DIR},
-    store::{DirStore, WriteRecord},
+    store::{DirStore, WriteRecord, write_atomically},
 };
 use super::{ObjectEvent, SourceError};
 use crate::object::{Object, ObjectKey, kind_of};

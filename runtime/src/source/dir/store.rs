@@ -209,7 +209,7 @@ impl DirStore {
         info!(kind = %kind, object = %object, file = %path.display(), write = ?record, "write");
         state.writes.push(record);
         state.overlays.insert(key, overlay.clone());
-        write_atomically(&path, &render(&overlay)).map_err(|source| WriteError::Io { path, source })
+        write_atomically(&path, render(&overlay)).map_err(|source| WriteError::Io { path, source })
     }
 }
 
@@ -237,9 +237,10 @@ fn render(overlay: &Overlay) -> String {
     format!("# Written by the oxelb dir source: overlaid on this object's manifest by every reader.\n{body}")
 }
 
-/// Writes `content` to a hidden temporary file beside `path` and renames it over `path`, so readers
-/// see the old or the new file, never half of one (the scanner skips hidden files).
-fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
+/// Writes `content` to a hidden temporary file beside `path` (creating the directory) and renames
+/// it over `path`, so readers see the old or the new file, never half of one (the dir source's
+/// scanner skips hidden files). Also what a speaker leaves for its next process.
+pub fn write_atomically(path: &Path, content: impl AsRef<[u8]>) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object.yaml");
