@@ -159,13 +159,33 @@ impl App {
         index
     }
 
+    /// As [`index`](Self::index), into an index of the binary's compact views of `K` (see
+    /// [`crate::index::View`]): the view decides what is kept of each object and which are kept.
+    pub fn index_viewed<K: Object, V: crate::index::Indexed>(
+        &mut self,
+        view: crate::index::View<K, V>,
+    ) -> SharedIndex<V> {
+        let (index, task) =
+            crate::feed::spawn_index_viewed::<K, V>(&self.source, view, &self.tracker, &self.shutdown);
+        self.tasks.push(task);
+        index
+    }
+
     /// As [`index`](Self::index), for the objects of `K` in `namespace` only.
     pub fn index_in<K>(&mut self, namespace: &str) -> SharedIndex<K>
     where
         K: Object + ::kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
-        let stream = self.source.watch_in::<K>(namespace);
-        let (index, task) = crate::feed::spawn_index_from(stream, &self.tracker, &self.shutdown);
+        let stream = self
+            .source
+            .watch_in_viewed::<K, K>(namespace, std::sync::Arc::new(Some));
+        let (index, task) = crate::feed::spawn_feed(
+            stream,
+            crate::object::kind_of::<K>(),
+            self.source.metrics().cloned(),
+            &self.tracker,
+            &self.shutdown,
+        );
         self.tasks.push(task);
         index
     }

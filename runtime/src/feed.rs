@@ -3,15 +3,16 @@
 
 use std::sync::{Arc, RwLock};
 
-use futures::StreamExt;
+use futures::{StreamExt, stream::BoxStream};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    index::Index,
+    index::{Index, IndexEvent, Indexed, View},
+    metrics::SourceMetrics,
     object::{Object, kind_of},
     shutdown::Shutdown,
-    source::ObjectSource,
+    source::{ObjectEvent, ObjectSource, SourceError},
 };
 
 /// An index shared between the task that feeds it and its readers.
@@ -80,7 +81,7 @@ pub fn spawn_index<K: Object>(
     tracker: &SyncTracker,
     shutdown: &Shutdown,
 ) -> (SharedIndex<K>, tokio::task::JoinHandle<()>) {
-    spawn_index_from(source.watch::<K>(), tracker, shutdown)
+    spawn_index_viewed::<K, K>(source, Arc::new(Some), tracker, shutdown)
 }
 
 /// As [`spawn_index`], with objects shaped on arrival (see [`crate::shape`]).
@@ -90,26 +91,53 @@ pub fn spawn_index_shaped<K: Object>(
     tracker: &SyncTracker,
     shutdown: &Shutdown,
 ) -> (SharedIndex<K>, tokio::task::JoinHandle<()>) {
-    spawn_index_from(source.watch_shaped::<K>(shape), tracker, shutdown)
+    spawn_index_viewed::<K, K>(source, crate::shape::as_view(shape), tracker, shutdown)
 }
 
-/// As [`spawn_index`], from a given stream (e.g. [`ObjectSource::watch_in`]).
+/// As [`spawn_index`], into an index of views: each object of kind `K` becomes the binary's
+/// compact `V` as it arrives (see [`View`]).
+pub fn spawn_index_viewed<K: Object, V: Indexed>(
+    source: &ObjectSource,
+    view: View<K, V>,
+    tracker: &SyncTracker,
+    shutdown: &Shutdown,
+) -> (SharedIndex<V>, tokio::task::JoinHandle<()>) {
+    let stream = source.watch_viewed::<K, V>(view);
+    spawn_feed(
+        stream,
+        kind_of::<K>(),
+        source.metrics().cloned(),
+        tracker,
+        shutdown,
+    )
+}
+
+/// As [`spawn_index`], from a given stream of source events.
 pub fn spawn_index_from<K: Object>(
-    mut stream: futures::stream::BoxStream<
-        'static,
-        Result<crate::source::ObjectEvent<K>, crate::source::SourceError>,
-    >,
+    stream: BoxStream<'static, Result<ObjectEvent<K>, SourceError>>,
     tracker: &SyncTracker,
     shutdown: &Shutdown,
 ) -> (SharedIndex<K>, tokio::task::JoinHandle<()>) {
-    let index: SharedIndex<K> = Arc::default();
+    let stream = stream.map(|item| item.map(IndexEvent::from)).boxed();
+    spawn_feed(stream, kind_of::<K>(), None, tracker, shutdown)
+}
+
+/// Feeds a new shared index from a stream of index events of `kind` until `shutdown`, keeping
+/// `oxelb_source_objects{kind}` at the index's size when `metrics` are given.
+pub fn spawn_feed<V: Indexed>(
+    mut stream: BoxStream<'static, Result<IndexEvent<V>, SourceError>>,
+    kind: String,
+    metrics: Option<SourceMetrics>,
+    tracker: &SyncTracker,
+    shutdown: &Shutdown,
+) -> (SharedIndex<V>, tokio::task::JoinHandle<()>) {
+    let index: SharedIndex<V> = Arc::default();
     tracker.register();
     let task = tokio::spawn({
         let index = index.clone();
         let tracker = tracker.clone();
         let shutdown = shutdown.clone();
         async move {
-            let kind = kind_of::<K>();
             loop {
                 let item = tokio::select! {
                     _ = shutdown.wait() => break,
@@ -132,6 +160,9 @@ pub fn spawn_index_from<K: Object>(
                     let update = guard.update(event);
                     (update, guard.len())
                 };
+                if let Some(metrics) = &metrics {
+                    metrics.set_objects(&kind, objects);
+                }
                 if update.became_synced {
                     info!(kind, objects, "synced");
                     tracker.synced();

@@ -38,6 +38,11 @@ pub fn trim_meta<K: Resource>(obj: &mut K) {
     }
 }
 
+/// A shape as an index [`View`](crate::index::View) that keeps the (trimmed) object itself.
+pub fn as_view<K: Resource + 'static>(shape: Shape<K>) -> crate::index::View<K, K> {
+    Arc::new(move |mut obj: K| shape(&mut obj).then_some(obj))
+}
+
 /// [`trim_meta`], then `shape`: whether to keep `obj`.
 pub fn apply_shape<K: Resource>(shape: &Shape<K>, obj: &mut K) -> bool {
     trim_meta(obj);

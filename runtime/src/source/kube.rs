@@ -22,8 +22,9 @@ use super::{
     writer::{EventRecord, EventType, MetadataPatch, WriteError, object_name},
 };
 use crate::{
-    object::{KnownScope, Object, kind_of},
-    shape::{Shape, apply_shape, shape_event},
+    index::{IndexEvent, Indexed, View},
+    object::{KnownScope, Object, ObjectKey, kind_of},
+    shape::{Shape, apply_shape, shape_event, trim_meta},
 };
 
 /// Reads objects from the apiserver.
@@ -40,6 +41,27 @@ impl KubeSource {
 
     pub(crate) fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// Watches all objects of kind `K` in all namespaces into an index's events, each object viewed
+    /// as it arrives (see [`watch`](Self::watch) for the watcher's configuration).
+    pub fn watch_viewed<K: Object, V: Indexed>(
+        &self,
+        view: View<K, V>,
+    ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
+        watch_api_viewed(Api::<K>::all(self.client.clone()), view)
+    }
+
+    /// As [`watch_viewed`](Self::watch_viewed), for the objects in `namespace` only.
+    pub fn watch_in_viewed<K, V: Indexed>(
+        &self,
+        namespace: &str,
+        view: View<K, V>,
+    ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>>
+    where
+        K: Object + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        watch_api_viewed(Api::<K>::namespaced(self.client.clone(), namespace), view)
     }
 
     /// Watches all objects of kind `K` in all namespaces.
@@ -69,6 +91,64 @@ impl KubeSource {
         K: Object + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
         watch_api(Api::<K>::namespaced(self.client.clone(), namespace), shape)
+    }
+}
+
+/// Watches `api` into an index's events: each object is viewed ([`View`]) as it arrives, so the
+/// initial list is buffered as views, never as whole objects.
+pub(crate) fn watch_api_viewed<K: Object, V: Indexed>(
+    api: Api<K>,
+    view: View<K, V>,
+) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
+    let kind = kind_of::<K>();
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .scan(Vec::new(), move |buffer, item| {
+            let mapped = map_watcher_event_viewed(&kind, &view, buffer, item);
+            ready(Some(mapped))
+        })
+        .filter_map(ready)
+        .boxed()
+}
+
+/// As [`map_watcher_event`], into views: `Apply` of an object the view drops is a `Delete` of its key.
+fn map_watcher_event_viewed<K: Object, V>(
+    kind: &str,
+    view: &View<K, V>,
+    buffer: &mut Vec<V>,
+    item: Result<WatcherEvent<K>, watcher::Error>,
+) -> Option<Result<IndexEvent<V>, SourceError>> {
+    let viewed = |mut obj: K| {
+        trim_meta(&mut obj);
+        view(obj)
+    };
+    match item {
+        Ok(WatcherEvent::Init) => {
+            debug!(kind, "listing");
+            buffer.clear();
+            None
+        }
+        Ok(WatcherEvent::InitApply(obj)) => {
+            buffer.extend(viewed(obj));
+            None
+        }
+        Ok(WatcherEvent::InitDone) => {
+            let mut all = std::mem::take(buffer);
+            all.shrink_to_fit();
+            Some(Ok(IndexEvent::Resync(all)))
+        }
+        Ok(WatcherEvent::Apply(obj)) => {
+            let key = ObjectKey::of(&obj);
+            Some(Ok(match viewed(obj) {
+                Some(kept) => IndexEvent::Apply(kept),
+                None => IndexEvent::Delete(key),
+            }))
+        }
+        Ok(WatcherEvent::Delete(obj)) => Some(Ok(IndexEvent::Delete(ObjectKey::of(&obj)))),
+        Err(source) => Some(Err(SourceError::Watch {
+            kind: kind.to_owned(),
+            source,
+        })),
     }
 }
 

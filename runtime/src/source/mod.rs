@@ -16,6 +16,7 @@ use futures::{StreamExt, stream::BoxStream};
 pub use self::writer::{EventRecord, EventType, MetadataPatch, WriteError, Writer};
 use crate::{
     cli::SourceSpec,
+    index::{IndexEvent, Indexed, View, view_event},
     metrics::SourceMetrics,
     object::{Object, ObjectKey, kind_of},
     shape::{Shape, keep_all, shape_events},
@@ -189,6 +190,62 @@ impl ObjectSource {
         }
     }
 
+    /// The stream of changes to all objects of kind `K` (all namespaces) as an index keeps them:
+    /// each object loses [`trim_meta`](crate::shape::trim_meta)'s fields and is then viewed by
+    /// `view` as it arrives, so a list is never held as whole objects. Counts events in
+    /// `oxelb_source_events_total`; the index that consumes the stream sets `oxelb_source_objects`
+    /// (see [`metrics`](Self::metrics)).
+    pub fn watch_viewed<K: Object, V: Indexed>(
+        &self,
+        view: View<K, V>,
+    ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
+        let stream = match &self.backend {
+            Backend::Kube(kube) => kube.watch_viewed::<K, V>(view),
+            Backend::Dir(dir) => view_events(shape_events(dir.watch::<K>(), keep_all()), view),
+        };
+        self.count_viewed::<K, V>(stream)
+    }
+
+    /// As [`watch_viewed`](Self::watch_viewed), for the objects of `K` in `namespace` only.
+    pub fn watch_in_viewed<K, V: Indexed>(
+        &self,
+        namespace: &str,
+        view: View<K, V>,
+    ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>>
+    where
+        K: Object + ::kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let stream = match &self.backend {
+            Backend::Kube(kube) => kube.watch_in_viewed::<K, V>(namespace, view),
+            Backend::Dir(dir) => view_events(
+                shape_events(in_namespace(dir.watch::<K>(), namespace.to_owned()), keep_all()),
+                view,
+            ),
+        };
+        self.count_viewed::<K, V>(stream)
+    }
+
+    /// The source's metrics, if [`with_metrics`](Self::with_metrics) gave it some.
+    pub fn metrics(&self) -> Option<&SourceMetrics> {
+        self.metrics.as_ref()
+    }
+
+    fn count_viewed<K: Object, V: Indexed>(
+        &self,
+        stream: BoxStream<'static, Result<IndexEvent<V>, SourceError>>,
+    ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
+        let Some(metrics) = self.metrics.clone() else {
+            return stream;
+        };
+        let kind = kind_of::<K>();
+        stream
+            .inspect(move |item| match item {
+                Ok(event) => metrics.record_event(&kind, event.name()),
+                Err(_) => metrics.record_event(&kind, "error"),
+            })
+            .boxed()
+    }
+
     /// The writer that goes with this source: the API, or the dir source's store. `reporter` names
     /// the component in published Events (`reportingController`), e.g. `oxelb-controller`.
     pub fn writer(&self, reporter: &str) -> Writer {
@@ -197,6 +254,16 @@ impl ObjectSource {
             Backend::Dir(dir) => Writer::dir(dir.store()),
         }
     }
+}
+
+/// Views every event of a stream (see [`View`]).
+fn view_events<K: Object, V: Indexed>(
+    stream: BoxStream<'static, Result<ObjectEvent<K>, SourceError>>,
+    view: View<K, V>,
+) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
+    stream
+        .map(move |item| item.map(|event| view_event(&view, event)))
+        .boxed()
 }
 
 /// Wraps a stream so that it keeps `oxelb_source_objects{kind}` and
