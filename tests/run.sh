@@ -11,14 +11,15 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*"; }
 
-# Debian packages the tests need; each is installed only when missing. `required` builds and runs
+# Debian packages the tests need; each is installed only when missing. `required` builds (make:
+# jemalloc, the binaries' allocator, is compiled from source) and runs
 # every test; `lab` is for the network-namespace labs, which run only as root (the real routers FRR,
 # BIRD 2 and GoBGP; ping, arping and ndisc6 as clients whose kernels resolve layer2 IPs; tcpdump;
 # curl for the speaker's metrics inside a node namespace).
 # `tools` are checkers some tests call: promtool (Debian package `prometheus`) checks and unit-tests
 # the alerting rules in config/prometheus/ (tests/tests/monitoring.rs; it reports that it skips when
 # promtool is missing outside CI).
-required=(gcc)
+required=(gcc make)
 lab=(iproute2 iputils-ping arping ndisc6 tcpdump curl frr bird2 gobgpd)
 tools=(prometheus)
 

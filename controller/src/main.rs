@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use oxelb_controller::{Args, DEFAULT_METRICS_ADDR, run};
 use oxelb_runtime::{cli::parse_with_metrics_default, telemetry};
 
-/// mimalloc rather than glibc's malloc: after the short-lived allocations of a burst (watch
-/// events decoded and trimmed, writes in flight) glibc kept tens of MiB it could not give back
-/// (README, Scale, has the measurements).
+/// jemalloc rather than glibc's malloc or mimalloc: after the short-lived allocations of a burst
+/// (watch events decoded and viewed, writes in flight) the others kept tens of MiB they did not give
+/// back. Its tuning (`.cargo/config.toml`, `JEMALLOC_SYS_WITH_MALLOC_CONF`) returns freed pages
+/// within a second from a background thread; `MALLOC_CONF` overrides it at run time (README, Scale).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {

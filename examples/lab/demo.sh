@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 source examples/lab/cargo-bins.sh
 
 prefix=oxdemo
-packages=(gcc iproute2 iputils-ping arping frr)
+packages=(gcc make iproute2 iputils-ping arping frr)
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "The demo builds network namespaces and needs root: sudo $0" >&2
