@@ -19,6 +19,7 @@ use tracing::debug;
 
 use super::{
     ObjectEvent, SourceError,
+    slim::Slim,
     writer::{EventRecord, EventType, MetadataPatch, WriteError, object_name},
 };
 use crate::{
@@ -49,7 +50,7 @@ impl KubeSource {
         &self,
         view: View<K, V>,
     ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
-        watch_api_viewed(Api::<K>::all(self.client.clone()), view)
+        watch_api_viewed(Api::<Slim<K>>::all(self.client.clone()), view)
     }
 
     /// As [`watch_viewed`](Self::watch_viewed), for the objects in `namespace` only.
@@ -61,7 +62,7 @@ impl KubeSource {
     where
         K: Object + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
-        watch_api_viewed(Api::<K>::namespaced(self.client.clone(), namespace), view)
+        watch_api_viewed(Api::<Slim<K>>::namespaced(self.client.clone(), namespace), view)
     }
 
     /// Watches all objects of kind `K` in all namespaces.
@@ -96,8 +97,11 @@ impl KubeSource {
 
 /// Watches `api` into an index's events: each object is viewed ([`View`]) as it arrives, so the
 /// initial list is buffered as views, never as whole objects.
+///
+/// Objects are decoded as [`Slim`]: their managedFields and last-applied annotation are skipped
+/// while the JSON is read, never built.
 pub(crate) fn watch_api_viewed<K: Object, V: Indexed>(
-    api: Api<K>,
+    api: Api<Slim<K>>,
     view: View<K, V>,
 ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
     let kind = kind_of::<K>();
@@ -116,9 +120,10 @@ fn map_watcher_event_viewed<K: Object, V>(
     kind: &str,
     view: &View<K, V>,
     buffer: &mut Vec<V>,
-    item: Result<WatcherEvent<K>, watcher::Error>,
+    item: Result<WatcherEvent<Slim<K>>, watcher::Error>,
 ) -> Option<Result<IndexEvent<V>, SourceError>> {
-    let viewed = |mut obj: K| {
+    let viewed = |Slim(mut obj): Slim<K>| {
+        // An annotation map the slim decode emptied becomes `None`, as the apiserver sends it.
         trim_meta(&mut obj);
         view(obj)
     };
@@ -138,13 +143,13 @@ fn map_watcher_event_viewed<K: Object, V>(
             Some(Ok(IndexEvent::Resync(all)))
         }
         Ok(WatcherEvent::Apply(obj)) => {
-            let key = ObjectKey::of(&obj);
+            let key = ObjectKey::of(&obj.0);
             Some(Ok(match viewed(obj) {
                 Some(kept) => IndexEvent::Apply(kept),
                 None => IndexEvent::Delete(key),
             }))
         }
-        Ok(WatcherEvent::Delete(obj)) => Some(Ok(IndexEvent::Delete(ObjectKey::of(&obj)))),
+        Ok(WatcherEvent::Delete(obj)) => Some(Ok(IndexEvent::Delete(ObjectKey::of(&obj.0)))),
         Err(source) => Some(Err(SourceError::Watch {
             kind: kind.to_owned(),
             source,

@@ -7,6 +7,7 @@
 
 pub mod dir;
 pub mod kube;
+pub mod slim;
 mod writer;
 
 use std::{collections::HashSet, path::PathBuf};
