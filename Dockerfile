@@ -6,7 +6,8 @@
 #
 # The tags are the ones config/oxelb.yaml refers to. Into kind: `kind load docker-image <tag>`.
 # Needs Docker with internet access (the Rust image, the musl target, crates.io); the test command
-# does not build it.
+# does not build it. The global allocator, jemalloc, is compiled from C with musl-gcc and make (both
+# in this stage), tuned by the .cargo/config.toml the build context carries.
 
 FROM rust:1-bookworm AS build
 ARG TARGETARCH
