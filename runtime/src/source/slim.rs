@@ -462,7 +462,12 @@ mod tests {
         nested["spec"]["selector"]["managedFields"] = serde_json::json!("x");
         let Slim(kept) = serde_json::from_value::<Slim<Service>>(nested).unwrap();
         assert_eq!(
-            kept.spec.unwrap().selector.unwrap().get("managedFields").map(String::as_str),
+            kept.spec
+                .unwrap()
+                .selector
+                .unwrap()
+                .get("managedFields")
+                .map(String::as_str),
             Some("x")
         );
     }
@@ -473,7 +478,12 @@ mod tests {
             "metadata": {"resourceVersion": "7"}, "items": [service_json(), service_json()]});
         let decoded: ObjectList<Slim<Service>> = serde_json::from_str(&list.to_string()).unwrap();
         assert_eq!(decoded.items.len(), 2);
-        assert!(decoded.items.iter().all(|s| s.0.metadata.managed_fields.is_none()));
+        assert!(
+            decoded
+                .items
+                .iter()
+                .all(|s| s.0.metadata.managed_fields.is_none())
+        );
         for event in [
             serde_json::json!({"type": "MODIFIED", "object": service_json()}),
             serde_json::json!({"object": service_json(), "type": "ADDED"}),
