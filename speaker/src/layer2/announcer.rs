@@ -77,7 +77,7 @@ pub fn view_digest(
             None => text.push_str("cluster\n"),
             Some(nodes) => {
                 text.push_str("local");
-                for n in nodes {
+                for n in nodes.iter() {
                     let _ = write!(text, " {n}");
                 }
                 text.push('\n');
@@ -200,7 +200,10 @@ pub fn layer2_outcomes(
         .map(|a| Contest {
             ip: a.ip,
             pool: a.pool.clone(),
-            local_nodes: a.local_nodes.clone(),
+            local_nodes: a
+                .local_nodes
+                .as_ref()
+                .map(|nodes| nodes.iter().map(str::to_owned).collect()),
         })
         .collect();
     elect(&candidates, &contests)
