@@ -24,8 +24,8 @@ use crate::view::{NodeNames, ServiceView, SliceView};
 pub struct Announcement {
     /// The IP.
     pub ip: IpAddr,
-    /// The Eip it belongs to.
-    pub pool: String,
+    /// The Eip it belongs to (one copy of the name per Eip, shared by its announcements).
+    pub pool: Arc<str>,
     /// How: `bgp`, `layer2` or `vip` (vip is announced like layer2).
     pub protocol: EipProtocol,
     /// `spec.interface` of the Eip (layer2/vip), parsed; an error is reported, never announced on.
@@ -45,9 +45,12 @@ pub fn desired(
     eips: &[Eip],
     slices: &[Arc<SliceView>],
 ) -> BTreeMap<IpAddr, Announcement> {
-    let pools: Vec<(&Eip, IpRange)> = eips
+    let pools: Vec<(&Eip, IpRange, Arc<str>)> = eips
         .iter()
-        .filter_map(|eip| Some((eip, eip.spec.parsed_address().ok()?)))
+        .filter_map(|eip| {
+            let name = Arc::from(eip.metadata.name.as_deref().unwrap_or_default());
+            Some((eip, eip.spec.parsed_address().ok()?, name))
+        })
         .collect();
     let mut out: BTreeMap<IpAddr, Announcement> = BTreeMap::new();
     // Ready nodes by Service, from one scan of the slices (not one scan per Local Service: that
@@ -58,20 +61,18 @@ pub fn desired(
         let label = service.pool.as_deref();
         for &ip in &service.ips {
             // The Eip containing the IP; if pools overlap, the one the Service's label names.
-            let mut containing = pools.iter().filter(|(_, range)| range.contains(ip));
+            let mut containing = pools.iter().filter(|(_, range, _)| range.contains(ip));
             let first = containing.next();
             let pool = match first {
-                Some((eip, _)) if label.is_some_and(|l| eip.metadata.name.as_deref() != Some(l)) => {
-                    containing
-                        .find(|(e, _)| e.metadata.name.as_deref() == label)
-                        .or(first)
+                Some((_, _, name)) if label.is_some_and(|l| **name != *l) => {
+                    containing.find(|(_, _, n)| Some(&**n) == label).or(first)
                 }
                 other => other,
             };
-            let Some((eip, _)) = pool else { continue };
+            let Some((eip, _, name)) = pool else { continue };
             let entry = out.entry(ip).or_insert_with(|| Announcement {
                 ip,
-                pool: eip.metadata.name.clone().unwrap_or_default(),
+                pool: name.clone(),
                 protocol: eip.spec.protocol(),
                 interface: eip.spec.interface(),
                 // Most IPs have one Service.
@@ -174,12 +175,12 @@ mod tests {
         let d = desired(&views(&services), &eips, &[]);
         assert_eq!(d.len(), 2, "{d:?}");
         let a = &d[&"192.0.2.1".parse().unwrap()];
-        assert_eq!((a.pool.as_str(), a.protocol), ("l2", EipProtocol::Layer2));
+        assert_eq!((&*a.pool, a.protocol), ("l2", EipProtocol::Layer2));
         assert_eq!(a.interface, Some(Ok(InterfaceSelector::Name("eth0".into()))));
         assert_eq!(a.local_nodes, None);
         let b = &d[&"198.51.100.2".parse().unwrap()];
         assert_eq!(
-            (b.pool.as_str(), b.protocol, b.interface.clone()),
+            (&*b.pool, b.protocol, b.interface.clone()),
             ("bgp", EipProtocol::Bgp, None)
         );
     }
