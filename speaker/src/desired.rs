@@ -29,7 +29,8 @@ pub struct Announcement {
     /// How: `bgp`, `layer2` or `vip` (vip is announced like layer2).
     pub protocol: EipProtocol,
     /// `spec.interface` of the Eip (layer2/vip), parsed; an error is reported, never announced on.
-    pub interface: Option<Result<InterfaceSelector, InterfaceError>>,
+    /// Shared by the Eip's announcements.
+    pub interface: Option<Arc<Result<InterfaceSelector, InterfaceError>>>,
     /// The Services holding it, as `namespace/name`, sorted (shared with the Services' views).
     pub services: Vec<Arc<str>>,
     /// `None` when every holder has `externalTrafficPolicy: Cluster` (any node may receive the
@@ -45,69 +46,111 @@ pub fn desired(
     eips: &[Eip],
     slices: &[Arc<SliceView>],
 ) -> BTreeMap<IpAddr, Announcement> {
-    let pools: Vec<(&Eip, IpRange, Arc<str>)> = eips
+    // Per Eip, once: its range, and its name and interface shared by all its announcements.
+    let pools: Vec<Pool<'_>> = eips
         .iter()
         .filter_map(|eip| {
-            let name = Arc::from(eip.metadata.name.as_deref().unwrap_or_default());
-            Some((eip, eip.spec.parsed_address().ok()?, name))
+            Some(Pool {
+                eip,
+                range: eip.spec.parsed_address().ok()?,
+                name: Arc::from(eip.metadata.name.as_deref().unwrap_or_default()),
+                interface: eip.spec.interface().map(Arc::new),
+            })
         })
         .collect();
-    let mut out: BTreeMap<IpAddr, Announcement> = BTreeMap::new();
-    // Ready nodes by Service, from one scan of the slices (not one scan per Local Service: that
-    // was quadratic with thousands of each), built only when some Service is Local.
-    let mut by_service: Option<BTreeMap<(&str, &str), NodeNames>> = None;
-    let no_nodes = NodeNames::default();
+    // Every (IP, holder, pool), sorted by IP: the holders of an IP are then adjacent, in the order
+    // of `services`. A flat list and a map built at once from sorted entries hold less than a map
+    // grown by inserts (the announcements live as long as the state, and hold every IP).
+    let mut held: Vec<(IpAddr, &ServiceView, &Pool<'_>)> = Vec::with_capacity(services.len());
     for service in services {
         let label = service.pool.as_deref();
         for &ip in &service.ips {
             // The Eip containing the IP; if pools overlap, the one the Service's label names.
-            let mut containing = pools.iter().filter(|(_, range, _)| range.contains(ip));
+            let mut containing = pools.iter().filter(|p| p.range.contains(ip));
             let first = containing.next();
             let pool = match first {
-                Some((_, _, name)) if label.is_some_and(|l| **name != *l) => {
-                    containing.find(|(_, _, n)| Some(&**n) == label).or(first)
+                Some(p) if label.is_some_and(|l| *p.name != *l) => {
+                    containing.find(|p| Some(&*p.name) == label).or(first)
                 }
                 other => other,
             };
-            let Some((eip, _, name)) = pool else { continue };
-            let entry = out.entry(ip).or_insert_with(|| Announcement {
-                ip,
-                pool: name.clone(),
-                protocol: eip.spec.protocol(),
-                interface: eip.spec.interface(),
-                // Most IPs have one Service.
-                services: Vec::with_capacity(1),
-                local_nodes: None,
-            });
-            entry.services.push(service.id.clone());
-            entry.services.sort();
-            if service.local {
-                let index = by_service.get_or_insert_with(|| ready_nodes_by_service(slices));
-                let nodes = index
-                    .get(&(service.namespace(), service.name()))
-                    .unwrap_or(&no_nodes);
-                entry.local_nodes = Some(match &entry.local_nodes {
-                    Some(held) => held.union(nodes),
-                    None => nodes.clone(),
-                });
+            if let Some(pool) = pool {
+                held.push((ip, service, pool));
             }
         }
     }
-    // Rebuilt from its sorted entries, the map's nodes are full: about half the memory of the one
-    // grown by inserts above (it is kept for as long as the state, and holds every IP).
+    held.sort_by_key(|(ip, _, _)| *ip);
+    // Ready nodes by Service, from one scan of the slices (not one scan per Local Service: that
+    // was quadratic with thousands of each), built only when some Service is Local.
+    let mut ready: Option<ReadyNodes<'_>> = None;
+    let mut out: Vec<(IpAddr, Announcement)> = Vec::new();
+    for holders in held.chunk_by(|a, b| a.0 == b.0) {
+        let (ip, _, pool) = holders[0];
+        // Most IPs have one Service; several share it legally.
+        let mut ids: Vec<Arc<str>> = holders.iter().map(|(_, s, _)| s.id.clone()).collect();
+        ids.sort();
+        let mut local_nodes: Option<NodeNames> = None;
+        for (_, service, _) in holders.iter().filter(|(_, s, _)| s.local) {
+            let nodes = ready
+                .get_or_insert_with(|| ReadyNodes::of(slices))
+                .of_service(service.namespace(), service.name());
+            local_nodes = Some(match &local_nodes {
+                Some(known) => known.union(&nodes),
+                None => nodes,
+            });
+        }
+        out.push((
+            ip,
+            Announcement {
+                ip,
+                pool: pool.name.clone(),
+                protocol: pool.eip.spec.protocol(),
+                interface: pool.interface.clone(),
+                services: ids,
+                local_nodes,
+            },
+        ));
+    }
+    drop(held);
     out.into_iter().collect()
 }
 
-/// The nodes with a ready endpoint, by Service (namespace, name): the union of its slices' (most
-/// Services have one slice, whose set is then shared, not copied).
-fn ready_nodes_by_service(slices: &[Arc<SliceView>]) -> BTreeMap<(&str, &str), NodeNames> {
-    let mut out: BTreeMap<(&str, &str), NodeNames> = BTreeMap::new();
-    for slice in slices {
-        out.entry((slice.namespace(), &*slice.service))
-            .and_modify(|nodes| *nodes = nodes.union(&slice.nodes))
-            .or_insert_with(|| slice.nodes.clone());
+/// An Eip with a valid range, as [`desired`] reads it.
+struct Pool<'a> {
+    eip: &'a Eip,
+    range: IpRange,
+    name: Arc<str>,
+    interface: Option<Arc<Result<InterfaceSelector, InterfaceError>>>,
+}
+
+/// The EndpointSlices by Service (namespace, service name), sorted, for lookups.
+struct ReadyNodes<'a>(Vec<(&'a str, &'a str, &'a NodeNames)>);
+
+impl<'a> ReadyNodes<'a> {
+    fn of(slices: &'a [Arc<SliceView>]) -> Self {
+        let mut by_service: Vec<_> = slices
+            .iter()
+            .map(|s| (s.namespace(), &*s.service, &s.nodes))
+            .collect();
+        by_service.sort_unstable_by_key(|(ns, service, _)| (*ns, *service));
+        Self(by_service)
     }
-    out
+
+    /// The nodes with a ready endpoint of Service `namespace/name`: the union of its slices' (most
+    /// Services have one slice, whose set is then shared, not copied).
+    fn of_service(&self, namespace: &str, name: &str) -> NodeNames {
+        let start = self.0.partition_point(|(ns, s, _)| (*ns, *s) < (namespace, name));
+        self.0[start..]
+            .iter()
+            .take_while(|(ns, s, _)| (*ns, *s) == (namespace, name))
+            .fold(None, |acc: Option<NodeNames>, (_, _, nodes)| {
+                Some(match acc {
+                    Some(known) => known.union(nodes),
+                    None => (*nodes).clone(),
+                })
+            })
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -176,7 +219,10 @@ mod tests {
         assert_eq!(d.len(), 2, "{d:?}");
         let a = &d[&"192.0.2.1".parse().unwrap()];
         assert_eq!((&*a.pool, a.protocol), ("l2", EipProtocol::Layer2));
-        assert_eq!(a.interface, Some(Ok(InterfaceSelector::Name("eth0".into()))));
+        assert_eq!(
+            a.interface.as_deref(),
+            Some(&Ok(InterfaceSelector::Name("eth0".into())))
+        );
         assert_eq!(a.local_nodes, None);
         let b = &d[&"198.51.100.2".parse().unwrap()];
         assert_eq!(
@@ -230,6 +276,64 @@ mod tests {
         assert_eq!(
             d[&"192.0.2.6".parse().unwrap()].local_nodes,
             Some(NodeNames::default())
+        );
+    }
+
+    #[test]
+    fn overlapping_pools_follow_the_label_and_local_unites_a_services_slices() {
+        let eips = [
+            eip("narrow", json!({"address": "192.0.2.0/28"})),
+            eip("wide", json!({"address": "192.0.2.0/24"})),
+        ];
+        let labelled = |name: &str, ip: &str, pool: &str| {
+            let v = json!({"metadata": {"name": name, "namespace": "default",
+                "finalizers": [names::SERVICE_FINALIZER], "labels": {names::EIP_POOL_LABEL: pool}},
+                "spec": {"externalTrafficPolicy": "Local"},
+                "status": {"loadBalancer": {"ingress": [{"ip": ip}]}}});
+            view::service(serde_json::from_value(v).unwrap()).map(Arc::new)
+        };
+        let services = [
+            labelled("w", "192.0.2.1", "wide"),
+            labelled("n", "192.0.2.2", "narrow"),
+            labelled("x", "192.0.2.3", "elsewhere"),
+            svc("plain", "192.0.2.4", false, true),
+        ];
+        let interner = Interner::default();
+        let slices = [
+            slice(
+                &interner,
+                "w",
+                json!([{"addresses": ["198.51.100.71"], "nodeName": "n1"}]),
+            ),
+            Arc::new(
+                view::endpoint_slice(
+                    serde_json::from_value(json!({"metadata": {"name": "w-y", "namespace": "default",
+                        "labels": {SERVICE_NAME_LABEL: "w"}}, "addressType": "IPv4",
+                        "endpoints": [{"addresses": ["198.51.100.72"], "nodeName": "n2"}]}))
+                    .unwrap(),
+                    &interner,
+                )
+                .unwrap(),
+            ),
+        ];
+        let d = desired(&views(&services), &eips, &slices);
+        let pool = |ip: &str| d[&ip.parse().unwrap()].pool.to_string();
+        assert_eq!(
+            pool("192.0.2.1"),
+            "wide",
+            "the label picks among overlapping pools"
+        );
+        assert_eq!(pool("192.0.2.2"), "narrow");
+        assert_eq!(
+            pool("192.0.2.3"),
+            "narrow",
+            "a label naming no containing pool: the first"
+        );
+        assert_eq!(pool("192.0.2.4"), "narrow");
+        assert_eq!(
+            d[&"192.0.2.1".parse().unwrap()].local_nodes,
+            Some(["n1", "n2"].into_iter().collect()),
+            "the union of the Service's slices"
         );
     }
 
@@ -307,6 +411,9 @@ mod tests {
             json!({"address": "192.0.2.0/28", "protocol": "layer2", "interface": "lo"}),
         )];
         let d = desired(&views(&[svc("a", "192.0.2.5", false, true)]), &eips, &[]);
-        assert!(matches!(d[&"192.0.2.5".parse().unwrap()].interface, Some(Err(_))));
+        assert!(matches!(
+            d[&"192.0.2.5".parse().unwrap()].interface.as_deref(),
+            Some(Err(_))
+        ));
     }
 }

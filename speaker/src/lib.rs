@@ -151,7 +151,7 @@ pub struct Indexes {
     /// The EndpointSlices with a ready endpoint, as their nodes ([`view::endpoint_slice`]):
     /// `externalTrafficPolicy: Local` announces from those nodes only.
     pub endpoint_slices: SharedIndex<view::SliceView>,
-    /// All Eips (network.kubesphere.io/v1alpha2).
+    /// All Eips (network.kubesphere.io/v1alpha2), without their status ([`view::eip`]).
     pub eips: SharedIndex<Eip>,
     /// All BgpConfs.
     pub bgp_confs: SharedIndex<BgpConf>,
@@ -197,7 +197,7 @@ pub fn watch_all(app: &mut App, namespace: &str) -> Indexes {
         services: app.index_viewed::<Service, _>(services),
         nodes: app.index_viewed::<Node, _>(nodes),
         endpoint_slices: app.index_viewed::<EndpointSlice, _>(endpoint_slices),
-        eips: app.index::<Eip>(),
+        eips: app.index_viewed::<Eip, _>(std::sync::Arc::new(view::eip)),
         bgp_confs: app.index::<BgpConf>(),
         bgp_peers: app.index::<BgpPeer>(),
         secrets: app.index_in::<Secret>(namespace),

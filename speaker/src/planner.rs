@@ -317,7 +317,7 @@ fn problems(state: &SpeakerState) -> Vec<Said> {
     }
     let mut seen = BTreeSet::new();
     for a in state.announcements.values() {
-        if let Some(Err(error)) = &a.interface
+        if let Some(Err(error)) = a.interface.as_deref()
             && seen.insert(a.pool.clone())
         {
             add(

@@ -24,7 +24,7 @@ use k8s_openapi::api::{
     core::v1::{Node, Service},
     discovery::v1::EndpointSlice,
 };
-use oxelb_crds::{names, service::ingress_ips};
+use oxelb_crds::{names, service::ingress_ips, v1alpha2::Eip};
 use oxelb_runtime::{
     index::{Indexed, View},
     object::ObjectKey,
@@ -275,6 +275,13 @@ pub fn node(node: Node) -> Option<NodeFacts> {
     Some(NodeFacts::of(&node))
 }
 
+/// An Eip without its status: the speaker reads the spec only, and `status.used` names every IP
+/// the pool has given out (10,000 entries for 10,000 Services), which each plan would copy.
+pub fn eip(mut eip: Eip) -> Option<Eip> {
+    eip.status = None;
+    Some(eip)
+}
+
 /// The index views of the speaker (for `App::index_viewed`): Services, EndpointSlices (node names
 /// shared by one [`Interner`]) and Nodes.
 pub fn views() -> (
@@ -417,5 +424,18 @@ mod tests {
         assert!(a.ready && a.name == "n1");
         assert_eq!(a.index_key(), ObjectKey::new(None, "n1"));
         assert_eq!(node(obj(json!({"metadata": {}}))), None, "no name");
+    }
+
+    #[test]
+    fn eips_lose_their_status() {
+        let pool: Eip = obj(
+            json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "Eip",
+            "metadata": {"name": "p"}, "spec": {"address": "192.0.2.0/24", "protocol": "layer2", "interface": "eth0"},
+            "status": {"usage": 1, "used": {"192.0.2.1": "ns/a"}}}),
+        );
+        let viewed = eip(pool.clone()).unwrap();
+        assert!(viewed.status.is_none());
+        assert_eq!(viewed.spec, pool.spec);
+        assert_eq!(viewed.metadata, pool.metadata);
     }
 }

@@ -432,7 +432,7 @@ pub async fn run(
             .values()
             .filter(|a| matches!(a.protocol, EipProtocol::Layer2 | EipProtocol::Vip))
         {
-            let Some(Ok(selector)) = &a.interface else {
+            let Some(Ok(selector)) = a.interface.as_deref() else {
                 continue;
             };
             match resolve(selector, std::path::Path::new("/")) {
