@@ -83,7 +83,7 @@ pub fn desired(
     // Ready nodes by Service, from one scan of the slices (not one scan per Local Service: that
     // was quadratic with thousands of each), built only when some Service is Local.
     let mut ready: Option<ReadyNodes<'_>> = None;
-    let mut out: Vec<(IpAddr, Announcement)> = Vec::new();
+    let mut out: Vec<(IpAddr, Announcement)> = Vec::with_capacity(held.len());
     for holders in held.chunk_by(|a, b| a.0 == b.0) {
         let (ip, _, pool) = holders[0];
         // Most IPs have one Service; several share it legally.
