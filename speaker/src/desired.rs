@@ -188,10 +188,12 @@ mod tests {
     }
 
     fn slice(interner: &Interner, service: &str, endpoints: Value) -> Arc<SliceView> {
-        let object = serde_json::from_value(
-            json!({"metadata": {"name": format!("{service}-x"), "namespace": "default",
-            "labels": {SERVICE_NAME_LABEL: service}}, "addressType": "IPv4", "endpoints": endpoints}),
-        )
+        named_slice(interner, &format!("{service}-x"), service, endpoints)
+    }
+
+    fn named_slice(interner: &Interner, name: &str, service: &str, endpoints: Value) -> Arc<SliceView> {
+        let object = serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default",
+            "labels": {SERVICE_NAME_LABEL: service}}, "addressType": "IPv4", "endpoints": endpoints}))
         .unwrap();
         Arc::new(view::endpoint_slice(object, interner).unwrap())
     }
@@ -305,15 +307,11 @@ mod tests {
                 "w",
                 json!([{"addresses": ["198.51.100.71"], "nodeName": "n1"}]),
             ),
-            Arc::new(
-                view::endpoint_slice(
-                    serde_json::from_value(json!({"metadata": {"name": "w-y", "namespace": "default",
-                        "labels": {SERVICE_NAME_LABEL: "w"}}, "addressType": "IPv4",
-                        "endpoints": [{"addresses": ["198.51.100.72"], "nodeName": "n2"}]}))
-                    .unwrap(),
-                    &interner,
-                )
-                .unwrap(),
+            named_slice(
+                &interner,
+                "w-y",
+                "w",
+                json!([{"addresses": ["198.51.100.72"], "nodeName": "n2"}]),
             ),
         ];
         let d = desired(&views(&services), &eips, &slices);
