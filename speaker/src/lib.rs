@@ -16,8 +16,8 @@ pub mod planner;
 pub mod policy;
 pub mod reach;
 pub mod sessions;
-pub mod shape;
 pub mod tiebreak;
+pub mod view;
 // The workspace's one module of raw syscalls (see its docs and every SAFETY comment).
 #[allow(unsafe_code)]
 pub mod sys;
@@ -27,6 +27,7 @@ use k8s_openapi::api::{
     core::v1::{Node, Secret, Service},
     discovery::v1::EndpointSlice,
 };
+use node::NodeFacts;
 use oxelb_crds::v1alpha2::{BgpConf, BgpPeer, Eip};
 use oxelb_runtime::{
     app::{App, AppError},
@@ -143,13 +144,14 @@ impl Args {
 /// The objects the speaker reads.
 #[derive(Clone)]
 pub struct Indexes {
-    /// All Services.
-    pub services: SharedIndex<Service>,
-    /// All Nodes.
-    pub nodes: SharedIndex<Node>,
-    /// All EndpointSlices (`externalTrafficPolicy: Local`: which nodes host a ready endpoint).
-    pub endpoint_slices: SharedIndex<EndpointSlice>,
-    /// All Eips (network.kubesphere.io/v1alpha2).
+    /// The Services the speaker may announce, as their views ([`view::service`]).
+    pub services: SharedIndex<view::ServiceView>,
+    /// All Nodes, as their facts ([`view::node`]).
+    pub nodes: SharedIndex<NodeFacts>,
+    /// The EndpointSlices with a ready endpoint, as their nodes ([`view::endpoint_slice`]):
+    /// `externalTrafficPolicy: Local` announces from those nodes only.
+    pub endpoint_slices: SharedIndex<view::SliceView>,
+    /// All Eips (network.kubesphere.io/v1alpha2), without their status ([`view::eip`]).
     pub eips: SharedIndex<Eip>,
     /// All BgpConfs.
     pub bgp_confs: SharedIndex<BgpConf>,
@@ -165,12 +167,12 @@ impl Indexes {
     /// A copy of the current objects, for one computation. Services and EndpointSlices (the kinds
     /// that grow with the cluster) are shared with the indexes, not cloned.
     pub fn snapshot(&self) -> planner::SpeakerSnapshot {
-        fn values<K: Clone + kube::Resource>(index: &SharedIndex<K>) -> Vec<K> {
+        fn values<K: Clone>(index: &SharedIndex<K>) -> Vec<K> {
             // A poisoned lock means a reader panicked; the data is still a valid map.
             let guard = index.read().unwrap_or_else(|e| e.into_inner());
             guard.iter().map(|(_, v)| v.clone()).collect()
         }
-        fn shared<K: kube::Resource>(index: &SharedIndex<K>) -> Vec<std::sync::Arc<K>> {
+        fn shared<K>(index: &SharedIndex<K>) -> Vec<std::sync::Arc<K>> {
             let guard = index.read().unwrap_or_else(|e| e.into_inner());
             guard.iter_shared().map(|(_, v)| v.clone()).collect()
         }
@@ -187,14 +189,15 @@ impl Indexes {
     }
 }
 
-/// Starts the indexes of every kind the speaker reads, shaped on arrival ([`shape`]); Secrets only
-/// in `namespace`.
+/// Starts the indexes of every kind the speaker reads, the kinds that grow with the cluster as
+/// compact views made on arrival ([`view`]); Secrets only in `namespace`.
 pub fn watch_all(app: &mut App, namespace: &str) -> Indexes {
+    let (services, endpoint_slices, nodes) = view::views();
     Indexes {
-        services: app.index_shaped::<Service>(std::sync::Arc::new(shape::service)),
-        nodes: app.index_shaped::<Node>(std::sync::Arc::new(shape::node)),
-        endpoint_slices: app.index_shaped::<EndpointSlice>(std::sync::Arc::new(shape::endpoint_slice)),
-        eips: app.index::<Eip>(),
+        services: app.index_viewed::<Service, _>(services),
+        nodes: app.index_viewed::<Node, _>(nodes),
+        endpoint_slices: app.index_viewed::<EndpointSlice, _>(endpoint_slices),
+        eips: app.index_viewed::<Eip, _>(std::sync::Arc::new(view::eip)),
         bgp_confs: app.index::<BgpConf>(),
         bgp_peers: app.index::<BgpPeer>(),
         secrets: app.index_in::<Secret>(namespace),

@@ -11,10 +11,7 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{
-    core::v1::{Node, Secret, Service},
-    discovery::v1::EndpointSlice,
-};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Resource as _;
 use oxelb_crds::{
     names,
@@ -40,6 +37,7 @@ use crate::{
     node::NodeFacts,
     policy::{self, BgpRoute, PolicyProblem, PoolPolicy},
     sessions::{SessionPlan, diff, plan, resolve_passwords},
+    view::{ServiceView, SliceView},
 };
 
 /// Changes arriving within this time are computed together.
@@ -85,12 +83,12 @@ pub struct SpeakerState {
 /// The objects the speaker reads.
 #[derive(Clone, Debug, Default)]
 pub struct SpeakerSnapshot {
-    /// All Services (shared with the index).
-    pub services: Vec<Arc<Service>>,
-    /// All Nodes.
-    pub nodes: Vec<Node>,
-    /// All EndpointSlices (shared with the index).
-    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    /// The Services the speaker may announce (views shared with the index).
+    pub services: Vec<Arc<ServiceView>>,
+    /// All Nodes' facts.
+    pub nodes: Vec<NodeFacts>,
+    /// The EndpointSlices with a ready endpoint (views shared with the index).
+    pub endpoint_slices: Vec<Arc<SliceView>>,
     /// All Eips.
     pub eips: Vec<Eip>,
     /// All BgpConfs.
@@ -139,12 +137,8 @@ pub fn compute_with(
     node_name: &str,
     last_good: &BTreeMap<String, PoolPolicy>,
 ) -> SpeakerState {
-    let node = snapshot
-        .nodes
-        .iter()
-        .find(|n| n.metadata.name.as_deref() == Some(node_name))
-        .map(NodeFacts::of);
-    let nodes: Vec<NodeFacts> = snapshot.nodes.iter().map(NodeFacts::of).collect();
+    let node = snapshot.nodes.iter().find(|n| n.name == node_name).cloned();
+    let nodes: Vec<NodeFacts> = snapshot.nodes.clone();
     let announcements = desired(&snapshot.services, &snapshot.eips, &snapshot.endpoint_slices);
     let (policies, mut policy_problems) = policy::resolve(&snapshot.eips, last_good);
     let (sessions, bgp_routes, peer_routes) = match &node {
@@ -323,7 +317,7 @@ fn problems(state: &SpeakerState) -> Vec<Said> {
     }
     let mut seen = BTreeSet::new();
     for a in state.announcements.values() {
-        if let Some(Err(error)) = &a.interface
+        if let Some(Err(error)) = a.interface.as_deref()
             && seen.insert(a.pool.clone())
         {
             add(
@@ -439,14 +433,20 @@ mod tests {
         let snapshot = SpeakerSnapshot {
             secrets: Vec::new(),
             namespace: "oxelb-system".into(),
-            services: vec![Arc::new(obj(
-                json!({"metadata": {"name": "web", "namespace": "default", "finalizers": [names::SERVICE_FINALIZER]},
+            services: vec![Arc::new(
+                crate::view::service(obj(
+                    json!({"metadata": {"name": "web", "namespace": "default", "finalizers": [names::SERVICE_FINALIZER]},
                 "spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.5"}, {"ip": "192.0.2.5"}]}}}),
-            ))],
-            nodes: vec![obj(
-                json!({"metadata": {"name": "n1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}],
-                "addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]}}),
+                ))
+                .unwrap(),
             )],
+            nodes: vec![
+                crate::view::node(obj(
+                    json!({"metadata": {"name": "n1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "InternalIP", "address": "192.0.2.11"}]}}),
+                ))
+                .unwrap(),
+            ],
             eips: vec![
                 obj(
                     json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "Eip", "metadata": {"name": "bgp"}, "spec": {"address": "198.51.100.0/28"}}),

@@ -138,8 +138,8 @@ pub fn resolve(
 /// A route of this node: its pool and attributes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BgpRoute {
-    /// The Eip it comes from.
-    pub pool: String,
+    /// The Eip it comes from (shared with the announcement).
+    pub pool: Arc<str>,
     /// Its attributes.
     pub attributes: Arc<Attributes>,
 }
@@ -163,7 +163,7 @@ pub fn bgp_routes(
             .local_nodes
             .as_ref()
             .is_none_or(|nodes| nodes.contains(&node.name));
-        let policy = policies.get(&a.pool).unwrap_or(&plain);
+        let policy = policies.get(&*a.pool).unwrap_or(&plain);
         if !local_ok || !policy.selects_node(&node.labels) {
             continue;
         }
@@ -185,7 +185,7 @@ pub fn peer_routes(
     peers: &[BgpPeer],
     policies: &BTreeMap<String, PoolPolicy>,
 ) -> BTreeMap<String, Arc<Routes>> {
-    let pools: BTreeSet<&str> = routes.values().map(|r| r.pool.as_str()).collect();
+    let pools: BTreeSet<&str> = routes.values().map(|r| &*r.pool).collect();
     let mut shared: BTreeMap<BTreeSet<&str>, Arc<Routes>> = BTreeMap::new();
     let mut out = BTreeMap::new();
     for name in plan.sessions.keys() {
@@ -201,7 +201,7 @@ pub fn peer_routes(
                 Arc::new(
                     routes
                         .iter()
-                        .filter(|(_, r)| !excluded.contains(r.pool.as_str()))
+                        .filter(|(_, r)| !excluded.contains(&*r.pool))
                         .map(|(prefix, r)| (*prefix, r.attributes.clone()))
                         .collect(),
                 )

@@ -97,7 +97,7 @@ impl BgpMetrics {
             let mut per_pool: BTreeMap<&str, i64> = BTreeMap::new();
             for prefix in routes.keys() {
                 if let Some(route) = state.bgp_routes.get(prefix) {
-                    *per_pool.entry(route.pool.as_str()).or_default() += i64::from(up);
+                    *per_pool.entry(&*route.pool).or_default() += i64::from(up);
                 }
             }
             for (pool, count) in per_pool {

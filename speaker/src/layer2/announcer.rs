@@ -77,7 +77,7 @@ pub fn view_digest(
             None => text.push_str("cluster\n"),
             Some(nodes) => {
                 text.push_str("local");
-                for n in nodes {
+                for n in nodes.iter() {
                     let _ = write!(text, " {n}");
                 }
                 text.push('\n');
@@ -145,7 +145,7 @@ pub fn my_ips(
     let outcomes = layer2_outcomes(state, me, my_pools, view);
     announced_by(&outcomes, me)
         .into_iter()
-        .filter_map(|ip| Some((ip, state.announcements.get(&ip)?.pool.clone())))
+        .filter_map(|ip| Some((ip, state.announcements.get(&ip)?.pool.to_string())))
         .collect()
 }
 
@@ -162,7 +162,7 @@ pub fn layer2_outcomes(
         .filter(|(_, a)| matches!(a.protocol, EipProtocol::Layer2 | EipProtocol::Vip))
         .map(|(ip, a)| (*ip, a))
         .collect();
-    let all_pools: BTreeSet<String> = layer2.values().map(|a| a.pool.clone()).collect();
+    let all_pools: BTreeSet<String> = layer2.values().map(|a| a.pool.to_string()).collect();
     let candidates: Vec<Candidate> = state
         .nodes
         .iter()
@@ -199,8 +199,11 @@ pub fn layer2_outcomes(
         .values()
         .map(|a| Contest {
             ip: a.ip,
-            pool: a.pool.clone(),
-            local_nodes: a.local_nodes.clone(),
+            pool: a.pool.to_string(),
+            local_nodes: a
+                .local_nodes
+                .as_ref()
+                .map(|nodes| nodes.iter().map(str::to_owned).collect()),
         })
         .collect();
     elect(&candidates, &contests)
@@ -274,7 +277,7 @@ impl Layer2Metrics {
             state
                 .announcements
                 .get(ip)
-                .map(|a| a.pool.clone())
+                .map(|a| a.pool.to_string())
                 .unwrap_or_default()
         };
         self.answered.set(i64::try_from(now.len()).unwrap_or(i64::MAX));
@@ -429,23 +432,23 @@ pub async fn run(
             .values()
             .filter(|a| matches!(a.protocol, EipProtocol::Layer2 | EipProtocol::Vip))
         {
-            let Some(Ok(selector)) = &a.interface else {
+            let Some(Ok(selector)) = a.interface.as_deref() else {
                 continue;
             };
             match resolve(selector, std::path::Path::new("/")) {
                 Ok(nic) => {
-                    warned.remove(&a.pool);
-                    nics.insert(a.pool.clone(), nic);
+                    warned.remove(&*a.pool);
+                    nics.insert(a.pool.to_string(), nic);
                 }
                 Err(error) => {
                     let message = error.to_string();
-                    if warned.get(&a.pool) != Some(&message) {
+                    if warned.get(&*a.pool) != Some(&message) {
                         warn!(eip = %a.pool, %error, "layer2 interface unusable on this node: its IPs are not answered here");
                         let event = EventRecord {
                             regarding: ObjectReference {
                                 api_version: Some(oxelb_crds::names::API_VERSION_V1ALPHA2.into()),
                                 kind: Some(oxelb_crds::names::KIND_EIP.into()),
-                                name: Some(a.pool.clone()),
+                                name: Some(a.pool.to_string()),
                                 ..Default::default()
                             },
                             type_: EventType::Warning,
@@ -458,7 +461,7 @@ pub async fn run(
                         if let Err(error) = writer.publish_event(event).await {
                             debug!(%error, "Event not published");
                         }
-                        warned.insert(a.pool.clone(), message);
+                        warned.insert(a.pool.to_string(), message);
                     }
                 }
             }
@@ -496,7 +499,7 @@ pub async fn run(
         let outcomes = layer2_outcomes(&state, &node_name, &my_pools, view.as_ref());
         let mut mine: BTreeMap<IpAddr, String> = announced_by(&outcomes, &node_name)
             .into_iter()
-            .filter_map(|ip| Some((ip, state.announcements.get(&ip)?.pool.clone())))
+            .filter_map(|ip| Some((ip, state.announcements.get(&ip)?.pool.to_string())))
             .collect();
         let digest = liveness
             .as_ref()
@@ -615,7 +618,7 @@ pub async fn run(
             let Some(a) = state.announcements.get(ip) else {
                 continue;
             };
-            let nic = nics.get(&a.pool).map(|n| n.name.clone()).unwrap_or_default();
+            let nic = nics.get(&*a.pool).map(|n| n.name.clone()).unwrap_or_default();
             for service in &a.services {
                 let event = EventRecord {
                     regarding: service_ref(service),
