@@ -11,6 +11,8 @@
 //! - [`heartbeat_key`]: the Secret holding the speakers' shared heartbeat key.
 //! - [`uninstall`]: `--uninstall`, which removes oxelb's finalizers everywhere so that deleting
 //!   oxelb leaves nothing stuck.
+//! - [`view`]: what the indexes keep of each Service and Namespace (compact views, not the API
+//!   structs).
 //!
 //! The loop ([`run`]) waits until every watch has synced, then, while this replica leads, runs a
 //! pass whenever an object changes (debounced), after a failed write (with backoff), and every
@@ -24,11 +26,11 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod uninstall;
+pub mod view;
 pub mod webhook;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -41,7 +43,6 @@ use oxelb_runtime::{
     feed::{SharedIndex, SyncTracker},
     index::Changes,
     object::ObjectKey,
-    shape::Shape,
     shutdown::Shutdown,
     source::Writer,
 };
@@ -57,6 +58,7 @@ use crate::{
     leader::{Leadership, LeaseConfig},
     metrics::ControllerMetrics,
     reconcile::{Reconciler, Snapshot},
+    view::{NamespaceView, ServiceView, namespace_view, service_view},
 };
 
 /// Default `--metrics-addr` of the controller (a Deployment: any port of the pod is free).
@@ -247,10 +249,11 @@ impl Args {
 /// The objects the controller reads.
 #[derive(Clone)]
 pub struct Indexes {
-    /// All Services.
-    pub services: SharedIndex<Service>,
-    /// All Namespaces (Eips bound by `namespaces` / `namespaceSelector` match their names and labels).
-    pub namespaces: SharedIndex<Namespace>,
+    /// The Services the controller handles or must clean up (see [`view::service_view`]).
+    pub services: SharedIndex<ServiceView>,
+    /// All Namespaces' labels (Eips bound by `namespaces` / `namespaceSelector` match their names
+    /// and labels).
+    pub namespaces: SharedIndex<NamespaceView>,
     /// All Eips (network.kubesphere.io/v1alpha2).
     pub eips: SharedIndex<Eip>,
 }
@@ -283,7 +286,7 @@ impl Indexes {
             services,
             namespaces: namespaces
                 .iter()
-                .map(|(key, ns)| (key.name.clone(), ns.metadata.labels.clone().unwrap_or_default()))
+                .map(|(key, ns)| (key.name.clone(), ns.labels.clone()))
                 .collect::<BTreeMap<_, _>>(),
             eips: eips.iter_shared().map(|(_, e)| e.clone()).collect(),
             touched,
@@ -323,17 +326,12 @@ impl Indexes {
     }
 }
 
-/// Starts the indexes of every kind the controller reads, each object trimmed on arrival to what
-/// a decision reads: Services the controller never handles and holds nothing of are not kept,
-/// Namespaces are kept as their labels.
+/// Starts the indexes of every kind the controller reads, each object viewed on arrival as what a
+/// decision reads (see [`view`]): Services the controller never handles and holds nothing of are
+/// not kept, Namespaces are kept as their labels.
 pub fn watch_all(app: &mut App, handling: &Handling) -> Indexes {
-    let services = app.index_shaped::<Service>(service_shape(handling.clone()));
-    let namespaces = app.index_shaped::<Namespace>(Arc::new(|ns: &mut Namespace| {
-        ns.spec = None;
-        ns.status = None;
-        ns.metadata.annotations = None;
-        true
-    }));
+    let services = app.index_viewed::<Service, ServiceView>(service_view(handling.clone()));
+    let namespaces = app.index_viewed::<Namespace, NamespaceView>(namespace_view());
     let eips = app.index::<Eip>();
     // A pass over a change needs to know what changed.
     services
@@ -349,77 +347,6 @@ pub fn watch_all(app: &mut App, handling: &Handling) -> Indexes {
         services,
         namespaces,
         eips,
-    }
-}
-
-/// The controller's Services: those it handles, and those it left a mark on (its finalizer or
-/// pool label: it must clean them up), without their status conditions.
-pub fn service_shape(handling: Handling) -> Shape<Service> {
-    Arc::new(move |service: &mut Service| {
-        let meta = &service.metadata;
-        let marked = meta
-            .finalizers
-            .iter()
-            .flatten()
-            .any(|f| f == oxelb_crds::names::SERVICE_FINALIZER)
-            || meta
-                .labels
-                .as_ref()
-                .is_some_and(|l| l.contains_key(oxelb_crds::names::EIP_POOL_LABEL));
-        if !marked && !handling.handles(service) {
-            return false;
-        }
-        trim_service(service);
-        true
-    })
-}
-
-/// Cuts a Service to what the controller reads: OpenELB's annotations, labels, finalizers, uid
-/// and resourceVersion; the spec's type, class, families, requested IP, selector, traffic policy
-/// and each port's number and protocol; the ingress.
-fn trim_service(service: &mut Service) {
-    use oxelb_crds::names::{EIP_IP_ANNOTATION, EIP_POOL_ANNOTATION, LB_ANNOTATION, PROTOCOL_ANNOTATION};
-    let meta = &mut service.metadata;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|k, _| {
-            [
-                LB_ANNOTATION,
-                EIP_POOL_ANNOTATION,
-                EIP_IP_ANNOTATION,
-                PROTOCOL_ANNOTATION,
-            ]
-            .contains(&k.as_str())
-        });
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
-    }
-    meta.creation_timestamp = None;
-    meta.owner_references = None;
-    meta.generate_name = None;
-    meta.generation = None;
-    if let Some(spec) = service.spec.as_mut() {
-        spec.cluster_ip = None;
-        spec.cluster_ips = None;
-        spec.session_affinity = None;
-        spec.session_affinity_config = None;
-        spec.internal_traffic_policy = None;
-        spec.health_check_node_port = None;
-        spec.allocate_load_balancer_node_ports = None;
-        spec.external_ips = None;
-        spec.external_name = None;
-        spec.load_balancer_source_ranges = None;
-        spec.publish_not_ready_addresses = None;
-        spec.traffic_distribution = None;
-        for port in spec.ports.iter_mut().flatten() {
-            port.name = None;
-            port.node_port = None;
-            port.target_port = None;
-            port.app_protocol = None;
-        }
-    }
-    if let Some(status) = service.status.as_mut() {
-        status.conditions = None;
     }
 }
 
@@ -639,8 +566,6 @@ pub async fn reconcile_loop(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
@@ -672,57 +597,5 @@ mod tests {
         assert_eq!(carry.len(), 50);
         assert_eq!(next_touched(None, &mut carry, 100), None);
         assert!(carry.is_empty());
-    }
-
-    /// The trimmed Service decides exactly as the full one: same handling, same request.
-    #[test]
-    fn a_trimmed_service_asks_for_what_the_full_one_asks_for() {
-        let full: Service = serde_json::from_value(json!({
-            "metadata": {"name": "web", "namespace": "shop", "uid": "u", "resourceVersion": "5",
-                "creationTimestamp": "2026-01-01T00:00:00Z",
-                "annotations": {"lb.kubesphere.io/v1alpha1": "openelb",
-                    "eip.openelb.kubesphere.io/v1alpha2": "pool",
-                    "eip.openelb.kubesphere.io/v1alpha1": "192.0.2.10",
-                    "kubectl.kubernetes.io/last-applied-configuration": "{}", "other": "x"},
-                "managedFields": [{"manager": "kubectl"}]},
-            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "externalTrafficPolicy": "Local",
-                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "clusterIP": "10.96.0.1",
-                "clusterIPs": ["10.96.0.1"], "sessionAffinity": "None",
-                "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "TCP"},
-                    {"port": 53, "protocol": "UDP"}]},
-            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}
-        }))
-        .unwrap();
-        let handling = Handling::default();
-        let shape = service_shape(handling.clone());
-        let mut trimmed = full.clone();
-        assert!(oxelb_runtime::shape::apply_shape(&shape, &mut trimmed));
-        assert!(handling.handles(&trimmed));
-        let labels = BTreeMap::new();
-        assert_eq!(
-            inputs::request_from_service(&trimmed, &labels).unwrap(),
-            inputs::request_from_service(&full, &labels).unwrap()
-        );
-        assert_eq!(trimmed.metadata.managed_fields, None);
-        assert_eq!(trimmed.metadata.annotations.as_ref().unwrap().len(), 3);
-        assert_eq!(trimmed.spec.as_ref().unwrap().cluster_ip, None);
-        assert_eq!(
-            oxelb_crds::service::ingress_ips(&trimmed),
-            oxelb_crds::service::ingress_ips(&full)
-        );
-
-        let mut other: Service = serde_json::from_value(json!({"metadata": {"name": "x", "namespace": "a"},
-            "spec": {"type": "LoadBalancer"}}))
-        .unwrap();
-        assert!(
-            !oxelb_runtime::shape::apply_shape(&shape, &mut other),
-            "not ours, never marked"
-        );
-        let mut marked = other.clone();
-        marked.metadata.finalizers = Some(vec![oxelb_crds::names::SERVICE_FINALIZER.into()]);
-        assert!(
-            oxelb_runtime::shape::apply_shape(&shape, &mut marked),
-            "ours to clean up"
-        );
     }
 }

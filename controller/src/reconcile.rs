@@ -29,16 +29,15 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use oxelb_crds::{
     names,
-    service::ingress_ips,
     v1alpha2::{Eip, EipStatus},
 };
 use oxelb_ipam::{
-    Allocator, AssignError, Assignment, IpFamily, OrphanReason, PoolSpec, PoolStatus, RegisterError,
-    ServiceKey, ServiceRequest,
+    Allocator, AssignError, Assignment, IpFamily, LabelSet, OrphanReason, PoolSpec, PoolStatus,
+    RegisterError, ServiceKey, ServiceRequest,
 };
 use oxelb_runtime::source::{EventRecord, EventType, MetadataPatch};
 use serde_json::{Value, json};
@@ -46,6 +45,7 @@ use serde_json::{Value, json};
 use crate::{
     handling::Handling,
     inputs::{pool_from_eip, request_from_service},
+    view::ServiceView,
 };
 
 /// The objects one pass looks at, shared with the indexes (never deep-copied).
@@ -53,9 +53,9 @@ use crate::{
 pub struct Snapshot {
     /// Every Service (all namespaces), or with [`touched`](Self::touched) only the touched ones
     /// that still exist.
-    pub services: Vec<Arc<Service>>,
+    pub services: Vec<Arc<ServiceView>>,
     /// Every Namespace's labels, by name (for `namespaceSelector`).
-    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    pub namespaces: BTreeMap<String, LabelSet>,
     /// Every Eip.
     pub eips: Vec<Arc<Eip>>,
     /// `None`: a whole pass over every Service. `Some(keys)`: a pass over a change: only the
@@ -197,10 +197,10 @@ impl Reconciler {
             };
         }
         let mut out = Out::default();
-        let services: BTreeMap<ServiceKey, &Service> = snapshot
+        let services: BTreeMap<ServiceKey, &ServiceView> = snapshot
             .services
             .iter()
-            .filter_map(|s| Some((service_key(s)?, s.as_ref())))
+            .map(|s| (s.key.clone(), s.as_ref()))
             .filter(|(key, _)| touched.is_none_or(|t| t.contains(key)))
             .collect();
         let eips: BTreeMap<&str, &Eip> = snapshot
@@ -231,12 +231,12 @@ impl Reconciler {
         // Requests of every handled, live Service (bad ones are warned about and keep what they hold).
         let mut requests: BTreeMap<ServiceKey, ServiceRequest> = BTreeMap::new();
         for (key, service) in &services {
-            if !self.handling.handles(service) || is_deleting(*service) {
+            if !self.handling.handles(service) || service.deleting {
                 continue;
             }
             let labels = snapshot
                 .namespaces
-                .get(&key.namespace)
+                .get(&*key.namespace)
                 .cloned()
                 .unwrap_or_default();
             match request_from_service(service, &labels) {
@@ -247,7 +247,7 @@ impl Reconciler {
                     self.waiting.insert(key.clone(), "invalid_service");
                     self.warn(
                         &mut out,
-                        *service,
+                        service.object_ref(),
                         Target::Service(key.clone()),
                         &error,
                         "invalid_service",
@@ -274,7 +274,7 @@ impl Reconciler {
         for key in held {
             let live = services
                 .get(&key)
-                .is_some_and(|s| self.handling.handles(s) && !is_deleting(*s));
+                .is_some_and(|s| self.handling.handles(s) && !s.deleting);
             if live {
                 continue;
             }
@@ -282,7 +282,7 @@ impl Reconciler {
             released_any |= !released.is_empty();
             if let (Some(service), false) = (services.get(&key), released.is_empty()) {
                 out.early.push(event(
-                    *service,
+                    service.object_ref(),
                     EventType::Normal,
                     "ReleasedIP",
                     "Release",
@@ -304,7 +304,13 @@ impl Reconciler {
                 Err(error) => {
                     let reason = failure_reason(&error);
                     self.waiting.insert(key.clone(), reason);
-                    self.warn(&mut out, *service, Target::Service(key.clone()), &error, reason);
+                    self.warn(
+                        &mut out,
+                        service.object_ref(),
+                        Target::Service(key.clone()),
+                        &error,
+                        reason,
+                    );
                 }
             }
         }
@@ -354,7 +360,13 @@ impl Reconciler {
                     pools.push(pool);
                 }
                 Err(error) => {
-                    self.warn(out, *eip, Target::Eip((*name).to_owned()), &error, "invalid_eip");
+                    self.warn(
+                        out,
+                        eip.object_ref(&()),
+                        Target::Eip((*name).to_owned()),
+                        &error,
+                        "invalid_eip",
+                    );
                 }
             }
         }
@@ -385,20 +397,13 @@ impl Reconciler {
     /// `spec.protocol` decides, and a contradiction is a Warning (once per value).
     fn check_protocol_annotation(
         &mut self,
-        service: &Service,
+        service: &ServiceView,
         key: &ServiceKey,
         assignment: &Assignment,
         eips: &BTreeMap<&str, &Eip>,
         out: &mut Out,
     ) {
-        let written = service
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(names::PROTOCOL_ANNOTATION))
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty());
-        let Some(written) = written else {
+        let Some(written) = service.protocol_annotation.as_deref() else {
             self.protocol_warned.remove(key);
             return;
         };
@@ -422,7 +427,7 @@ impl Reconciler {
         if self.protocol_warned.get(key) != Some(&note) {
             tracing::warn!(service = %key, annotation = names::PROTOCOL_ANNOTATION, value = %written, "protocol annotation contradicts the Eip");
             out.early.push(event(
-                service,
+                service.object_ref(),
                 EventType::Warning,
                 "ProtocolMismatch",
                 "Allocate",
@@ -435,14 +440,14 @@ impl Reconciler {
     /// Restart: registers what Service and Eip status say is assigned (see the module docs).
     fn register_existing(
         &mut self,
-        services: &BTreeMap<ServiceKey, &Service>,
+        services: &BTreeMap<ServiceKey, &ServiceView>,
         eips: &BTreeMap<&str, &Eip>,
         requests: &BTreeMap<ServiceKey, ServiceRequest>,
         out: &mut Out,
     ) {
         let from_services: BTreeMap<ServiceKey, Vec<IpAddr>> = requests
             .keys()
-            .filter_map(|key| Some((key.clone(), ingress_ips(services.get(key)?))))
+            .filter_map(|key| Some((key.clone(), services.get(key)?.ingress.to_vec())))
             .collect();
         // Eip status.used: IP -> holders (skipping unparsable entries: they are repaired below).
         let mut from_eips: BTreeMap<ServiceKey, Vec<(IpAddr, String)>> = BTreeMap::new();
@@ -549,14 +554,14 @@ impl Reconciler {
     fn refused_registration(
         &mut self,
         out: &mut Out,
-        services: &BTreeMap<ServiceKey, &Service>,
+        services: &BTreeMap<ServiceKey, &ServiceView>,
         key: &ServiceKey,
         error: &RegisterError,
     ) {
         tracing::warn!(service = %key, %error, "existing assignment refused; the Service gets another IP");
         if let Some(service) = services.get(key) {
             out.early.push(event(
-                *service,
+                service.object_ref(),
                 EventType::Warning,
                 "IPConflict",
                 "Register",
@@ -568,7 +573,7 @@ impl Reconciler {
     fn repaired(&mut self, out: &mut Out, eips: &BTreeMap<&str, &Eip>, pool: &str, note: String) {
         if let Some(eip) = eips.get(pool) {
             out.early.push(event(
-                *eip,
+                eip.object_ref(&()),
                 EventType::Warning,
                 "StatusRepaired",
                 "Register",
@@ -578,10 +583,10 @@ impl Reconciler {
     }
 
     /// Says a failure as a Warning Event, once per distinct message per object.
-    fn warn<K: Resource<DynamicType = ()>>(
+    fn warn(
         &mut self,
         out: &mut Out,
-        obj: &K,
+        regarding: ObjectReference,
         target: Target,
         error: &dyn std::fmt::Display,
         reason: &'static str,
@@ -593,7 +598,7 @@ impl Reconciler {
         tracing::warn!(object = %target, reason, error = %note, "cannot allocate");
         *out.new_failures.entry(reason).or_default() += 1;
         out.early.push(event(
-            obj,
+            regarding,
             EventType::Warning,
             event_reason(reason),
             "Allocate",
@@ -603,20 +608,14 @@ impl Reconciler {
     }
 
     /// The writes that make one Service agree with the allocator.
-    fn service_writes(&self, key: &ServiceKey, service: &Service, out: &mut Out) {
+    fn service_writes(&self, key: &ServiceKey, service: &ServiceView, out: &mut Out) {
         let target = Target::Service(key.clone());
-        let base_version = service.metadata.resource_version.clone();
+        let base_version: Option<String> = service.resource_version.as_deref().map(Into::into);
         let assignment = self.allocator.assignment(key).unwrap_or_default();
         let holds = !assignment.ips.is_empty();
-        let ours = holds || (self.handling.handles(service) && !is_deleting(service));
-        let finalizers = service.metadata.finalizers.clone().unwrap_or_default();
-        let has_finalizer = finalizers.iter().any(|f| f == names::SERVICE_FINALIZER);
-        let label = service
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(names::EIP_POOL_LABEL))
-            .cloned();
+        let ours = holds || (self.handling.handles(service) && !service.deleting);
+        let has_finalizer = service.has_finalizer(names::SERVICE_FINALIZER);
+        let label = service.pool_label.as_deref();
 
         if !ours && !has_finalizer {
             return; // Not ours, never was (or already cleaned up).
@@ -628,25 +627,18 @@ impl Reconciler {
             resource_version: base_version.clone(),
             ..Default::default()
         };
-        if label != desired_label && (desired_label.is_some() || label.is_some()) {
+        if label != desired_label.as_deref() && (desired_label.is_some() || label.is_some()) {
             patch
                 .labels
                 .insert(names::EIP_POOL_LABEL.to_owned(), desired_label);
         }
         let adding = holds && !has_finalizer;
         let removing = !holds && has_finalizer;
+        let finalizers = service.finalizers.iter().map(|f| f.to_string());
         if adding {
-            let mut list = finalizers.clone();
-            list.push(names::SERVICE_FINALIZER.to_owned());
-            patch.finalizers = Some(list);
+            patch.finalizers = Some(finalizers.chain([names::SERVICE_FINALIZER.to_owned()]).collect());
         } else if removing {
-            patch.finalizers = Some(
-                finalizers
-                    .iter()
-                    .filter(|f| *f != names::SERVICE_FINALIZER)
-                    .cloned()
-                    .collect(),
-            );
+            patch.finalizers = Some(finalizers.filter(|f| f != names::SERVICE_FINALIZER).collect());
         }
         // Metadata before status: a status write bumps the resourceVersion that the metadata patch
         // carries as its precondition. A release goes last of all, once the Eip status no longer
@@ -662,10 +654,10 @@ impl Reconciler {
 
         // Status: the ingress is exactly the held IPs (cleared when a live Service holds none). A
         // deleting Service's status is left alone: it is going away.
-        let current = ingress_ips(service);
+        let current = &*service.ingress;
         let desired: Vec<IpAddr> = assignment.ips.iter().map(|a| a.ip).collect();
-        if current != desired
-            && !(is_deleting(service) && desired.is_empty())
+        if current != desired.as_slice()
+            && !(service.deleting && desired.is_empty())
             && (ours || !current.is_empty())
         {
             let ingress = if desired.is_empty() {
@@ -675,7 +667,7 @@ impl Reconciler {
             };
             if !desired.is_empty() {
                 phase.push(event(
-                    service,
+                    service.object_ref(),
                     EventType::Normal,
                     "AssignedIP",
                     "Allocate",
@@ -776,8 +768,13 @@ impl Reconciler {
                     in_use,
                     "Eip deletion waits for its Services to release their IPs"
                 );
-                out.eip
-                    .push(event(eip, EventType::Warning, "EipInUse", "Delete", note.clone()));
+                out.eip.push(event(
+                    eip.object_ref(&()),
+                    EventType::Warning,
+                    "EipInUse",
+                    "Delete",
+                    note.clone(),
+                ));
                 self.draining.insert(name.to_owned(), note);
             }
         }
@@ -794,15 +791,9 @@ struct Out {
     new_failures: BTreeMap<&'static str, u64>,
 }
 
-fn event<K: Resource<DynamicType = ()>>(
-    obj: &K,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) -> Action {
+fn event(regarding: ObjectReference, type_: EventType, reason: &str, action: &str, note: String) -> Action {
     Action::Event(Box::new(EventRecord {
-        regarding: obj.object_ref(&()),
+        regarding,
         type_,
         reason: reason.to_owned(),
         action: action.to_owned(),
@@ -810,12 +801,12 @@ fn event<K: Resource<DynamicType = ()>>(
     }))
 }
 
-fn service_ref(key: &ServiceKey) -> k8s_openapi::api::core::v1::ObjectReference {
-    k8s_openapi::api::core::v1::ObjectReference {
+fn service_ref(key: &ServiceKey) -> ObjectReference {
+    ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Service".into()),
-        namespace: Some(key.namespace.clone()),
-        name: Some(key.name.clone()),
+        namespace: Some(key.namespace.to_string()),
+        name: Some(key.name.to_string()),
         ..Default::default()
     }
 }
@@ -852,13 +843,6 @@ fn event_reason(reason: &str) -> &'static str {
         "sharing_conflict" => "IPSharingConflict",
         _ => "AllocationFailed",
     }
-}
-
-fn service_key(service: &Service) -> Option<ServiceKey> {
-    Some(ServiceKey::new(
-        service.metadata.namespace.as_deref()?,
-        service.metadata.name.as_deref()?,
-    ))
 }
 
 fn is_deleting<K: Resource>(obj: &K) -> bool {

@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::core::v1::Service;
 use oxelb_controller::{
     handling::Handling,
     reconcile::{Action, PassReport, Reconciler, Snapshot, Target},
+    view::ServiceView,
 };
 use oxelb_crds::names;
 use oxelb_ipam::ServiceKey;
@@ -105,12 +107,20 @@ impl Api {
 
     fn snapshot(&self) -> Snapshot {
         Snapshot {
+            // As the index holds them: each Service through the controller's view.
             services: self
                 .services
                 .values()
-                .map(|v| std::sync::Arc::new(serde_json::from_value(v.clone()).unwrap()))
+                .map(|v| {
+                    let service: Service = serde_json::from_value(v.clone()).unwrap();
+                    std::sync::Arc::new(ServiceView::of(&service).unwrap())
+                })
                 .collect(),
-            namespaces: self.namespaces.clone(),
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|(name, labels)| (name.clone(), labels.clone().into()))
+                .collect(),
             touched: None,
             eips: self
                 .eips
@@ -122,7 +132,9 @@ impl Api {
 
     fn object(&mut self, target: &Target) -> Option<&mut Value> {
         match target {
-            Target::Service(key) => self.services.get_mut(&(key.namespace.clone(), key.name.clone())),
+            Target::Service(key) => self
+                .services
+                .get_mut(&(key.namespace.to_string(), key.name.to_string())),
             Target::Eip(name) => self.eips.get_mut(name),
         }
     }
@@ -167,7 +179,8 @@ impl Api {
                     if gone {
                         match target {
                             Target::Service(key) => {
-                                self.services.remove(&(key.namespace.clone(), key.name.clone()));
+                                self.services
+                                    .remove(&(key.namespace.to_string(), key.name.to_string()));
                             }
                             Target::Eip(name) => {
                                 self.eips.remove(name);
