@@ -56,11 +56,38 @@ pub const CONCURRENCY: usize = 16;
 /// before version 3 would write the same status again.
 type Memo = (Vec<Option<String>>, u64);
 
-fn payload_hash(payload: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    payload.hash(&mut hasher);
-    hasher.finish()
+/// What the memo keeps of a write once made: a [`Memo`] in its smallest form (two per Service that
+/// ever held an IP, so its size is per-Service memory: a `Vec` grown by `extend` keeps spare
+/// capacity, a `String` its own).
+type Made = (Box<[Option<Box<str>>]>, u64);
+
+fn made(memo: Memo) -> Made {
+    let (bases, hash) = memo;
+    (
+        bases.into_iter().map(|b| b.map(String::into_boxed_str)).collect(),
+        hash,
+    )
+}
+
+/// The hash of a payload as its JSON text, computed as it is serialized: an Eip status patch at
+/// tens of thousands of IPs is megabytes of text that need not exist at once.
+fn payload_hash(payload: &impl serde::Serialize) -> u64 {
+    use std::hash::Hasher;
+    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut writer = HashWriter(std::collections::hash_map::DefaultHasher::new());
+    // Serializing a `serde_json::Value` into a writer that never fails cannot fail; were it to, an
+    // empty payload's hash only makes the memo miss (one write made again), never skip a write.
+    let _ = serde_json::to_writer(&mut writer, payload);
+    writer.0.finish()
 }
 
 /// Applies actions, remembering the writes made per object.
@@ -68,7 +95,7 @@ pub struct Applier {
     writer: Writer,
     metrics: ControllerMetrics,
     /// (object, write kind) -> (resourceVersion the write was based on, the payload written).
-    made: HashMap<(Target, &'static str), Memo>,
+    made: HashMap<(Target, &'static str), Made>,
 }
 
 impl Applier {
@@ -133,7 +160,12 @@ impl Applier {
                     && self
                         .made
                         .get(&(target.clone(), *what))
-                        .is_some_and(|(seen, made)| made == hash && bases.iter().all(|b| seen.contains(b)))
+                        .is_some_and(|(seen, made)| {
+                            made == hash
+                                && bases
+                                    .iter()
+                                    .all(|b| seen.iter().any(|s| s.as_deref() == b.as_deref()))
+                        })
                 {
                     summary.skipped += 1;
                     continue;
@@ -155,7 +187,7 @@ impl Applier {
         };
         // Results are counted as they come; only what the memo keeps is held until the end (the
         // futures borrow `self`).
-        let mut made: Vec<((Target, &'static str), Memo)> = Vec::new();
+        let mut made_now: Vec<((Target, &'static str), Made)> = Vec::new();
         let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < CONCURRENCY {
@@ -170,13 +202,13 @@ impl Applier {
             for ((what, target, memo), result) in done {
                 self.count_result(what, result, summary, || {
                     if let (Some(target), Some(memo)) = (target, memo) {
-                        made.push(((target, what), memo));
+                        made_now.push(((target, what), made(memo)));
                     }
                 });
             }
         }
         drop(in_flight);
-        self.made.extend(made);
+        self.made.extend(made_now);
     }
 
     /// Counts one write's result into `summary` and the metrics; `on_ok` runs if it was made.
@@ -303,10 +335,7 @@ fn describe(action: &Action) -> Described {
                 Target::Eip(_) => "eip_metadata",
             },
             Some(target.clone()),
-            Some((
-                vec![base_version.clone()],
-                payload_hash(&patch.to_merge_patch().to_string()),
-            )),
+            Some((vec![base_version.clone()], payload_hash(&patch.to_merge_patch()))),
         ),
         Action::Status {
             target,
@@ -318,7 +347,7 @@ fn describe(action: &Action) -> Described {
                 Target::Eip(_) => "eip_status",
             },
             Some(target.clone()),
-            Some((vec![base_version.clone()], payload_hash(&status.to_string()))),
+            Some((vec![base_version.clone()], payload_hash(status))),
         ),
     }
 }
