@@ -697,7 +697,8 @@ impl Reconciler {
     fn eip_writes(&mut self, name: &str, eip: &Eip, out: &mut Out) {
         let target = Target::Eip(name.to_owned());
         let base_version = eip.metadata.resource_version.clone();
-        let status = self.allocator.pool_status(name);
+        // The pool's figures; its IPs in use are walked where needed, never copied whole.
+        let status = self.allocator.pool_summary(name);
         let in_use = status.as_ref().map_or(0, |s| s.usage);
         let finalizers = eip.metadata.finalizers.clone().unwrap_or_default();
         let has_finalizer = finalizers.iter().any(|f| f == names::EIP_FINALIZER);
@@ -748,7 +749,22 @@ impl Reconciler {
                 ..Default::default()
             },
         };
-        if let Some(patch) = eip_status_patch(eip.status.as_ref(), &desired) {
+        let mut patch = eip_status_patch(eip.status.as_ref(), &desired);
+        if status.is_some() {
+            let have = eip.status.as_ref().and_then(|s| s.used.as_ref());
+            let used = used_patch(have, self.allocator.pool_used(name), |ip| {
+                self.allocator.pool_of_used(ip) == Some(name)
+            });
+            if let Some(used) = used {
+                let mut fields = match patch.take() {
+                    Some(Value::Object(fields)) => fields,
+                    _ => serde_json::Map::new(),
+                };
+                fields.insert("used".into(), Value::Object(used));
+                patch = Some(Value::Object(fields));
+            }
+        }
+        if let Some(patch) = patch {
             out.eip.push(Action::Status {
                 target,
                 base_version,
@@ -756,8 +772,13 @@ impl Reconciler {
             });
         }
 
-        if let (true, Some(status)) = (deleting, &status) {
-            let holders: BTreeSet<String> = status.used.values().flatten().map(ToString::to_string).collect();
+        if let (true, Some(_)) = (deleting, &status) {
+            let holders: BTreeSet<String> = self
+                .allocator
+                .pool_used(name)
+                .flat_map(|(_, holders)| holders)
+                .map(ToString::to_string)
+                .collect();
             let note = format!(
                 "Eip {name} is being deleted but {in_use} IP(s) are still used by Service(s) {}; it gives no new IPs and is deleted once they are released",
                 holders.into_iter().collect::<Vec<_>>().join(", ")
@@ -853,23 +874,15 @@ fn join_ips(ips: &[IpAddr]) -> String {
     ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-/// The Eip status a pool's state calls for (OpenELB's fields, `used` as `ns/name[;ns/name]`).
+/// The Eip status a pool's figures call for (OpenELB's fields), without `used`: that map holds
+/// one entry per IP in use, and [`used_patch`] compares it entry by entry instead of building it.
 pub fn desired_eip_status(status: &PoolStatus) -> EipStatus {
     let as_i64 = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
     EipStatus {
         occupied: Some(status.occupied),
         usage: Some(as_i64(status.usage as u128)),
         pool_size: Some(as_i64(status.pool_size)),
-        used: Some(
-            status
-                .used
-                .iter()
-                .map(|(ip, holders)| {
-                    let holders: Vec<String> = holders.iter().map(ToString::to_string).collect();
-                    (ip.to_string(), holders.join(";"))
-                })
-                .collect(),
-        ),
+        used: None,
         first_ip: Some(status.first_ip.to_string()),
         last_ip: Some(status.last_ip.to_string()),
         ready: Some(true),
@@ -877,9 +890,52 @@ pub fn desired_eip_status(status: &PoolStatus) -> EipStatus {
     }
 }
 
+/// The merge patch of `status.used` (`ip: ns/name[;ns/name]`) that turns `have` into the IPs in
+/// use `want` (ascending, each with its sorted holders), or `None` when they already agree: an
+/// entry per IP that is missing or says other holders, and a null per entry to remove (a merge
+/// patch merges maps). `wanted` answers whether an IP is among `want`.
+///
+/// Entry by entry, with one key and one value buffer: the map of a pool with tens of thousands of
+/// IPs in use is never built again on each pass that moves one of them.
+pub fn used_patch<'a>(
+    have: Option<&BTreeMap<String, String>>,
+    want: impl IntoIterator<Item = (IpAddr, &'a [ServiceKey])>,
+    wanted: impl Fn(IpAddr) -> bool,
+) -> Option<serde_json::Map<String, Value>> {
+    use std::fmt::Write;
+    let empty = BTreeMap::new();
+    let have = have.unwrap_or(&empty);
+    let mut used = serde_json::Map::new();
+    let (mut key, mut value) = (String::new(), String::new());
+    for (ip, holders) in want {
+        key.clear();
+        value.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{ip}");
+        for (i, holder) in holders.iter().enumerate() {
+            let _ = write!(value, "{}{holder}", if i == 0 { "" } else { ";" });
+        }
+        if have.get(key.as_str()) != Some(&value) {
+            used.insert(key.clone(), Value::String(value.clone()));
+        }
+    }
+    for held in have.keys() {
+        // Kept only when it is an IP in use written as the controller writes it.
+        let kept = held.parse::<IpAddr>().is_ok_and(|ip| {
+            key.clear();
+            let _ = write!(key, "{ip}");
+            key == *held && wanted(ip)
+        });
+        if !kept {
+            used.insert(held.clone(), Value::Null);
+        }
+    }
+    (!used.is_empty()).then_some(used)
+}
+
 /// The merge patch that turns `current` into `desired` (only the fields `desired` sets; `used`
 /// entries that must go are set to null, because a merge patch merges maps), or `None` when they
-/// already agree.
+/// already agree. The controller gives no `used` here (see [`used_patch`]).
 pub fn eip_status_patch(current: Option<&EipStatus>, desired: &EipStatus) -> Option<Value> {
     let empty = EipStatus::default();
     let current = current.unwrap_or(&empty);

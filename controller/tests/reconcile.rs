@@ -840,3 +840,46 @@ fn passes_over_changes_agree_with_whole_passes() {
         report.actions
     );
 }
+
+/// `status.used` is patched entry by entry: missing and changed entries set, foreign, stale and
+/// non-canonical ones nulled, nothing when they agree.
+#[test]
+fn used_patch_sets_changed_entries_and_nulls_the_rest() {
+    use oxelb_controller::reconcile::used_patch;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let (a, b) = (ServiceKey::new("ns", "a"), ServiceKey::new("ns", "b"));
+    let shared = [a.clone(), b.clone()];
+    let want = || {
+        vec![
+            (ip("192.0.2.1"), std::slice::from_ref(&a)),
+            (ip("192.0.2.2"), &shared[..]),
+            (ip("2001:db8::1"), std::slice::from_ref(&b)),
+        ]
+    };
+    let in_use: BTreeSet<_> = want().into_iter().map(|(ip, _)| ip).collect();
+    let wanted = |ip| in_use.contains(&ip);
+    let agreed: BTreeMap<String, String> = [
+        ("192.0.2.1", "ns/a"),
+        ("192.0.2.2", "ns/a;ns/b"),
+        ("2001:db8::1", "ns/b"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(used_patch(Some(&agreed), want(), wanted), None);
+    let from_nothing = used_patch(None, want(), wanted).unwrap();
+    assert_eq!(Value::Object(from_nothing), json!(agreed));
+
+    let mut stale = agreed.clone();
+    stale.insert("192.0.2.2".into(), "ns/a".into());
+    stale.remove("192.0.2.1");
+    stale.insert("192.0.2.9".into(), "ns/gone".into());
+    stale.insert("2001:DB8::1".into(), "ns/b".into());
+    stale.insert("not-an-ip".into(), "ns/x".into());
+    let patch = used_patch(Some(&stale), want(), wanted).unwrap();
+    assert_eq!(
+        Value::Object(patch),
+        json!({"192.0.2.1": "ns/a", "192.0.2.2": "ns/a;ns/b", "192.0.2.9": null,
+            "2001:DB8::1": null, "not-an-ip": null})
+    );
+}

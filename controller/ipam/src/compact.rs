@@ -27,7 +27,7 @@ impl<T: Ord> SortedVecSet<T> {
     }
 
     /// The elements, ascending.
-    fn as_slice(&self) -> &[T] {
+    pub(crate) fn as_slice(&self) -> &[T] {
         match self {
             SortedVecSet::One(item) => std::slice::from_ref(item),
             SortedVecSet::Many(items) => items,

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use oxelb_ipam::{
-    Allocator, AssignError, AssignedIp, IpFamily, IpRange, Orphan, OrphanReason, PoolSpec, Protocol,
-    RegisterError, ServiceKey, ServiceRequest, SharingConflict, TrafficPolicy,
+    Allocator, AssignError, AssignedIp, IpFamily, IpRange, Orphan, OrphanReason, PoolSpec, PoolStatus,
+    Protocol, RegisterError, ServiceKey, ServiceRequest, SharingConflict, TrafficPolicy,
 };
 use pretty_assertions::assert_eq;
 
@@ -957,6 +957,26 @@ fn pool_status_reports_every_field() {
         vec!["p", "p6"]
     );
     assert!(a.pool_status("missing").is_none());
+    // The summary and the walk over the IPs in use say what the full status says.
+    let summary = a.pool_summary("p").unwrap();
+    assert_eq!(
+        summary,
+        PoolStatus {
+            used: BTreeMap::new(),
+            ..status.clone()
+        }
+    );
+    assert_eq!(
+        a.pool_used("p")
+            .map(|(ip, holders)| (ip, holders.to_vec()))
+            .collect::<BTreeMap<_, _>>(),
+        status.used
+    );
+    assert_eq!(a.pool_used("p6").count(), 0);
+    assert_eq!(a.pool_used("missing").count(), 0);
+    assert_eq!(a.pool_of_used(ip("192.0.2.2")), Some("p"));
+    assert_eq!(a.pool_of_used(ip("192.0.2.3")), None);
+    assert!(a.pool_summary("missing").is_none());
 }
 
 #[test]
