@@ -246,6 +246,17 @@ impl Args {
     }
 }
 
+/// What changed in the indexes since a pass last asked ([`Indexes::take_changes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// An Eip or a Namespace: the pools, and so possibly any Service's choice (a whole pass).
+    Pools,
+    /// Possibly every Service: a re-list, or more changes than the index tracks one by one.
+    AllServices,
+    /// These Services (created, changed or deleted); none when nothing changed.
+    Services(BTreeSet<ServiceKey>),
+}
+
 /// The objects the controller reads.
 #[derive(Clone)]
 pub struct Indexes {
@@ -293,9 +304,8 @@ impl Indexes {
         }
     }
 
-    /// What changed since the last call: `None` when a whole pass is called for (an Eip or a
-    /// Namespace changed, or the Services were re-listed), else the touched Services' keys.
-    pub fn take_changes(&self) -> Option<BTreeSet<ServiceKey>> {
+    /// What changed since the last call.
+    pub fn take_changes(&self) -> Changed {
         let services = self
             .services
             .write()
@@ -312,16 +322,42 @@ impl Indexes {
             .unwrap_or_else(|e| e.into_inner())
             .take_changes();
         if !namespaces.is_empty() || !eips.is_empty() {
-            return None;
+            return Changed::Pools;
         }
         match services {
-            Changes::None => Some(BTreeSet::new()),
-            Changes::Keys(keys) => Some(
+            Changes::None => Changed::Services(BTreeSet::new()),
+            Changes::Keys(keys) => Changed::Services(
                 keys.into_iter()
                     .filter_map(|k| Some(ServiceKey::new(k.namespace?, k.name)))
                     .collect(),
             ),
-            Changes::All => None,
+            Changes::All => Changed::AllServices,
+        }
+    }
+
+    /// The keys of every Service the index holds.
+    pub fn service_keys(&self) -> BTreeSet<ServiceKey> {
+        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+        services.iter().map(|(_, s)| s.key.clone()).collect()
+    }
+
+    /// The Services the next pass must decide, from what changed (see [`Changed`]): `None` for a
+    /// whole pass. When every Service may have changed, a reconciler that has registered the
+    /// existing assignments decides them as touched ([`next_touched`] takes them
+    /// [`MAX_TOUCHED_PER_PASS`] at a time): every Service the index holds and every one the
+    /// reconciler holds something of (one deleted in the meantime). One whole pass would decide
+    /// them alike but hold all their writes at once: a burst of ten thousand creates overflows
+    /// the index's change tracking, and such a pass held tens of megabytes.
+    pub fn touched_by(&self, changed: Changed, reconciler: &Reconciler) -> Option<BTreeSet<ServiceKey>> {
+        match changed {
+            Changed::Pools => None,
+            Changed::Services(keys) => Some(keys),
+            Changed::AllServices if reconciler.bootstrapped() => {
+                let mut keys = self.service_keys();
+                keys.extend(reconciler.known_services().cloned());
+                Some(keys)
+            }
+            Changed::AllServices => None,
         }
     }
 }
@@ -495,7 +531,11 @@ pub async fn reconcile_loop(
         loop {
             changes.borrow_and_update();
             let started = Instant::now();
-            let changed = next_touched(indexes.take_changes(), &mut carry, MAX_TOUCHED_PER_PASS);
+            let changed = next_touched(
+                indexes.touched_by(indexes.take_changes(), &reconciler),
+                &mut carry,
+                MAX_TOUCHED_PER_PASS,
+            );
             let whole = whole_due || started >= next_whole || changed.is_none();
             if whole {
                 carry.clear();
@@ -597,5 +637,83 @@ mod tests {
         assert_eq!(carry.len(), 50);
         assert_eq!(next_touched(None, &mut carry, 100), None);
         assert!(carry.is_empty());
+    }
+
+    /// A burst that overflows the Services' change tracking (or a re-list) is decided as touched
+    /// Services, those the index holds and those the reconciler still holds something of, once
+    /// the reconciler has registered what exists; pool changes call for a whole pass.
+    #[test]
+    fn every_service_changed_is_decided_as_touched_keys_once_bootstrapped() {
+        use std::sync::{Arc, RwLock};
+
+        use oxelb_runtime::index::{Index, IndexEvent};
+
+        let view = |name: &str| -> ServiceView {
+            let service: Service = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "ns",
+                    "annotations": {"lb.kubesphere.io/v1alpha1": "openelb"}},
+                "spec": {"type": "LoadBalancer"}}))
+            .unwrap();
+            ServiceView::of(&service).unwrap()
+        };
+        let indexes = Indexes {
+            services: Arc::new(RwLock::new(Index::new())),
+            namespaces: Arc::new(RwLock::new(Index::new())),
+            eips: Arc::new(RwLock::new(Index::new())),
+        };
+        {
+            let mut services = indexes.services.write().unwrap();
+            services.apply(IndexEvent::Resync(vec![view("waits")]));
+            services.track_changes();
+        }
+        indexes.namespaces.write().unwrap().track_changes();
+        indexes.eips.write().unwrap().track_changes();
+        let _ = indexes.take_changes();
+        assert_eq!(indexes.take_changes(), Changed::Services(BTreeSet::new()));
+
+        let mut reconciler = Reconciler::new(Handling::default());
+        assert_eq!(
+            indexes.touched_by(Changed::AllServices, &reconciler),
+            None,
+            "nothing registered yet: a whole pass"
+        );
+        // No Eip: the Service waits for a pool, and the reconciler knows it.
+        reconciler.pass(&indexes.snapshot());
+        assert!(reconciler.bootstrapped());
+
+        {
+            let mut services = indexes.services.write().unwrap();
+            services.apply(IndexEvent::Delete(ObjectKey::new(Some("ns"), "waits")));
+            for i in 0..=oxelb_runtime::index::MAX_TRACKED_KEYS {
+                services.apply(IndexEvent::Apply(view(&format!("s{i:05}"))));
+            }
+        }
+        let changed = indexes.take_changes();
+        assert_eq!(changed, Changed::AllServices, "too many to track one by one");
+        let touched = indexes.touched_by(changed, &reconciler).unwrap();
+        assert_eq!(touched.len(), oxelb_runtime::index::MAX_TRACKED_KEYS + 2);
+        assert!(
+            touched.contains(&ServiceKey::new("ns", "waits")),
+            "a deleted Service the reconciler knows is decided too"
+        );
+        let mut carry = BTreeSet::new();
+        let first = next_touched(Some(touched), &mut carry, MAX_TOUCHED_PER_PASS).unwrap();
+        assert_eq!(first.len(), MAX_TOUCHED_PER_PASS, "at most this many a pass");
+
+        let keys = BTreeSet::from([ServiceKey::new("ns", "x")]);
+        assert_eq!(
+            indexes.touched_by(Changed::Services(keys.clone()), &reconciler),
+            Some(keys)
+        );
+        assert_eq!(indexes.touched_by(Changed::Pools, &reconciler), None);
+        indexes
+            .namespaces
+            .write()
+            .unwrap()
+            .apply(IndexEvent::Apply(NamespaceView {
+                name: "ns".into(),
+                labels: Default::default(),
+            }));
+        assert_eq!(indexes.take_changes(), Changed::Pools);
     }
 }

@@ -168,6 +168,12 @@ impl Reconciler {
         self.bootstrapped
     }
 
+    /// Every Service this reconciler holds something of: an IP, or a wait for one (with
+    /// repetitions).
+    pub fn known_services(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.allocator.services().chain(self.waiting.keys())
+    }
+
     /// The allocator's view (tests and metrics).
     pub fn allocator(&self) -> &Allocator {
         &self.allocator
