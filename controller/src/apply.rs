@@ -69,27 +69,6 @@ fn made(memo: Memo) -> Made {
     )
 }
 
-/// The hash of a payload as its JSON text, computed as it is serialized: an Eip status patch at
-/// tens of thousands of IPs is megabytes of text that need not exist at once.
-fn payload_hash(payload: &impl serde::Serialize) -> u64 {
-    use std::hash::Hasher;
-    struct HashWriter(std::collections::hash_map::DefaultHasher);
-    impl std::io::Write for HashWriter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.write(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut writer = HashWriter(std::collections::hash_map::DefaultHasher::new());
-    // Serializing a `serde_json::Value` into a writer that never fails cannot fail; were it to, an
-    // empty payload's hash only makes the memo miss (one write made again), never skip a write.
-    let _ = serde_json::to_writer(&mut writer, payload);
-    writer.0.finish()
-}
-
 /// Applies actions, remembering the writes made per object.
 pub struct Applier {
     writer: Writer,
@@ -335,7 +314,10 @@ fn describe(action: &Action) -> Described {
                 Target::Eip(_) => "eip_metadata",
             },
             Some(target.clone()),
-            Some((vec![base_version.clone()], payload_hash(&patch.to_merge_patch()))),
+            Some((
+                vec![base_version.clone()],
+                crate::json_hash(&patch.to_merge_patch()),
+            )),
         ),
         Action::Status {
             target,
@@ -347,7 +329,7 @@ fn describe(action: &Action) -> Described {
                 Target::Eip(_) => "eip_status",
             },
             Some(target.clone()),
-            Some((vec![base_version.clone()], payload_hash(status))),
+            Some((vec![base_version.clone()], crate::json_hash(status))),
         ),
     }
 }

@@ -31,6 +31,7 @@ pub mod webhook;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -257,6 +258,42 @@ pub enum Changed {
     Services(BTreeSet<ServiceKey>),
 }
 
+/// The hash of a value as its JSON text, computed as it is serialized: a large value (an Eip
+/// status patch at tens of thousands of IPs) is megabytes of text that need not exist at once.
+pub(crate) fn json_hash(value: &impl serde::Serialize) -> u64 {
+    use std::hash::Hasher;
+    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut writer = HashWriter(std::collections::hash_map::DefaultHasher::new());
+    // Serializing into a writer that never fails cannot fail; were it to, the hash of what was
+    // written only makes a comparison see a difference (a write made again, a whole pass), never
+    // hide one.
+    let _ = serde_json::to_writer(&mut writer, value);
+    writer.0.finish()
+}
+
+/// What of an Eip the pools and the reconciler's decisions rest on: everything but its status
+/// (which the controller writes itself) and its resourceVersion, as a hash.
+fn eip_fingerprint(eip: &Eip) -> u64 {
+    let meta = &eip.metadata;
+    json_hash(&(
+        &meta.uid,
+        &meta.labels,
+        &meta.annotations,
+        &meta.finalizers,
+        &meta.deletion_timestamp,
+        &eip.spec,
+    ))
+}
+
 /// The objects the controller reads.
 #[derive(Clone)]
 pub struct Indexes {
@@ -267,6 +304,8 @@ pub struct Indexes {
     pub namespaces: SharedIndex<NamespaceView>,
     /// All Eips (network.kubesphere.io/v1alpha2).
     pub eips: SharedIndex<Eip>,
+    /// Each Eip's [`eip_fingerprint`] when [`Indexes::take_changes`] last looked.
+    pub eips_seen: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl Indexes {
@@ -321,7 +360,7 @@ impl Indexes {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .take_changes();
-        if !namespaces.is_empty() || !eips.is_empty() {
+        if !namespaces.is_empty() || (!eips.is_empty() && self.eips_changed_beyond_status()) {
             return Changed::Pools;
         }
         match services {
@@ -333,6 +372,22 @@ impl Indexes {
             ),
             Changes::All => Changed::AllServices,
         }
+    }
+
+    /// Whether an Eip was created, deleted or changed in more than its status since the last
+    /// call. The controller's own status writes come back as Eip changes during a burst; deciding
+    /// a whole pass for each would decide every Service again and hold all their writes.
+    fn eips_changed_beyond_status(&self) -> bool {
+        let now: BTreeMap<String, u64> = {
+            let eips = self.eips.read().unwrap_or_else(|e| e.into_inner());
+            eips.iter()
+                .map(|(key, eip)| (key.name.clone(), eip_fingerprint(eip)))
+                .collect()
+        };
+        let mut seen = self.eips_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *seen != now;
+        *seen = now;
+        changed
     }
 
     /// The keys of every Service the index holds.
@@ -383,6 +438,7 @@ pub fn watch_all(app: &mut App, handling: &Handling) -> Indexes {
         services,
         namespaces,
         eips,
+        eips_seen: Arc::default(),
     }
 }
 
@@ -644,7 +700,7 @@ mod tests {
     /// the reconciler has registered what exists; pool changes call for a whole pass.
     #[test]
     fn every_service_changed_is_decided_as_touched_keys_once_bootstrapped() {
-        use std::sync::{Arc, RwLock};
+        use std::sync::RwLock;
 
         use oxelb_runtime::index::{Index, IndexEvent};
 
@@ -660,6 +716,7 @@ mod tests {
             services: Arc::new(RwLock::new(Index::new())),
             namespaces: Arc::new(RwLock::new(Index::new())),
             eips: Arc::new(RwLock::new(Index::new())),
+            eips_seen: Arc::default(),
         };
         {
             let mut services = indexes.services.write().unwrap();
@@ -715,5 +772,32 @@ mod tests {
                 labels: Default::default(),
             }));
         assert_eq!(indexes.take_changes(), Changed::Pools);
+
+        // An Eip's status alone (the controller's own write coming back) changes no pool.
+        let eip = |address: &str, used: Option<&str>| -> Eip {
+            let mut value = serde_json::json!({"apiVersion": "network.kubesphere.io/v1alpha2",
+                "kind": "Eip", "metadata": {"name": "pool"}, "spec": {"address": address}});
+            if let Some(ip) = used {
+                value["status"] = serde_json::json!({"used": {ip: "ns/a"}});
+            }
+            serde_json::from_value(value).unwrap()
+        };
+        let apply = |eip: Eip| indexes.eips.write().unwrap().apply(IndexEvent::Apply(eip));
+        apply(eip("192.0.2.0/24", None));
+        assert_eq!(indexes.take_changes(), Changed::Pools, "a new Eip");
+        apply(eip("192.0.2.0/24", Some("192.0.2.1")));
+        assert_eq!(
+            indexes.take_changes(),
+            Changed::Services(BTreeSet::new()),
+            "its status alone"
+        );
+        apply(eip("192.0.2.0/25", Some("192.0.2.1")));
+        assert_eq!(indexes.take_changes(), Changed::Pools, "its address");
+        indexes
+            .eips
+            .write()
+            .unwrap()
+            .apply(IndexEvent::Delete(ObjectKey::new(None, "pool")));
+        assert_eq!(indexes.take_changes(), Changed::Pools, "gone");
     }
 }
