@@ -78,6 +78,12 @@ pub const RESYNC: Duration = Duration::from_secs(60);
 /// Changes arriving within this time are decided in one pass.
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
+/// While passes over a burst follow one another, the Eips' status is written at most this often
+/// (and after the last of them): each write sends a pool's whole `status.used` to every watcher.
+/// The bound keeps what a leader that dies in a burst leaves unlisted small (the next leader adopts
+/// it from the Services' status, with a Warning on the Eip).
+const EIP_STATUS_EVERY: Duration = Duration::from_secs(2);
+
 /// After a 409, the next pass waits this long for the watch to deliver the newer object.
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 
@@ -584,6 +590,8 @@ pub async fn reconcile_loop(
         let mut next_whole = Instant::now();
         // Changed Services a pass left for the next (see MAX_TOUCHED_PER_PASS).
         let mut carry: BTreeSet<ServiceKey> = BTreeSet::new();
+        // When the last pass wrote the Eips it moved IPs of.
+        let mut eips_written = Instant::now();
         loop {
             changes.borrow_and_update();
             let started = Instant::now();
@@ -600,7 +608,13 @@ pub async fn reconcile_loop(
             if whole {
                 next_whole = started + RESYNC;
             }
-            let report = reconciler.pass(&snapshot);
+            // While a burst is decided chunk by chunk, the Eips' status follows at most every
+            // EIP_STATUS_EVERY (and after the last chunk).
+            let defer_eips = !carry.is_empty() && started < eips_written + EIP_STATUS_EVERY;
+            if !defer_eips {
+                eips_written = started;
+            }
+            let report = reconciler.pass_deferring(&snapshot, defer_eips);
             metrics.record_pass(&report);
             whole_due = report.needs_whole_pass;
             let actions = report.actions.len();

@@ -144,6 +144,8 @@ pub struct Reconciler {
     protocol_warned: HashMap<ServiceKey, String>,
     /// The handled Services without an IP, with the reason (kept across passes over changes).
     waiting: BTreeMap<ServiceKey, &'static str>,
+    /// Eips whose IPs passes over changes moved and whose writes they deferred.
+    eips_due: BTreeSet<String>,
 }
 
 impl Reconciler {
@@ -159,6 +161,7 @@ impl Reconciler {
             draining: HashMap::new(),
             protocol_warned: HashMap::new(),
             waiting: BTreeMap::new(),
+            eips_due: BTreeSet::new(),
         }
     }
 
@@ -194,6 +197,15 @@ impl Reconciler {
     /// ([`PassReport::needs_whole_pass`]) when it gave back IPs while other Services wait for one,
     /// or when the pools changed. The first pass of a reconciler is always a whole one.
     pub fn pass(&mut self, snapshot: &Snapshot) -> PassReport {
+        self.pass_deferring(snapshot, false)
+    }
+
+    /// As [`pass`](Self::pass); with `defer_eips`, a pass over a change that more passes follow
+    /// at once (a burst decided 1,000 Services at a time) leaves the Eips it moved IPs of for a
+    /// later pass without it: a pool's status holds one entry per IP in use, and writing it after
+    /// every chunk sends that whole object to every watcher each time. A whole pass writes every
+    /// Eip either way.
+    pub fn pass_deferring(&mut self, snapshot: &Snapshot, defer_eips: bool) -> PassReport {
         let touched = snapshot.touched.as_ref().filter(|_| self.bootstrapped);
         if snapshot.touched.is_some() && touched.is_none() {
             // Nothing is registered yet: only a whole pass may decide.
@@ -330,8 +342,18 @@ impl Reconciler {
         if let Some(keys) = touched {
             note_pools(&self.allocator, keys);
         }
+        if touched.is_none() {
+            self.eips_due.clear();
+        } else {
+            self.eips_due.append(&mut touched_pools);
+        }
+        let eips_due = if touched.is_some() && defer_eips {
+            BTreeSet::new()
+        } else {
+            std::mem::take(&mut self.eips_due)
+        };
         for (name, eip) in &eips {
-            if touched.is_none() || touched_pools.contains(*name) {
+            if touched.is_none() || eips_due.contains(*name) {
                 self.eip_writes(name, eip, &mut out);
             }
         }

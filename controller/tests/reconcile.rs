@@ -883,3 +883,45 @@ fn used_patch_sets_changed_entries_and_nulls_the_rest() {
             "2001:DB8::1": null, "not-an-ip": null})
     );
 }
+
+/// Chunks of a burst that more chunks follow may leave the Eip's status to a later pass; the
+/// first pass without deferral writes it with every IP the deferred chunks moved.
+#[test]
+fn deferred_eip_status_is_written_by_the_next_pass_that_does_not_defer() {
+    let over = |api: &Api, names: &[&str]| {
+        let mut snapshot = api.snapshot();
+        snapshot.touched = Some(names.iter().map(|n| ServiceKey::new("default", *n)).collect());
+        snapshot
+    };
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.1-192.0.2.4");
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    api.put_service(&lb("a", "", "[{port: 80}]"));
+    api.put_service(&lb("b", "", "[{port: 80}]"));
+    let eip_written = |report: &PassReport| {
+        report.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Status {
+                    target: Target::Eip(_),
+                    ..
+                }
+            )
+        })
+    };
+
+    let first = r.pass_deferring(&over(&api, &["a"]), true);
+    assert!(!eip_written(&first), "deferred: more chunks follow");
+    api.apply(&first);
+    assert_eq!(api.ingress("a"), ["192.0.2.1"]);
+    let last = r.pass_deferring(&over(&api, &["b"]), false);
+    assert!(eip_written(&last));
+    api.apply(&last);
+    assert_eq!(
+        api.eip_status("pool")["used"],
+        json!({"192.0.2.1": "default/a", "192.0.2.2": "default/b"}),
+        "the deferred chunk's IP is listed too"
+    );
+    assert_eq!(settle(&mut r, &mut api), 0, "nothing left to write");
+}
