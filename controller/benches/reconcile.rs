@@ -18,11 +18,13 @@ use k8s_openapi::api::core::v1::Service;
 use oxelb_controller::{
     handling::Handling,
     reconcile::{Action, Reconciler, Snapshot},
+    view::ServiceView,
 };
 use oxelb_crds::v1alpha2::Eip;
 use serde_json::json;
 
-fn service(i: usize, ingress: Option<String>) -> Result<Arc<Service>, serde_json::Error> {
+/// A Service as the index holds it: built as the API sends it, then viewed.
+fn service(i: usize, ingress: Option<String>) -> Result<Arc<ServiceView>, Box<dyn std::error::Error>> {
     let mut value = json!({
         "metadata": {"name": format!("svc{i}"), "namespace": format!("ns{}", i % 50),
             "resourceVersion": "1",
@@ -34,7 +36,10 @@ fn service(i: usize, ingress: Option<String>) -> Result<Arc<Service>, serde_json
         value["metadata"]["finalizers"] = json!(["finalizer.lb.kubesphere.io/v1alpha1"]);
         value["metadata"]["labels"] = json!({"eip.openelb.kubesphere.io/v1alpha2": "pool"});
     }
-    serde_json::from_value(value).map(Arc::new)
+    let service: Service = serde_json::from_value(value)?;
+    Ok(Arc::new(
+        ServiceView::of(&service).ok_or("a Service without a key")?,
+    ))
 }
 
 fn eip() -> Result<Arc<Eip>, serde_json::Error> {

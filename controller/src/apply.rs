@@ -56,11 +56,17 @@ pub const CONCURRENCY: usize = 16;
 /// before version 3 would write the same status again.
 type Memo = (Vec<Option<String>>, u64);
 
-fn payload_hash(payload: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    payload.hash(&mut hasher);
-    hasher.finish()
+/// What the memo keeps of a write once made: a [`Memo`] in its smallest form (two per Service that
+/// ever held an IP, so its size is per-Service memory: a `Vec` grown by `extend` keeps spare
+/// capacity, a `String` its own).
+type Made = (Box<[Option<Box<str>>]>, u64);
+
+fn made(memo: Memo) -> Made {
+    let (bases, hash) = memo;
+    (
+        bases.into_iter().map(|b| b.map(String::into_boxed_str)).collect(),
+        hash,
+    )
 }
 
 /// Applies actions, remembering the writes made per object.
@@ -68,7 +74,7 @@ pub struct Applier {
     writer: Writer,
     metrics: ControllerMetrics,
     /// (object, write kind) -> (resourceVersion the write was based on, the payload written).
-    made: HashMap<(Target, &'static str), Memo>,
+    made: HashMap<(Target, &'static str), Made>,
 }
 
 impl Applier {
@@ -133,7 +139,12 @@ impl Applier {
                     && self
                         .made
                         .get(&(target.clone(), *what))
-                        .is_some_and(|(seen, made)| made == hash && bases.iter().all(|b| seen.contains(b)))
+                        .is_some_and(|(seen, made)| {
+                            made == hash
+                                && bases
+                                    .iter()
+                                    .all(|b| seen.iter().any(|s| s.as_deref() == b.as_deref()))
+                        })
                 {
                     summary.skipped += 1;
                     continue;
@@ -155,7 +166,7 @@ impl Applier {
         };
         // Results are counted as they come; only what the memo keeps is held until the end (the
         // futures borrow `self`).
-        let mut made: Vec<((Target, &'static str), Memo)> = Vec::new();
+        let mut made_now: Vec<((Target, &'static str), Made)> = Vec::new();
         let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < CONCURRENCY {
@@ -170,13 +181,13 @@ impl Applier {
             for ((what, target, memo), result) in done {
                 self.count_result(what, result, summary, || {
                     if let (Some(target), Some(memo)) = (target, memo) {
-                        made.push(((target, what), memo));
+                        made_now.push(((target, what), made(memo)));
                     }
                 });
             }
         }
         drop(in_flight);
-        self.made.extend(made);
+        self.made.extend(made_now);
     }
 
     /// Counts one write's result into `summary` and the metrics; `on_ok` runs if it was made.
@@ -305,7 +316,7 @@ fn describe(action: &Action) -> Described {
             Some(target.clone()),
             Some((
                 vec![base_version.clone()],
-                payload_hash(&patch.to_merge_patch().to_string()),
+                crate::json_hash(&patch.to_merge_patch()),
             )),
         ),
         Action::Status {
@@ -318,7 +329,7 @@ fn describe(action: &Action) -> Described {
                 Target::Eip(_) => "eip_status",
             },
             Some(target.clone()),
-            Some((vec![base_version.clone()], payload_hash(&status.to_string()))),
+            Some((vec![base_version.clone()], crate::json_hash(status))),
         ),
     }
 }

@@ -5,8 +5,9 @@
 //! implementation of that class only, whatever its annotations say, so a class other than
 //! `--lb-class` is never touched.
 
-use k8s_openapi::api::core::v1::Service;
 use oxelb_crds::names;
+
+use crate::view::ServiceView;
 
 /// The flags that decide which Services are handled.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,14 +23,11 @@ pub struct Handling {
 impl Handling {
     /// Whether `service` is handled: it is `type: LoadBalancer` and either has our class, or has no
     /// class and carries `lb.kubesphere.io/v1alpha1: openelb` (or `--default-lb` is set).
-    pub fn handles(&self, service: &Service) -> bool {
-        let Some(spec) = &service.spec else {
-            return false;
-        };
-        if spec.type_.as_deref() != Some("LoadBalancer") {
+    pub fn handles(&self, service: &ServiceView) -> bool {
+        if !service.load_balancer {
             return false;
         }
-        match spec.load_balancer_class.as_deref().filter(|c| !c.is_empty()) {
+        match service.class.as_deref() {
             Some(class) => self.lb_class.as_deref() == Some(class),
             None => self.default_lb || has_openelb_annotation(service),
         }
@@ -37,21 +35,18 @@ impl Handling {
 }
 
 /// Whether the Service carries `lb.kubesphere.io/v1alpha1: openelb`.
-pub fn has_openelb_annotation(service: &Service) -> bool {
-    service
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(names::LB_ANNOTATION))
-        .is_some_and(|v| v.trim() == names::LB_ANNOTATION_VALUE)
+pub fn has_openelb_annotation(service: &ServiceView) -> bool {
+    service.lb_annotation.as_deref() == Some(names::LB_ANNOTATION_VALUE)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use k8s_openapi::api::core::v1::Service;
+
     use super::*;
 
-    fn service(type_: &str, class: Option<&str>, annotated: bool) -> Service {
+    fn service(type_: &str, class: Option<&str>, annotated: bool) -> ServiceView {
         let mut value = serde_json::json!({
             "metadata": {"name": "s", "namespace": "default"},
             "spec": {"type": type_},
@@ -62,7 +57,7 @@ mod tests {
         if annotated {
             value["metadata"]["annotations"] = serde_json::json!({names::LB_ANNOTATION: "openelb"});
         }
-        serde_json::from_value(value).unwrap()
+        ServiceView::of(&serde_json::from_value::<Service>(value).unwrap()).unwrap()
     }
 
     #[test]
@@ -98,13 +93,15 @@ mod tests {
 
     #[test]
     fn annotation_value_must_be_openelb() {
-        let mut s = service("LoadBalancer", None, true);
-        s.metadata
-            .annotations
-            .as_mut()
-            .unwrap()
-            .insert(names::LB_ANNOTATION.into(), "metallb".into());
-        assert!(!Handling::default().handles(&s));
-        assert!(!Handling::default().handles(&Service::default()));
+        let mut s: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "s", "namespace": "default",
+                "annotations": {names::LB_ANNOTATION: "metallb"}},
+            "spec": {"type": "LoadBalancer"},
+        }))
+        .unwrap();
+        let view = |s: &Service| ServiceView::of(s).unwrap();
+        assert!(!Handling::default().handles(&view(&s)));
+        s.spec = None;
+        assert!(!Handling::default().handles(&view(&s)));
     }
 }

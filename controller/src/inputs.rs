@@ -12,11 +12,12 @@
 //! - `spec.ipFamilies` gives the families; when it is absent (objects that no apiserver defaulted,
 //!   as in the `dir:` source) the families of the requested IPs are used, else IPv4.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::Service;
 use oxelb_crds::{address::AddressError, names, v1alpha2::Eip};
-use oxelb_ipam::{IpFamily, PoolSpec, Protocol, ServiceKey, ServiceRequest, TrafficPolicy};
+use oxelb_ipam::{IpFamily, LabelSet, PoolSpec, ServiceKey, ServiceRequest, TrafficPolicy};
+
+use crate::view::ServiceView;
 
 /// Why an Eip cannot be used as a pool. The pool is left out of allocation until the Eip is fixed;
 /// Services it holds keep their IPs.
@@ -39,9 +40,6 @@ pub enum PoolError {
 /// an IP it already holds is kept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    /// The Service has no `metadata.name` or `metadata.namespace`.
-    #[error("Service without metadata.name or metadata.namespace: ignored")]
-    MissingKey,
     /// A requested IP does not parse.
     #[error(
         "Service {service}: {field}: {value:?} is not an IP address; nothing is assigned until it is fixed"
@@ -115,82 +113,66 @@ pub fn pool_from_eip(eip: &Eip) -> Result<PoolSpec, PoolError> {
 /// What `service` asks of the allocator; `namespace_labels` are the labels of its Namespace (empty
 /// when the Namespace is not known).
 pub fn request_from_service(
-    service: &Service,
-    namespace_labels: &BTreeMap<String, String>,
+    service: &ServiceView,
+    namespace_labels: &LabelSet,
 ) -> Result<ServiceRequest, RequestError> {
-    let (Some(namespace), Some(name)) = (&service.metadata.namespace, &service.metadata.name) else {
-        return Err(RequestError::MissingKey);
-    };
-    let key = ServiceKey::new(namespace.clone(), name.clone());
-    let annotations = service.metadata.annotations.as_ref();
-    let annotation = |name: &str| {
-        annotations
-            .and_then(|a| a.get(name))
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-    };
-    let spec = service.spec.clone().unwrap_or_default();
-
-    let requested_ips = match annotation(names::EIP_IP_ANNOTATION) {
-        Some(value) => parse_ips(&key, &format!("annotation {}", names::EIP_IP_ANNOTATION), value)?,
-        None => match spec
-            .load_balancer_ip
-            .as_deref()
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            Some(value) => parse_ips(&key, "spec.loadBalancerIP", value)?,
+    let key = &service.key;
+    let requested_ips = match &service.ip_annotation {
+        Some(value) => parse_ips(key, &format!("annotation {}", names::EIP_IP_ANNOTATION), value)?,
+        None => match &service.load_balancer_ip {
+            Some(value) => parse_ips(key, "spec.loadBalancerIP", value)?,
             None => Vec::new(),
         },
     };
 
     let mut ports = std::collections::BTreeSet::new();
-    for (index, port) in spec.ports.iter().flatten().enumerate() {
-        let protocol = match port.protocol.as_deref().unwrap_or("TCP") {
-            "TCP" => Protocol::Tcp,
-            "UDP" => Protocol::Udp,
-            "SCTP" => Protocol::Sctp,
-            other => {
+    for (index, (protocol, port)) in service.ports.iter().enumerate() {
+        let protocol = match protocol {
+            Ok(protocol) => *protocol,
+            Err(other) => {
                 return Err(RequestError::BadProtocol {
-                    service: key,
+                    service: key.clone(),
                     index,
-                    value: other.to_owned(),
+                    value: other.to_string(),
                 });
             }
         };
-        let number = u16::try_from(port.port)
+        let number = u16::try_from(*port)
             .ok()
             .filter(|n| *n != 0)
             .ok_or(RequestError::BadPort {
                 service: key.clone(),
                 index,
-                value: port.port,
+                value: *port,
             })?;
         ports.insert((protocol, number));
     }
 
-    let families = match spec.ip_families.as_ref().filter(|f| !f.is_empty()) {
-        Some(written) => written
+    let families = if !service.ip_families.is_empty() {
+        service
+            .ip_families
             .iter()
-            .map(|family| match family.as_str() {
-                "IPv4" => Ok(IpFamily::V4),
-                "IPv6" => Ok(IpFamily::V6),
-                other => Err(RequestError::BadFamily {
+            .map(|family| match family {
+                Ok(family) => Ok(*family),
+                Err(other) => Err(RequestError::BadFamily {
                     service: key.clone(),
-                    value: other.to_owned(),
+                    value: other.to_string(),
                 }),
             })
-            .collect::<Result<_, _>>()?,
-        None if !requested_ips.is_empty() => requested_ips.iter().map(|ip| IpFamily::of(*ip)).collect(),
-        None => [IpFamily::V4].into_iter().collect(),
+            .collect::<Result<_, _>>()?
+    } else if !requested_ips.is_empty() {
+        requested_ips.iter().map(|ip| IpFamily::of(*ip)).collect()
+    } else {
+        [IpFamily::V4].into_iter().collect()
     };
 
-    let mut request = ServiceRequest::new(key);
+    let mut request = ServiceRequest::new(key.clone());
     request.namespace_labels = namespace_labels.clone();
     request.requested_ips = requested_ips;
     // One pool for every family, or (extension, for dual-stack) one per family: `v4pool,v6pool`.
-    let pools: Vec<String> = annotation(names::EIP_POOL_ANNOTATION)
-        .into_iter()
+    let pools: Vec<String> = service
+        .pool_annotation
+        .iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -203,11 +185,12 @@ pub fn request_from_service(
     }
     request.ports = ports;
     request.families = families;
-    request.traffic_policy = match spec.external_traffic_policy.as_deref() {
-        Some("Local") => TrafficPolicy::Local,
-        _ => TrafficPolicy::Cluster,
+    request.traffic_policy = if service.local_traffic {
+        TrafficPolicy::Local
+    } else {
+        TrafficPolicy::Cluster
     };
-    request.selector = spec.selector.unwrap_or_default();
+    request.selector = service.selector.clone();
     Ok(request)
 }
 
@@ -234,10 +217,14 @@ fn parse_ips(service: &ServiceKey, field: &str, value: &str) -> Result<Vec<IpAdd
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::core::v1::Service;
+    use oxelb_ipam::Protocol;
+
     use super::*;
 
-    fn service(yaml: &str) -> Service {
-        serde_yaml::from_str(yaml).unwrap()
+    /// Tests build k8s Services and convert them, as the index does.
+    fn service(yaml: &str) -> ServiceView {
+        ServiceView::of(&serde_yaml::from_str::<Service>(yaml).unwrap()).unwrap()
     }
 
     fn eip(yaml: &str) -> Eip {
@@ -266,7 +253,7 @@ spec:
 
     #[test]
     fn openelb_service_becomes_a_request_and_the_annotation_wins_over_load_balancer_ip() {
-        let labels = BTreeMap::from([("team".to_owned(), "a".to_owned())]);
+        let labels: LabelSet = [("team", "a")].into_iter().collect();
         let request = request_from_service(&service(OPENELB_SERVICE), &labels).unwrap();
         assert_eq!(request.key, ServiceKey::new("shop", "web"));
         assert_eq!(
@@ -283,7 +270,7 @@ spec:
             vec![IpFamily::V4]
         );
         assert_eq!(request.traffic_policy, TrafficPolicy::Local);
-        assert_eq!(request.selector.get("app").map(String::as_str), Some("web"));
+        assert_eq!(request.selector.get("app"), Some("web"));
         assert_eq!(request.namespace_labels, labels);
     }
 
@@ -296,7 +283,7 @@ metadata: {name: web, namespace: shop}
 spec: {type: LoadBalancer, loadBalancerIP: '2001:db8::10'}
 ",
             ),
-            &BTreeMap::new(),
+            &LabelSet::default(),
         )
         .unwrap();
         assert_eq!(
@@ -323,7 +310,7 @@ metadata:
 spec: {type: LoadBalancer, ipFamilies: [IPv6, IPv4]}
 ",
             ),
-            &BTreeMap::new(),
+            &LabelSet::default(),
         )
         .unwrap();
         assert_eq!(request.requested_ips.len(), 2);
@@ -345,7 +332,7 @@ metadata:
 spec: {type: LoadBalancer, loadBalancerIP: ''}
 ",
             ),
-            &BTreeMap::new(),
+            &LabelSet::default(),
         )
         .unwrap();
         assert!(request.requested_ips.is_empty());
@@ -387,13 +374,15 @@ spec: {type: LoadBalancer, loadBalancerIP: ''}
                 "metadata: {name: web, namespace: shop}\nspec: {ipFamilies: [IPv5]}",
                 "Service shop/web: spec.ipFamilies: \"IPv5\" is not IPv4 or IPv6",
             ),
-            (
-                "metadata: {name: web}",
-                "Service without metadata.name or metadata.namespace",
-            ),
         ];
+        let keyless: Service = serde_yaml::from_str("metadata: {name: web}").unwrap();
+        assert_eq!(
+            ServiceView::of(&keyless),
+            None,
+            "nothing to decide without a namespace"
+        );
         for (yaml, expected) in cases {
-            let error = request_from_service(&service(yaml), &BTreeMap::new()).unwrap_err();
+            let error = request_from_service(&service(yaml), &LabelSet::default()).unwrap_err();
             assert!(
                 error.to_string().starts_with(expected),
                 "for {yaml:?}: got {error:?}, expected it to start with {expected:?}"

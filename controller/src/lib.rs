@@ -11,6 +11,8 @@
 //! - [`heartbeat_key`]: the Secret holding the speakers' shared heartbeat key.
 //! - [`uninstall`]: `--uninstall`, which removes oxelb's finalizers everywhere so that deleting
 //!   oxelb leaves nothing stuck.
+//! - [`view`]: what the indexes keep of each Service and Namespace (compact views, not the API
+//!   structs).
 //!
 //! The loop ([`run`]) waits until every watch has synced, then, while this replica leads, runs a
 //! pass whenever an object changes (debounced), after a failed write (with backoff), and every
@@ -24,11 +26,12 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod uninstall;
+pub mod view;
 pub mod webhook;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -41,7 +44,6 @@ use oxelb_runtime::{
     feed::{SharedIndex, SyncTracker},
     index::Changes,
     object::ObjectKey,
-    shape::Shape,
     shutdown::Shutdown,
     source::Writer,
 };
@@ -57,6 +59,7 @@ use crate::{
     leader::{Leadership, LeaseConfig},
     metrics::ControllerMetrics,
     reconcile::{Reconciler, Snapshot},
+    view::{NamespaceView, ServiceView, namespace_view, service_view},
 };
 
 /// Default `--metrics-addr` of the controller (a Deployment: any port of the pod is free).
@@ -74,6 +77,12 @@ pub const RESYNC: Duration = Duration::from_secs(60);
 
 /// Changes arriving within this time are decided in one pass.
 const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// While passes over a burst follow one another, the Eips' status is written at most this often
+/// (and after the last of them): each write sends a pool's whole `status.used` to every watcher.
+/// The bound keeps what a leader that dies in a burst leaves unlisted small (the next leader adopts
+/// it from the Services' status, with a Warning on the Eip).
+const EIP_STATUS_EVERY: Duration = Duration::from_secs(2);
 
 /// After a 409, the next pass waits this long for the watch to deliver the newer object.
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
@@ -244,15 +253,65 @@ impl Args {
     }
 }
 
+/// What changed in the indexes since a pass last asked ([`Indexes::take_changes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// An Eip or a Namespace: the pools, and so possibly any Service's choice (a whole pass).
+    Pools,
+    /// Possibly every Service: a re-list, or more changes than the index tracks one by one.
+    AllServices,
+    /// These Services (created, changed or deleted); none when nothing changed.
+    Services(BTreeSet<ServiceKey>),
+}
+
+/// The hash of a value as its JSON text, computed as it is serialized: a large value (an Eip
+/// status patch at tens of thousands of IPs) is megabytes of text that need not exist at once.
+pub(crate) fn json_hash(value: &impl serde::Serialize) -> u64 {
+    use std::hash::Hasher;
+    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut writer = HashWriter(std::collections::hash_map::DefaultHasher::new());
+    // Serializing into a writer that never fails cannot fail; were it to, the hash of what was
+    // written only makes a comparison see a difference (a write made again, a whole pass), never
+    // hide one.
+    let _ = serde_json::to_writer(&mut writer, value);
+    writer.0.finish()
+}
+
+/// What of an Eip the pools and the reconciler's decisions rest on: everything but its status
+/// (which the controller writes itself) and its resourceVersion, as a hash.
+fn eip_fingerprint(eip: &Eip) -> u64 {
+    let meta = &eip.metadata;
+    json_hash(&(
+        &meta.uid,
+        &meta.labels,
+        &meta.annotations,
+        &meta.finalizers,
+        &meta.deletion_timestamp,
+        &eip.spec,
+    ))
+}
+
 /// The objects the controller reads.
 #[derive(Clone)]
 pub struct Indexes {
-    /// All Services.
-    pub services: SharedIndex<Service>,
-    /// All Namespaces (Eips bound by `namespaces` / `namespaceSelector` match their names and labels).
-    pub namespaces: SharedIndex<Namespace>,
+    /// The Services the controller handles or must clean up (see [`view::service_view`]).
+    pub services: SharedIndex<ServiceView>,
+    /// All Namespaces' labels (Eips bound by `namespaces` / `namespaceSelector` match their names
+    /// and labels).
+    pub namespaces: SharedIndex<NamespaceView>,
     /// All Eips (network.kubesphere.io/v1alpha2).
     pub eips: SharedIndex<Eip>,
+    /// Each Eip's [`eip_fingerprint`] when [`Indexes::take_changes`] last looked.
+    pub eips_seen: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl Indexes {
@@ -283,16 +342,15 @@ impl Indexes {
             services,
             namespaces: namespaces
                 .iter()
-                .map(|(key, ns)| (key.name.clone(), ns.metadata.labels.clone().unwrap_or_default()))
+                .map(|(key, ns)| (key.name.clone(), ns.labels.clone()))
                 .collect::<BTreeMap<_, _>>(),
             eips: eips.iter_shared().map(|(_, e)| e.clone()).collect(),
             touched,
         }
     }
 
-    /// What changed since the last call: `None` when a whole pass is called for (an Eip or a
-    /// Namespace changed, or the Services were re-listed), else the touched Services' keys.
-    pub fn take_changes(&self) -> Option<BTreeSet<ServiceKey>> {
+    /// What changed since the last call.
+    pub fn take_changes(&self) -> Changed {
         let services = self
             .services
             .write()
@@ -308,32 +366,69 @@ impl Indexes {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .take_changes();
-        if !namespaces.is_empty() || !eips.is_empty() {
-            return None;
+        if !namespaces.is_empty() || (!eips.is_empty() && self.eips_changed_beyond_status()) {
+            return Changed::Pools;
         }
         match services {
-            Changes::None => Some(BTreeSet::new()),
-            Changes::Keys(keys) => Some(
+            Changes::None => Changed::Services(BTreeSet::new()),
+            Changes::Keys(keys) => Changed::Services(
                 keys.into_iter()
                     .filter_map(|k| Some(ServiceKey::new(k.namespace?, k.name)))
                     .collect(),
             ),
-            Changes::All => None,
+            Changes::All => Changed::AllServices,
+        }
+    }
+
+    /// Whether an Eip was created, deleted or changed in more than its status since the last
+    /// call. The controller's own status writes come back as Eip changes during a burst; deciding
+    /// a whole pass for each would decide every Service again and hold all their writes.
+    fn eips_changed_beyond_status(&self) -> bool {
+        let now: BTreeMap<String, u64> = {
+            let eips = self.eips.read().unwrap_or_else(|e| e.into_inner());
+            eips.iter()
+                .map(|(key, eip)| (key.name.clone(), eip_fingerprint(eip)))
+                .collect()
+        };
+        let mut seen = self.eips_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *seen != now;
+        *seen = now;
+        changed
+    }
+
+    /// The keys of every Service the index holds.
+    pub fn service_keys(&self) -> BTreeSet<ServiceKey> {
+        let services = self.services.read().unwrap_or_else(|e| e.into_inner());
+        services.iter().map(|(_, s)| s.key.clone()).collect()
+    }
+
+    /// The Services the next pass must decide, from what changed (see [`Changed`]): `None` for a
+    /// whole pass. When every Service may have changed, a reconciler that has registered the
+    /// existing assignments decides them as touched ([`next_touched`] takes them
+    /// [`MAX_TOUCHED_PER_PASS`] at a time): every Service the index holds and every one the
+    /// reconciler holds something of (one deleted in the meantime). One whole pass would decide
+    /// them alike but hold all their writes at once: a burst of ten thousand creates overflows
+    /// the index's change tracking, and such a pass held tens of megabytes.
+    pub fn touched_by(&self, changed: Changed, reconciler: &Reconciler) -> Option<BTreeSet<ServiceKey>> {
+        match changed {
+            Changed::Pools => None,
+            Changed::Services(keys) => Some(keys),
+            Changed::AllServices if reconciler.bootstrapped() => {
+                let mut keys = self.service_keys();
+                keys.extend(reconciler.known_services().cloned());
+                Some(keys)
+            }
+            Changed::AllServices => None,
         }
     }
 }
 
-/// Starts the indexes of every kind the controller reads, each object trimmed on arrival to what
-/// a decision reads: Services the controller never handles and holds nothing of are not kept,
-/// Namespaces are kept as their labels.
+/// Starts the indexes of every kind the controller reads, each object viewed on arrival as what a
+/// decision reads (see [`view`]): Services the controller never handles and holds nothing of are
+/// not kept, Namespaces are kept as their labels.
 pub fn watch_all(app: &mut App, handling: &Handling) -> Indexes {
-    let services = app.index_shaped::<Service>(service_shape(handling.clone()));
-    let namespaces = app.index_shaped::<Namespace>(Arc::new(|ns: &mut Namespace| {
-        ns.spec = None;
-        ns.status = None;
-        ns.metadata.annotations = None;
-        true
-    }));
+    let services = app.index_viewed::<Service, ServiceView>(service_view(handling.clone()));
+    let namespaces = app.index_viewed::<Namespace, NamespaceView>(namespace_view());
     let eips = app.index::<Eip>();
     // A pass over a change needs to know what changed.
     services
@@ -349,77 +444,7 @@ pub fn watch_all(app: &mut App, handling: &Handling) -> Indexes {
         services,
         namespaces,
         eips,
-    }
-}
-
-/// The controller's Services: those it handles, and those it left a mark on (its finalizer or
-/// pool label: it must clean them up), without their status conditions.
-pub fn service_shape(handling: Handling) -> Shape<Service> {
-    Arc::new(move |service: &mut Service| {
-        let meta = &service.metadata;
-        let marked = meta
-            .finalizers
-            .iter()
-            .flatten()
-            .any(|f| f == oxelb_crds::names::SERVICE_FINALIZER)
-            || meta
-                .labels
-                .as_ref()
-                .is_some_and(|l| l.contains_key(oxelb_crds::names::EIP_POOL_LABEL));
-        if !marked && !handling.handles(service) {
-            return false;
-        }
-        trim_service(service);
-        true
-    })
-}
-
-/// Cuts a Service to what the controller reads: OpenELB's annotations, labels, finalizers, uid
-/// and resourceVersion; the spec's type, class, families, requested IP, selector, traffic policy
-/// and each port's number and protocol; the ingress.
-fn trim_service(service: &mut Service) {
-    use oxelb_crds::names::{EIP_IP_ANNOTATION, EIP_POOL_ANNOTATION, LB_ANNOTATION, PROTOCOL_ANNOTATION};
-    let meta = &mut service.metadata;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|k, _| {
-            [
-                LB_ANNOTATION,
-                EIP_POOL_ANNOTATION,
-                EIP_IP_ANNOTATION,
-                PROTOCOL_ANNOTATION,
-            ]
-            .contains(&k.as_str())
-        });
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
-    }
-    meta.creation_timestamp = None;
-    meta.owner_references = None;
-    meta.generate_name = None;
-    meta.generation = None;
-    if let Some(spec) = service.spec.as_mut() {
-        spec.cluster_ip = None;
-        spec.cluster_ips = None;
-        spec.session_affinity = None;
-        spec.session_affinity_config = None;
-        spec.internal_traffic_policy = None;
-        spec.health_check_node_port = None;
-        spec.allocate_load_balancer_node_ports = None;
-        spec.external_ips = None;
-        spec.external_name = None;
-        spec.load_balancer_source_ranges = None;
-        spec.publish_not_ready_addresses = None;
-        spec.traffic_distribution = None;
-        for port in spec.ports.iter_mut().flatten() {
-            port.name = None;
-            port.node_port = None;
-            port.target_port = None;
-            port.app_protocol = None;
-        }
-    }
-    if let Some(status) = service.status.as_mut() {
-        status.conditions = None;
+        eips_seen: Arc::default(),
     }
 }
 
@@ -565,10 +590,16 @@ pub async fn reconcile_loop(
         let mut next_whole = Instant::now();
         // Changed Services a pass left for the next (see MAX_TOUCHED_PER_PASS).
         let mut carry: BTreeSet<ServiceKey> = BTreeSet::new();
+        // When the last pass wrote the Eips it moved IPs of.
+        let mut eips_written = Instant::now();
         loop {
             changes.borrow_and_update();
             let started = Instant::now();
-            let changed = next_touched(indexes.take_changes(), &mut carry, MAX_TOUCHED_PER_PASS);
+            let changed = next_touched(
+                indexes.touched_by(indexes.take_changes(), &reconciler),
+                &mut carry,
+                MAX_TOUCHED_PER_PASS,
+            );
             let whole = whole_due || started >= next_whole || changed.is_none();
             if whole {
                 carry.clear();
@@ -577,7 +608,13 @@ pub async fn reconcile_loop(
             if whole {
                 next_whole = started + RESYNC;
             }
-            let report = reconciler.pass(&snapshot);
+            // While a burst is decided chunk by chunk, the Eips' status follows at most every
+            // EIP_STATUS_EVERY (and after the last chunk).
+            let defer_eips = !carry.is_empty() && started < eips_written + EIP_STATUS_EVERY;
+            if !defer_eips {
+                eips_written = started;
+            }
+            let report = reconciler.pass_deferring(&snapshot, defer_eips);
             metrics.record_pass(&report);
             whole_due = report.needs_whole_pass;
             let actions = report.actions.len();
@@ -639,8 +676,6 @@ pub async fn reconcile_loop(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
@@ -674,55 +709,109 @@ mod tests {
         assert!(carry.is_empty());
     }
 
-    /// The trimmed Service decides exactly as the full one: same handling, same request.
+    /// A burst that overflows the Services' change tracking (or a re-list) is decided as touched
+    /// Services, those the index holds and those the reconciler still holds something of, once
+    /// the reconciler has registered what exists; pool changes call for a whole pass.
     #[test]
-    fn a_trimmed_service_asks_for_what_the_full_one_asks_for() {
-        let full: Service = serde_json::from_value(json!({
-            "metadata": {"name": "web", "namespace": "shop", "uid": "u", "resourceVersion": "5",
-                "creationTimestamp": "2026-01-01T00:00:00Z",
-                "annotations": {"lb.kubesphere.io/v1alpha1": "openelb",
-                    "eip.openelb.kubesphere.io/v1alpha2": "pool",
-                    "eip.openelb.kubesphere.io/v1alpha1": "192.0.2.10",
-                    "kubectl.kubernetes.io/last-applied-configuration": "{}", "other": "x"},
-                "managedFields": [{"manager": "kubectl"}]},
-            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "externalTrafficPolicy": "Local",
-                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "clusterIP": "10.96.0.1",
-                "clusterIPs": ["10.96.0.1"], "sessionAffinity": "None",
-                "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080, "protocol": "TCP"},
-                    {"port": 53, "protocol": "UDP"}]},
-            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}
-        }))
-        .unwrap();
-        let handling = Handling::default();
-        let shape = service_shape(handling.clone());
-        let mut trimmed = full.clone();
-        assert!(oxelb_runtime::shape::apply_shape(&shape, &mut trimmed));
-        assert!(handling.handles(&trimmed));
-        let labels = BTreeMap::new();
-        assert_eq!(
-            inputs::request_from_service(&trimmed, &labels).unwrap(),
-            inputs::request_from_service(&full, &labels).unwrap()
-        );
-        assert_eq!(trimmed.metadata.managed_fields, None);
-        assert_eq!(trimmed.metadata.annotations.as_ref().unwrap().len(), 3);
-        assert_eq!(trimmed.spec.as_ref().unwrap().cluster_ip, None);
-        assert_eq!(
-            oxelb_crds::service::ingress_ips(&trimmed),
-            oxelb_crds::service::ingress_ips(&full)
-        );
+    fn every_service_changed_is_decided_as_touched_keys_once_bootstrapped() {
+        use std::sync::RwLock;
 
-        let mut other: Service = serde_json::from_value(json!({"metadata": {"name": "x", "namespace": "a"},
-            "spec": {"type": "LoadBalancer"}}))
-        .unwrap();
-        assert!(
-            !oxelb_runtime::shape::apply_shape(&shape, &mut other),
-            "not ours, never marked"
+        use oxelb_runtime::index::{Index, IndexEvent};
+
+        let view = |name: &str| -> ServiceView {
+            let service: Service = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "ns",
+                    "annotations": {"lb.kubesphere.io/v1alpha1": "openelb"}},
+                "spec": {"type": "LoadBalancer"}}))
+            .unwrap();
+            ServiceView::of(&service).unwrap()
+        };
+        let indexes = Indexes {
+            services: Arc::new(RwLock::new(Index::new())),
+            namespaces: Arc::new(RwLock::new(Index::new())),
+            eips: Arc::new(RwLock::new(Index::new())),
+            eips_seen: Arc::default(),
+        };
+        {
+            let mut services = indexes.services.write().unwrap();
+            services.apply(IndexEvent::Resync(vec![view("waits")]));
+            services.track_changes();
+        }
+        indexes.namespaces.write().unwrap().track_changes();
+        indexes.eips.write().unwrap().track_changes();
+        let _ = indexes.take_changes();
+        assert_eq!(indexes.take_changes(), Changed::Services(BTreeSet::new()));
+
+        let mut reconciler = Reconciler::new(Handling::default());
+        assert_eq!(
+            indexes.touched_by(Changed::AllServices, &reconciler),
+            None,
+            "nothing registered yet: a whole pass"
         );
-        let mut marked = other.clone();
-        marked.metadata.finalizers = Some(vec![oxelb_crds::names::SERVICE_FINALIZER.into()]);
+        // No Eip: the Service waits for a pool, and the reconciler knows it.
+        reconciler.pass(&indexes.snapshot());
+        assert!(reconciler.bootstrapped());
+
+        {
+            let mut services = indexes.services.write().unwrap();
+            services.apply(IndexEvent::Delete(ObjectKey::new(Some("ns"), "waits")));
+            for i in 0..=oxelb_runtime::index::MAX_TRACKED_KEYS {
+                services.apply(IndexEvent::Apply(view(&format!("s{i:05}"))));
+            }
+        }
+        let changed = indexes.take_changes();
+        assert_eq!(changed, Changed::AllServices, "too many to track one by one");
+        let touched = indexes.touched_by(changed, &reconciler).unwrap();
+        assert_eq!(touched.len(), oxelb_runtime::index::MAX_TRACKED_KEYS + 2);
         assert!(
-            oxelb_runtime::shape::apply_shape(&shape, &mut marked),
-            "ours to clean up"
+            touched.contains(&ServiceKey::new("ns", "waits")),
+            "a deleted Service the reconciler knows is decided too"
         );
+        let mut carry = BTreeSet::new();
+        let first = next_touched(Some(touched), &mut carry, MAX_TOUCHED_PER_PASS).unwrap();
+        assert_eq!(first.len(), MAX_TOUCHED_PER_PASS, "at most this many a pass");
+
+        let keys = BTreeSet::from([ServiceKey::new("ns", "x")]);
+        assert_eq!(
+            indexes.touched_by(Changed::Services(keys.clone()), &reconciler),
+            Some(keys)
+        );
+        assert_eq!(indexes.touched_by(Changed::Pools, &reconciler), None);
+        indexes
+            .namespaces
+            .write()
+            .unwrap()
+            .apply(IndexEvent::Apply(NamespaceView {
+                name: "ns".into(),
+                labels: Default::default(),
+            }));
+        assert_eq!(indexes.take_changes(), Changed::Pools);
+
+        // An Eip's status alone (the controller's own write coming back) changes no pool.
+        let eip = |address: &str, used: Option<&str>| -> Eip {
+            let mut value = serde_json::json!({"apiVersion": "network.kubesphere.io/v1alpha2",
+                "kind": "Eip", "metadata": {"name": "pool"}, "spec": {"address": address}});
+            if let Some(ip) = used {
+                value["status"] = serde_json::json!({"used": {ip: "ns/a"}});
+            }
+            serde_json::from_value(value).unwrap()
+        };
+        let apply = |eip: Eip| indexes.eips.write().unwrap().apply(IndexEvent::Apply(eip));
+        apply(eip("192.0.2.0/24", None));
+        assert_eq!(indexes.take_changes(), Changed::Pools, "a new Eip");
+        apply(eip("192.0.2.0/24", Some("192.0.2.1")));
+        assert_eq!(
+            indexes.take_changes(),
+            Changed::Services(BTreeSet::new()),
+            "its status alone"
+        );
+        apply(eip("192.0.2.0/25", Some("192.0.2.1")));
+        assert_eq!(indexes.take_changes(), Changed::Pools, "its address");
+        indexes
+            .eips
+            .write()
+            .unwrap()
+            .apply(IndexEvent::Delete(ObjectKey::new(None, "pool")));
+        assert_eq!(indexes.take_changes(), Changed::Pools, "gone");
     }
 }

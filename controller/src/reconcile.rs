@@ -29,16 +29,15 @@ use std::{
     sync::Arc,
 };
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use oxelb_crds::{
     names,
-    service::ingress_ips,
     v1alpha2::{Eip, EipStatus},
 };
 use oxelb_ipam::{
-    Allocator, AssignError, Assignment, IpFamily, OrphanReason, PoolSpec, PoolStatus, RegisterError,
-    ServiceKey, ServiceRequest,
+    Allocator, AssignError, Assignment, IpFamily, LabelSet, OrphanReason, PoolSpec, PoolStatus,
+    RegisterError, ServiceKey, ServiceRequest,
 };
 use oxelb_runtime::source::{EventRecord, EventType, MetadataPatch};
 use serde_json::{Value, json};
@@ -46,6 +45,7 @@ use serde_json::{Value, json};
 use crate::{
     handling::Handling,
     inputs::{pool_from_eip, request_from_service},
+    view::ServiceView,
 };
 
 /// The objects one pass looks at, shared with the indexes (never deep-copied).
@@ -53,9 +53,9 @@ use crate::{
 pub struct Snapshot {
     /// Every Service (all namespaces), or with [`touched`](Self::touched) only the touched ones
     /// that still exist.
-    pub services: Vec<Arc<Service>>,
+    pub services: Vec<Arc<ServiceView>>,
     /// Every Namespace's labels, by name (for `namespaceSelector`).
-    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    pub namespaces: BTreeMap<String, LabelSet>,
     /// Every Eip.
     pub eips: Vec<Arc<Eip>>,
     /// `None`: a whole pass over every Service. `Some(keys)`: a pass over a change: only the
@@ -144,6 +144,8 @@ pub struct Reconciler {
     protocol_warned: HashMap<ServiceKey, String>,
     /// The handled Services without an IP, with the reason (kept across passes over changes).
     waiting: BTreeMap<ServiceKey, &'static str>,
+    /// Eips whose IPs passes over changes moved and whose writes they deferred.
+    eips_due: BTreeSet<String>,
 }
 
 impl Reconciler {
@@ -159,6 +161,7 @@ impl Reconciler {
             draining: HashMap::new(),
             protocol_warned: HashMap::new(),
             waiting: BTreeMap::new(),
+            eips_due: BTreeSet::new(),
         }
     }
 
@@ -166,6 +169,12 @@ impl Reconciler {
     /// pass must be a whole one.
     pub fn bootstrapped(&self) -> bool {
         self.bootstrapped
+    }
+
+    /// Every Service this reconciler holds something of: an IP, or a wait for one (with
+    /// repetitions).
+    pub fn known_services(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.allocator.services().chain(self.waiting.keys())
     }
 
     /// The allocator's view (tests and metrics).
@@ -188,6 +197,15 @@ impl Reconciler {
     /// ([`PassReport::needs_whole_pass`]) when it gave back IPs while other Services wait for one,
     /// or when the pools changed. The first pass of a reconciler is always a whole one.
     pub fn pass(&mut self, snapshot: &Snapshot) -> PassReport {
+        self.pass_deferring(snapshot, false)
+    }
+
+    /// As [`pass`](Self::pass); with `defer_eips`, a pass over a change that more passes follow
+    /// at once (a burst decided 1,000 Services at a time) leaves the Eips it moved IPs of for a
+    /// later pass without it: a pool's status holds one entry per IP in use, and writing it after
+    /// every chunk sends that whole object to every watcher each time. A whole pass writes every
+    /// Eip either way.
+    pub fn pass_deferring(&mut self, snapshot: &Snapshot, defer_eips: bool) -> PassReport {
         let touched = snapshot.touched.as_ref().filter(|_| self.bootstrapped);
         if snapshot.touched.is_some() && touched.is_none() {
             // Nothing is registered yet: only a whole pass may decide.
@@ -197,10 +215,10 @@ impl Reconciler {
             };
         }
         let mut out = Out::default();
-        let services: BTreeMap<ServiceKey, &Service> = snapshot
+        let services: BTreeMap<ServiceKey, &ServiceView> = snapshot
             .services
             .iter()
-            .filter_map(|s| Some((service_key(s)?, s.as_ref())))
+            .map(|s| (s.key.clone(), s.as_ref()))
             .filter(|(key, _)| touched.is_none_or(|t| t.contains(key)))
             .collect();
         let eips: BTreeMap<&str, &Eip> = snapshot
@@ -231,12 +249,12 @@ impl Reconciler {
         // Requests of every handled, live Service (bad ones are warned about and keep what they hold).
         let mut requests: BTreeMap<ServiceKey, ServiceRequest> = BTreeMap::new();
         for (key, service) in &services {
-            if !self.handling.handles(service) || is_deleting(*service) {
+            if !self.handling.handles(service) || service.deleting {
                 continue;
             }
             let labels = snapshot
                 .namespaces
-                .get(&key.namespace)
+                .get(&*key.namespace)
                 .cloned()
                 .unwrap_or_default();
             match request_from_service(service, &labels) {
@@ -247,7 +265,7 @@ impl Reconciler {
                     self.waiting.insert(key.clone(), "invalid_service");
                     self.warn(
                         &mut out,
-                        *service,
+                        service.object_ref(),
                         Target::Service(key.clone()),
                         &error,
                         "invalid_service",
@@ -274,7 +292,7 @@ impl Reconciler {
         for key in held {
             let live = services
                 .get(&key)
-                .is_some_and(|s| self.handling.handles(s) && !is_deleting(*s));
+                .is_some_and(|s| self.handling.handles(s) && !s.deleting);
             if live {
                 continue;
             }
@@ -282,7 +300,7 @@ impl Reconciler {
             released_any |= !released.is_empty();
             if let (Some(service), false) = (services.get(&key), released.is_empty()) {
                 out.early.push(event(
-                    *service,
+                    service.object_ref(),
                     EventType::Normal,
                     "ReleasedIP",
                     "Release",
@@ -304,7 +322,13 @@ impl Reconciler {
                 Err(error) => {
                     let reason = failure_reason(&error);
                     self.waiting.insert(key.clone(), reason);
-                    self.warn(&mut out, *service, Target::Service(key.clone()), &error, reason);
+                    self.warn(
+                        &mut out,
+                        service.object_ref(),
+                        Target::Service(key.clone()),
+                        &error,
+                        reason,
+                    );
                 }
             }
         }
@@ -318,8 +342,18 @@ impl Reconciler {
         if let Some(keys) = touched {
             note_pools(&self.allocator, keys);
         }
+        if touched.is_none() {
+            self.eips_due.clear();
+        } else {
+            self.eips_due.append(&mut touched_pools);
+        }
+        let eips_due = if touched.is_some() && defer_eips {
+            BTreeSet::new()
+        } else {
+            std::mem::take(&mut self.eips_due)
+        };
         for (name, eip) in &eips {
-            if touched.is_none() || touched_pools.contains(*name) {
+            if touched.is_none() || eips_due.contains(*name) {
                 self.eip_writes(name, eip, &mut out);
             }
         }
@@ -354,7 +388,13 @@ impl Reconciler {
                     pools.push(pool);
                 }
                 Err(error) => {
-                    self.warn(out, *eip, Target::Eip((*name).to_owned()), &error, "invalid_eip");
+                    self.warn(
+                        out,
+                        eip.object_ref(&()),
+                        Target::Eip((*name).to_owned()),
+                        &error,
+                        "invalid_eip",
+                    );
                 }
             }
         }
@@ -385,20 +425,13 @@ impl Reconciler {
     /// `spec.protocol` decides, and a contradiction is a Warning (once per value).
     fn check_protocol_annotation(
         &mut self,
-        service: &Service,
+        service: &ServiceView,
         key: &ServiceKey,
         assignment: &Assignment,
         eips: &BTreeMap<&str, &Eip>,
         out: &mut Out,
     ) {
-        let written = service
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(names::PROTOCOL_ANNOTATION))
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty());
-        let Some(written) = written else {
+        let Some(written) = service.protocol_annotation.as_deref() else {
             self.protocol_warned.remove(key);
             return;
         };
@@ -422,7 +455,7 @@ impl Reconciler {
         if self.protocol_warned.get(key) != Some(&note) {
             tracing::warn!(service = %key, annotation = names::PROTOCOL_ANNOTATION, value = %written, "protocol annotation contradicts the Eip");
             out.early.push(event(
-                service,
+                service.object_ref(),
                 EventType::Warning,
                 "ProtocolMismatch",
                 "Allocate",
@@ -435,14 +468,14 @@ impl Reconciler {
     /// Restart: registers what Service and Eip status say is assigned (see the module docs).
     fn register_existing(
         &mut self,
-        services: &BTreeMap<ServiceKey, &Service>,
+        services: &BTreeMap<ServiceKey, &ServiceView>,
         eips: &BTreeMap<&str, &Eip>,
         requests: &BTreeMap<ServiceKey, ServiceRequest>,
         out: &mut Out,
     ) {
         let from_services: BTreeMap<ServiceKey, Vec<IpAddr>> = requests
             .keys()
-            .filter_map(|key| Some((key.clone(), ingress_ips(services.get(key)?))))
+            .filter_map(|key| Some((key.clone(), services.get(key)?.ingress.to_vec())))
             .collect();
         // Eip status.used: IP -> holders (skipping unparsable entries: they are repaired below).
         let mut from_eips: BTreeMap<ServiceKey, Vec<(IpAddr, String)>> = BTreeMap::new();
@@ -549,14 +582,14 @@ impl Reconciler {
     fn refused_registration(
         &mut self,
         out: &mut Out,
-        services: &BTreeMap<ServiceKey, &Service>,
+        services: &BTreeMap<ServiceKey, &ServiceView>,
         key: &ServiceKey,
         error: &RegisterError,
     ) {
         tracing::warn!(service = %key, %error, "existing assignment refused; the Service gets another IP");
         if let Some(service) = services.get(key) {
             out.early.push(event(
-                *service,
+                service.object_ref(),
                 EventType::Warning,
                 "IPConflict",
                 "Register",
@@ -568,7 +601,7 @@ impl Reconciler {
     fn repaired(&mut self, out: &mut Out, eips: &BTreeMap<&str, &Eip>, pool: &str, note: String) {
         if let Some(eip) = eips.get(pool) {
             out.early.push(event(
-                *eip,
+                eip.object_ref(&()),
                 EventType::Warning,
                 "StatusRepaired",
                 "Register",
@@ -578,10 +611,10 @@ impl Reconciler {
     }
 
     /// Says a failure as a Warning Event, once per distinct message per object.
-    fn warn<K: Resource<DynamicType = ()>>(
+    fn warn(
         &mut self,
         out: &mut Out,
-        obj: &K,
+        regarding: ObjectReference,
         target: Target,
         error: &dyn std::fmt::Display,
         reason: &'static str,
@@ -593,7 +626,7 @@ impl Reconciler {
         tracing::warn!(object = %target, reason, error = %note, "cannot allocate");
         *out.new_failures.entry(reason).or_default() += 1;
         out.early.push(event(
-            obj,
+            regarding,
             EventType::Warning,
             event_reason(reason),
             "Allocate",
@@ -603,20 +636,14 @@ impl Reconciler {
     }
 
     /// The writes that make one Service agree with the allocator.
-    fn service_writes(&self, key: &ServiceKey, service: &Service, out: &mut Out) {
+    fn service_writes(&self, key: &ServiceKey, service: &ServiceView, out: &mut Out) {
         let target = Target::Service(key.clone());
-        let base_version = service.metadata.resource_version.clone();
+        let base_version: Option<String> = service.resource_version.as_deref().map(Into::into);
         let assignment = self.allocator.assignment(key).unwrap_or_default();
         let holds = !assignment.ips.is_empty();
-        let ours = holds || (self.handling.handles(service) && !is_deleting(service));
-        let finalizers = service.metadata.finalizers.clone().unwrap_or_default();
-        let has_finalizer = finalizers.iter().any(|f| f == names::SERVICE_FINALIZER);
-        let label = service
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(names::EIP_POOL_LABEL))
-            .cloned();
+        let ours = holds || (self.handling.handles(service) && !service.deleting);
+        let has_finalizer = service.has_finalizer(names::SERVICE_FINALIZER);
+        let label = service.pool_label.as_deref();
 
         if !ours && !has_finalizer {
             return; // Not ours, never was (or already cleaned up).
@@ -628,25 +655,18 @@ impl Reconciler {
             resource_version: base_version.clone(),
             ..Default::default()
         };
-        if label != desired_label && (desired_label.is_some() || label.is_some()) {
+        if label != desired_label.as_deref() && (desired_label.is_some() || label.is_some()) {
             patch
                 .labels
                 .insert(names::EIP_POOL_LABEL.to_owned(), desired_label);
         }
         let adding = holds && !has_finalizer;
         let removing = !holds && has_finalizer;
+        let finalizers = service.finalizers.iter().map(|f| f.to_string());
         if adding {
-            let mut list = finalizers.clone();
-            list.push(names::SERVICE_FINALIZER.to_owned());
-            patch.finalizers = Some(list);
+            patch.finalizers = Some(finalizers.chain([names::SERVICE_FINALIZER.to_owned()]).collect());
         } else if removing {
-            patch.finalizers = Some(
-                finalizers
-                    .iter()
-                    .filter(|f| *f != names::SERVICE_FINALIZER)
-                    .cloned()
-                    .collect(),
-            );
+            patch.finalizers = Some(finalizers.filter(|f| f != names::SERVICE_FINALIZER).collect());
         }
         // Metadata before status: a status write bumps the resourceVersion that the metadata patch
         // carries as its precondition. A release goes last of all, once the Eip status no longer
@@ -662,10 +682,10 @@ impl Reconciler {
 
         // Status: the ingress is exactly the held IPs (cleared when a live Service holds none). A
         // deleting Service's status is left alone: it is going away.
-        let current = ingress_ips(service);
+        let current = &*service.ingress;
         let desired: Vec<IpAddr> = assignment.ips.iter().map(|a| a.ip).collect();
-        if current != desired
-            && !(is_deleting(service) && desired.is_empty())
+        if current != desired.as_slice()
+            && !(service.deleting && desired.is_empty())
             && (ours || !current.is_empty())
         {
             let ingress = if desired.is_empty() {
@@ -675,7 +695,7 @@ impl Reconciler {
             };
             if !desired.is_empty() {
                 phase.push(event(
-                    service,
+                    service.object_ref(),
                     EventType::Normal,
                     "AssignedIP",
                     "Allocate",
@@ -705,7 +725,8 @@ impl Reconciler {
     fn eip_writes(&mut self, name: &str, eip: &Eip, out: &mut Out) {
         let target = Target::Eip(name.to_owned());
         let base_version = eip.metadata.resource_version.clone();
-        let status = self.allocator.pool_status(name);
+        // The pool's figures; its IPs in use are walked where needed, never copied whole.
+        let status = self.allocator.pool_summary(name);
         let in_use = status.as_ref().map_or(0, |s| s.usage);
         let finalizers = eip.metadata.finalizers.clone().unwrap_or_default();
         let has_finalizer = finalizers.iter().any(|f| f == names::EIP_FINALIZER);
@@ -756,7 +777,22 @@ impl Reconciler {
                 ..Default::default()
             },
         };
-        if let Some(patch) = eip_status_patch(eip.status.as_ref(), &desired) {
+        let mut patch = eip_status_patch(eip.status.as_ref(), &desired);
+        if status.is_some() {
+            let have = eip.status.as_ref().and_then(|s| s.used.as_ref());
+            let used = used_patch(have, self.allocator.pool_used(name), |ip| {
+                self.allocator.pool_of_used(ip) == Some(name)
+            });
+            if let Some(used) = used {
+                let mut fields = match patch.take() {
+                    Some(Value::Object(fields)) => fields,
+                    _ => serde_json::Map::new(),
+                };
+                fields.insert("used".into(), Value::Object(used));
+                patch = Some(Value::Object(fields));
+            }
+        }
+        if let Some(patch) = patch {
             out.eip.push(Action::Status {
                 target,
                 base_version,
@@ -764,8 +800,13 @@ impl Reconciler {
             });
         }
 
-        if let (true, Some(status)) = (deleting, &status) {
-            let holders: BTreeSet<String> = status.used.values().flatten().map(ToString::to_string).collect();
+        if let (true, Some(_)) = (deleting, &status) {
+            let holders: BTreeSet<String> = self
+                .allocator
+                .pool_used(name)
+                .flat_map(|(_, holders)| holders)
+                .map(ToString::to_string)
+                .collect();
             let note = format!(
                 "Eip {name} is being deleted but {in_use} IP(s) are still used by Service(s) {}; it gives no new IPs and is deleted once they are released",
                 holders.into_iter().collect::<Vec<_>>().join(", ")
@@ -776,8 +817,13 @@ impl Reconciler {
                     in_use,
                     "Eip deletion waits for its Services to release their IPs"
                 );
-                out.eip
-                    .push(event(eip, EventType::Warning, "EipInUse", "Delete", note.clone()));
+                out.eip.push(event(
+                    eip.object_ref(&()),
+                    EventType::Warning,
+                    "EipInUse",
+                    "Delete",
+                    note.clone(),
+                ));
                 self.draining.insert(name.to_owned(), note);
             }
         }
@@ -794,15 +840,9 @@ struct Out {
     new_failures: BTreeMap<&'static str, u64>,
 }
 
-fn event<K: Resource<DynamicType = ()>>(
-    obj: &K,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) -> Action {
+fn event(regarding: ObjectReference, type_: EventType, reason: &str, action: &str, note: String) -> Action {
     Action::Event(Box::new(EventRecord {
-        regarding: obj.object_ref(&()),
+        regarding,
         type_,
         reason: reason.to_owned(),
         action: action.to_owned(),
@@ -810,12 +850,12 @@ fn event<K: Resource<DynamicType = ()>>(
     }))
 }
 
-fn service_ref(key: &ServiceKey) -> k8s_openapi::api::core::v1::ObjectReference {
-    k8s_openapi::api::core::v1::ObjectReference {
+fn service_ref(key: &ServiceKey) -> ObjectReference {
+    ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Service".into()),
-        namespace: Some(key.namespace.clone()),
-        name: Some(key.name.clone()),
+        namespace: Some(key.namespace.to_string()),
+        name: Some(key.name.to_string()),
         ..Default::default()
     }
 }
@@ -854,13 +894,6 @@ fn event_reason(reason: &str) -> &'static str {
     }
 }
 
-fn service_key(service: &Service) -> Option<ServiceKey> {
-    Some(ServiceKey::new(
-        service.metadata.namespace.as_deref()?,
-        service.metadata.name.as_deref()?,
-    ))
-}
-
 fn is_deleting<K: Resource>(obj: &K) -> bool {
     obj.meta().deletion_timestamp.is_some()
 }
@@ -869,23 +902,15 @@ fn join_ips(ips: &[IpAddr]) -> String {
     ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-/// The Eip status a pool's state calls for (OpenELB's fields, `used` as `ns/name[;ns/name]`).
+/// The Eip status a pool's figures call for (OpenELB's fields), without `used`: that map holds
+/// one entry per IP in use, and [`used_patch`] compares it entry by entry instead of building it.
 pub fn desired_eip_status(status: &PoolStatus) -> EipStatus {
     let as_i64 = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
     EipStatus {
         occupied: Some(status.occupied),
         usage: Some(as_i64(status.usage as u128)),
         pool_size: Some(as_i64(status.pool_size)),
-        used: Some(
-            status
-                .used
-                .iter()
-                .map(|(ip, holders)| {
-                    let holders: Vec<String> = holders.iter().map(ToString::to_string).collect();
-                    (ip.to_string(), holders.join(";"))
-                })
-                .collect(),
-        ),
+        used: None,
         first_ip: Some(status.first_ip.to_string()),
         last_ip: Some(status.last_ip.to_string()),
         ready: Some(true),
@@ -893,9 +918,52 @@ pub fn desired_eip_status(status: &PoolStatus) -> EipStatus {
     }
 }
 
+/// The merge patch of `status.used` (`ip: ns/name[;ns/name]`) that turns `have` into the IPs in
+/// use `want` (ascending, each with its sorted holders), or `None` when they already agree: an
+/// entry per IP that is missing or says other holders, and a null per entry to remove (a merge
+/// patch merges maps). `wanted` answers whether an IP is among `want`.
+///
+/// Entry by entry, with one key and one value buffer: the map of a pool with tens of thousands of
+/// IPs in use is never built again on each pass that moves one of them.
+pub fn used_patch<'a>(
+    have: Option<&BTreeMap<String, String>>,
+    want: impl IntoIterator<Item = (IpAddr, &'a [ServiceKey])>,
+    wanted: impl Fn(IpAddr) -> bool,
+) -> Option<serde_json::Map<String, Value>> {
+    use std::fmt::Write;
+    let empty = BTreeMap::new();
+    let have = have.unwrap_or(&empty);
+    let mut used = serde_json::Map::new();
+    let (mut key, mut value) = (String::new(), String::new());
+    for (ip, holders) in want {
+        key.clear();
+        value.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{ip}");
+        for (i, holder) in holders.iter().enumerate() {
+            let _ = write!(value, "{}{holder}", if i == 0 { "" } else { ";" });
+        }
+        if have.get(key.as_str()) != Some(&value) {
+            used.insert(key.clone(), Value::String(value.clone()));
+        }
+    }
+    for held in have.keys() {
+        // Kept only when it is an IP in use written as the controller writes it.
+        let kept = held.parse::<IpAddr>().is_ok_and(|ip| {
+            key.clear();
+            let _ = write!(key, "{ip}");
+            key == *held && wanted(ip)
+        });
+        if !kept {
+            used.insert(held.clone(), Value::Null);
+        }
+    }
+    (!used.is_empty()).then_some(used)
+}
+
 /// The merge patch that turns `current` into `desired` (only the fields `desired` sets; `used`
 /// entries that must go are set to null, because a merge patch merges maps), or `None` when they
-/// already agree.
+/// already agree. The controller gives no `used` here (see [`used_patch`]).
 pub fn eip_status_patch(current: Option<&EipStatus>, desired: &EipStatus) -> Option<Value> {
     let empty = EipStatus::default();
     let current = current.unwrap_or(&empty);

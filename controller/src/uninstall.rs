@@ -15,20 +15,37 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use oxelb_crds::names;
-use oxelb_ipam::ServiceKey;
 use oxelb_runtime::source::MetadataPatch;
 
 use crate::reconcile::{Action, Snapshot, Target};
 
 /// The metadata patch that removes `finalizer` from an object (pure), `None` when it has none.
 pub fn without_finalizer(meta: &ObjectMeta, finalizer: &str) -> Option<MetadataPatch> {
-    let finalizers = meta.finalizers.as_ref()?;
-    if !finalizers.iter().any(|f| f == finalizer) {
+    finalizers_without(
+        meta.finalizers.iter().flatten(),
+        meta.resource_version.as_deref(),
+        finalizer,
+    )
+}
+
+/// The metadata patch that removes `finalizer` from an object with these finalizers and this
+/// `resourceVersion` (pure), `None` when it has none.
+fn finalizers_without<S: AsRef<str>>(
+    finalizers: impl Iterator<Item = S> + Clone,
+    resource_version: Option<&str>,
+    finalizer: &str,
+) -> Option<MetadataPatch> {
+    if !finalizers.clone().any(|f| f.as_ref() == finalizer) {
         return None;
     }
     Some(MetadataPatch {
-        finalizers: Some(finalizers.iter().filter(|f| *f != finalizer).cloned().collect()),
-        resource_version: meta.resource_version.clone(),
+        finalizers: Some(
+            finalizers
+                .filter(|f| f.as_ref() != finalizer)
+                .map(|f| f.as_ref().to_owned())
+                .collect(),
+        ),
+        resource_version: resource_version.map(str::to_owned),
         ..Default::default()
     })
 }
@@ -38,15 +55,11 @@ pub fn without_finalizer(meta: &ObjectMeta, finalizer: &str) -> Option<MetadataP
 /// is held any more.
 pub fn release_actions(snapshot: &Snapshot) -> Vec<Action> {
     let services = snapshot.services.iter().filter_map(|service| {
-        let meta = &service.metadata;
-        let patch = without_finalizer(meta, names::SERVICE_FINALIZER)?;
-        let key = ServiceKey::new(
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        );
+        let version = service.resource_version.as_deref();
+        let patch = finalizers_without(service.finalizers.iter(), version, names::SERVICE_FINALIZER)?;
         Some(Action::Metadata {
-            target: Target::Service(key),
-            base_version: meta.resource_version.clone(),
+            target: Target::Service(service.key.clone()),
+            base_version: version.map(str::to_owned),
             patch,
         })
     });
@@ -130,6 +143,7 @@ pub async fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::Arc;
 
@@ -137,6 +151,7 @@ mod tests {
     use oxelb_crds::v1alpha2::{Eip, EipSpec};
 
     use super::*;
+    use crate::view::ServiceView;
 
     fn meta(name: &str, namespace: Option<&str>, finalizers: &[&str]) -> ObjectMeta {
         ObjectMeta {
@@ -149,11 +164,12 @@ mod tests {
         }
     }
 
-    fn service(name: &str, finalizers: &[&str]) -> Arc<Service> {
-        Arc::new(Service {
+    fn service(name: &str, finalizers: &[&str]) -> Arc<ServiceView> {
+        let service = Service {
             metadata: meta(name, Some("default"), finalizers),
             ..Default::default()
-        })
+        };
+        Arc::new(ServiceView::of(&service).unwrap())
     }
 
     fn eip(name: &str, finalizers: &[&str]) -> Arc<Eip> {

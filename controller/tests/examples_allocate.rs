@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use oxelb_controller::inputs::{pool_from_eip, request_from_service};
+use oxelb_controller::{
+    inputs::{pool_from_eip, request_from_service},
+    view::{NamespaceView, ServiceView},
+};
 use oxelb_crds::v1alpha2::Eip;
 use oxelb_ipam::Allocator;
 use oxelb_tests::{load_documents, workspace_root};
@@ -32,8 +35,8 @@ fn every_example_service_gets_an_ip_from_the_example_pools() {
             }
             Some("Namespace") => {
                 let namespace: Namespace = serde_json::from_value(doc.value.clone()).unwrap();
-                let name = namespace.metadata.name.clone().unwrap();
-                namespaces.insert(name, namespace.metadata.labels.unwrap_or_default());
+                let view = NamespaceView::of(&namespace).unwrap();
+                namespaces.insert(view.name.to_string(), view.labels);
             }
             Some("Service") => services.push(serde_json::from_value::<Service>(doc.value.clone()).unwrap()),
             _ => {}
@@ -47,9 +50,12 @@ fn every_example_service_gets_an_ip_from_the_example_pools() {
     let mut allocator = Allocator::new();
     assert!(allocator.set_pools(pools).is_empty());
     for service in &services {
-        let namespace = service.metadata.namespace.clone().unwrap_or_default();
-        let labels = namespaces.get(&namespace).cloned().unwrap_or_default();
-        let request = request_from_service(service, &labels).unwrap();
+        let service = ServiceView::of(service).expect("every example Service names its namespace");
+        let labels = namespaces
+            .get(&*service.key.namespace)
+            .cloned()
+            .unwrap_or_default();
+        let request = request_from_service(&service, &labels).unwrap();
         let assignment = allocator.assign(&request).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(assignment.ips.len(), request.families.len(), "{}", request.key);
         for assigned in &assignment.ips {

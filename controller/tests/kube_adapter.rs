@@ -437,7 +437,9 @@ async fn uninstall_removes_only_oxelbs_finalizers_fenced_by_resource_version() {
         "spec": {"address": "192.0.2.0/28"}}))
     .unwrap();
     let snapshot = Snapshot {
-        services: vec![std::sync::Arc::new(service)],
+        services: vec![std::sync::Arc::new(
+            oxelb_controller::view::ServiceView::of(&service).unwrap(),
+        )],
         eips: vec![std::sync::Arc::new(eip)],
         ..Default::default()
     };

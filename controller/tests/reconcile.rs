@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::core::v1::Service;
 use oxelb_controller::{
     handling::Handling,
     reconcile::{Action, PassReport, Reconciler, Snapshot, Target},
+    view::ServiceView,
 };
 use oxelb_crds::names;
 use oxelb_ipam::ServiceKey;
@@ -105,12 +107,20 @@ impl Api {
 
     fn snapshot(&self) -> Snapshot {
         Snapshot {
+            // As the index holds them: each Service through the controller's view.
             services: self
                 .services
                 .values()
-                .map(|v| std::sync::Arc::new(serde_json::from_value(v.clone()).unwrap()))
+                .map(|v| {
+                    let service: Service = serde_json::from_value(v.clone()).unwrap();
+                    std::sync::Arc::new(ServiceView::of(&service).unwrap())
+                })
                 .collect(),
-            namespaces: self.namespaces.clone(),
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|(name, labels)| (name.clone(), labels.clone().into()))
+                .collect(),
             touched: None,
             eips: self
                 .eips
@@ -122,7 +132,9 @@ impl Api {
 
     fn object(&mut self, target: &Target) -> Option<&mut Value> {
         match target {
-            Target::Service(key) => self.services.get_mut(&(key.namespace.clone(), key.name.clone())),
+            Target::Service(key) => self
+                .services
+                .get_mut(&(key.namespace.to_string(), key.name.to_string())),
             Target::Eip(name) => self.eips.get_mut(name),
         }
     }
@@ -167,7 +179,8 @@ impl Api {
                     if gone {
                         match target {
                             Target::Service(key) => {
-                                self.services.remove(&(key.namespace.clone(), key.name.clone()));
+                                self.services
+                                    .remove(&(key.namespace.to_string(), key.name.to_string()));
                             }
                             Target::Eip(name) => {
                                 self.eips.remove(name);
@@ -826,4 +839,89 @@ fn passes_over_changes_agree_with_whole_passes() {
         "a fresh whole pass would change nothing: {:?}",
         report.actions
     );
+}
+
+/// `status.used` is patched entry by entry: missing and changed entries set, foreign, stale and
+/// non-canonical ones nulled, nothing when they agree.
+#[test]
+fn used_patch_sets_changed_entries_and_nulls_the_rest() {
+    use oxelb_controller::reconcile::used_patch;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let (a, b) = (ServiceKey::new("ns", "a"), ServiceKey::new("ns", "b"));
+    let shared = [a.clone(), b.clone()];
+    let want = || {
+        vec![
+            (ip("192.0.2.1"), std::slice::from_ref(&a)),
+            (ip("192.0.2.2"), &shared[..]),
+            (ip("2001:db8::1"), std::slice::from_ref(&b)),
+        ]
+    };
+    let in_use: BTreeSet<_> = want().into_iter().map(|(ip, _)| ip).collect();
+    let wanted = |ip| in_use.contains(&ip);
+    let agreed: BTreeMap<String, String> = [
+        ("192.0.2.1", "ns/a"),
+        ("192.0.2.2", "ns/a;ns/b"),
+        ("2001:db8::1", "ns/b"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(used_patch(Some(&agreed), want(), wanted), None);
+    let from_nothing = used_patch(None, want(), wanted).unwrap();
+    assert_eq!(Value::Object(from_nothing), json!(agreed));
+
+    let mut stale = agreed.clone();
+    stale.insert("192.0.2.2".into(), "ns/a".into());
+    stale.remove("192.0.2.1");
+    stale.insert("192.0.2.9".into(), "ns/gone".into());
+    stale.insert("2001:DB8::1".into(), "ns/b".into());
+    stale.insert("not-an-ip".into(), "ns/x".into());
+    let patch = used_patch(Some(&stale), want(), wanted).unwrap();
+    assert_eq!(
+        Value::Object(patch),
+        json!({"192.0.2.1": "ns/a", "192.0.2.2": "ns/a;ns/b", "192.0.2.9": null,
+            "2001:DB8::1": null, "not-an-ip": null})
+    );
+}
+
+/// Chunks of a burst that more chunks follow may leave the Eip's status to a later pass; the
+/// first pass without deferral writes it with every IP the deferred chunks moved.
+#[test]
+fn deferred_eip_status_is_written_by_the_next_pass_that_does_not_defer() {
+    let over = |api: &Api, names: &[&str]| {
+        let mut snapshot = api.snapshot();
+        snapshot.touched = Some(names.iter().map(|n| ServiceKey::new("default", *n)).collect());
+        snapshot
+    };
+    let mut api = Api::default();
+    default_eip(&mut api, "192.0.2.1-192.0.2.4");
+    let mut r = handled();
+    settle(&mut r, &mut api);
+    api.put_service(&lb("a", "", "[{port: 80}]"));
+    api.put_service(&lb("b", "", "[{port: 80}]"));
+    let eip_written = |report: &PassReport| {
+        report.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Status {
+                    target: Target::Eip(_),
+                    ..
+                }
+            )
+        })
+    };
+
+    let first = r.pass_deferring(&over(&api, &["a"]), true);
+    assert!(!eip_written(&first), "deferred: more chunks follow");
+    api.apply(&first);
+    assert_eq!(api.ingress("a"), ["192.0.2.1"]);
+    let last = r.pass_deferring(&over(&api, &["b"]), false);
+    assert!(eip_written(&last));
+    api.apply(&last);
+    assert_eq!(
+        api.eip_status("pool")["used"],
+        json!({"192.0.2.1": "default/a", "192.0.2.2": "default/b"}),
+        "the deferred chunk's IP is listed too"
+    );
+    assert_eq!(settle(&mut r, &mut api), 0, "nothing left to write");
 }

@@ -1,20 +1,23 @@
 //! The allocator: pools, who holds which IP, and the rules for choosing and sharing IPs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::compact::{FamilyIps, SortedVecSet};
-use std::net::IpAddr;
 
 use oxelb_crds::address::IpFamily;
 
 use crate::error::{AssignError, RegisterError, SharingConflict};
 use crate::free::FreeOffsets;
-use crate::request::{PoolSpec, Protocol, ServiceKey, ServiceRequest, TrafficPolicy};
+use crate::request::{LabelSet, PoolSpec, Protocol, ServiceKey, ServiceRequest, TrafficPolicy};
 use crate::status::{AssignedIp, Assignment, Orphan, OrphanReason, PoolStatus};
 
 /// One pool and its free assignable offsets.
 #[derive(Debug, Clone)]
 struct PoolState {
+    /// The pool's name, shared with every [`IpUse`] of the pool.
+    name: Arc<str>,
     spec: PoolSpec,
     /// Assignable offsets held by nobody (through this pool or an overlapping one).
     free: FreeOffsets,
@@ -23,27 +26,46 @@ struct PoolState {
 /// One IP in use.
 #[derive(Debug, Clone)]
 struct IpUse {
-    /// The pool the IP was assigned from.
-    pool: String,
+    /// The pool the IP was assigned from (the pool's own shared name, not a copy per IP).
+    pool: Arc<str>,
     /// Never empty: an IP without holders is removed.
     holders: SortedVecSet<ServiceKey>,
 }
 
-/// What decides whether two Services may share an IP.
+/// What decides whether two Services may share an IP, kept for every Service that holds one: its
+/// ports as a sorted slice and its selector shared with the request (no per-Service tree nodes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Sharing {
-    ports: BTreeSet<(Protocol, u16)>,
+    /// `(protocol, port)` pairs, ascending and distinct.
+    ports: Box<[(Protocol, u16)]>,
     policy: TrafficPolicy,
-    selector: BTreeMap<String, String>,
+    selector: LabelSet,
 }
 
 impl Sharing {
     fn of(request: &ServiceRequest) -> Self {
         Sharing {
-            ports: request.ports.clone(),
+            ports: request.ports.iter().copied().collect(),
             policy: request.traffic_policy,
             selector: request.selector.clone(),
         }
+    }
+
+    /// The lowest `(protocol, port)` pair both use, if any.
+    fn first_common_port(&self, other: &Sharing) -> Option<(Protocol, u16)> {
+        let (mut a, mut b) = (self.ports.iter().peekable(), other.ports.iter().peekable());
+        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+            match x.cmp(y) {
+                std::cmp::Ordering::Less => {
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => return Some(**x),
+            }
+        }
+        None
     }
 }
 
@@ -59,7 +81,7 @@ enum Step {
     /// The Service keeps the IP it holds.
     Keep(IpAddr),
     /// The Service becomes a holder of `ip` (free, or shared with its current holders).
-    Take { ip: IpAddr, pool: String },
+    Take { ip: IpAddr, pool: Arc<str> },
 }
 
 /// Assigns IPs from pools to Services. Pure: no I/O, no clock; the controller feeds it and writes the
@@ -97,7 +119,7 @@ impl Allocator {
         let mut orphans = Vec::new();
         let mut dropped = Vec::new();
         for (ip, usage) in &self.ips {
-            let reason = match specs.get(&usage.pool) {
+            let reason = match specs.get(&*usage.pool) {
                 None => Some(OrphanReason::PoolRemoved),
                 // Kept while the range still contains it, even where it stopped being assignable
                 // (a range turned CIDR): a Service never moves for a change it does not need.
@@ -109,7 +131,7 @@ impl Allocator {
                 orphans.extend(usage.holders.iter().map(|service| Orphan {
                     service: service.clone(),
                     ip: *ip,
-                    pool: usage.pool.clone(),
+                    pool: usage.pool.to_string(),
                     reason,
                 }));
             }
@@ -132,7 +154,12 @@ impl Allocator {
                         free.take(offset);
                     }
                 }
-                (spec.name.clone(), PoolState { spec, free })
+                // The IPs in use keep sharing the name they were given.
+                let name = self
+                    .pools
+                    .get(&spec.name)
+                    .map_or_else(|| spec.name.as_str().into(), |old| old.name.clone());
+                (spec.name.clone(), PoolState { name, spec, free })
             })
             .collect();
         orphans
@@ -242,7 +269,7 @@ impl Allocator {
             && requested.is_none_or(|ip| ip == held)
             && self
                 .pool_name_for(request, family)
-                .is_none_or(|pool| pool == usage.pool)
+                .is_none_or(|pool| *pool == *usage.pool)
         {
             // Still allowed, unless the Service's new ports or selector collide with a co-holder.
             self.check_sharing(service, sharing, held)?;
@@ -305,7 +332,7 @@ impl Allocator {
         if bound.is_empty() {
             return Err(AssignError::NoPoolApplies {
                 service: service.clone(),
-                namespace: service.namespace.clone(),
+                namespace: service.namespace.to_string(),
                 family,
             });
         }
@@ -339,7 +366,7 @@ impl Allocator {
                 }
                 // A held IP stays in the pool it was assigned from (only differs if pools overlap).
                 match self.ips.get(&ip) {
-                    Some(usage) => self.pools.get(&usage.pool).unwrap_or(pool),
+                    Some(usage) => self.pools.get(&*usage.pool).unwrap_or(pool),
                     None => pool,
                 }
             }
@@ -348,18 +375,18 @@ impl Allocator {
                 ip,
             })?,
         };
-        let name = pool.spec.name.clone();
+        let name = pool.name.clone();
         if pool.spec.disabled {
             return Err(AssignError::PoolDisabled {
                 service: service.clone(),
-                pool: name,
+                pool: name.to_string(),
             });
         }
         if !pool.spec.range.is_assignable(ip) {
             return Err(AssignError::IpNotAssignable {
                 service: service.clone(),
                 ip,
-                pool: name,
+                pool: name.to_string(),
             });
         }
         // Explicitly requested: sharing is allowed if ports and selectors agree.
@@ -396,7 +423,7 @@ impl Allocator {
     /// The pool `ip` belongs to: the one it was assigned from if in use, else the first pool (by name)
     /// containing it, preferring one where it is assignable.
     fn pool_of(&self, ip: IpAddr) -> Option<&PoolState> {
-        if let Some(pool) = self.ips.get(&ip).and_then(|usage| self.pools.get(&usage.pool)) {
+        if let Some(pool) = self.ips.get(&ip).and_then(|usage| self.pools.get(&*usage.pool)) {
             return Some(pool);
         }
         let mut containing = self.pools.values().filter(|pool| pool.spec.range.contains(ip));
@@ -423,13 +450,13 @@ impl Allocator {
             let Some(other) = self.services.get(holder).map(|state| &state.sharing) else {
                 continue;
             };
-            if let Some((protocol, port)) = sharing.ports.intersection(&other.ports).next() {
+            if let Some((protocol, port)) = sharing.first_common_port(other) {
                 return Err(SharingConflict::PortCollision {
                     ip,
                     service: service.clone(),
                     holder: holder.clone(),
-                    protocol: *protocol,
-                    port: *port,
+                    protocol,
+                    port,
                 });
             }
             let local = sharing.policy == TrafficPolicy::Local || other.policy == TrafficPolicy::Local;
@@ -445,7 +472,7 @@ impl Allocator {
     }
 
     /// Records `service` as a holder of `ip` from `pool`, taking the IP out of every free set.
-    fn hold(&mut self, service: &ServiceKey, ip: IpAddr, pool: String) {
+    fn hold(&mut self, service: &ServiceKey, ip: IpAddr, pool: Arc<str>) {
         if let Some(usage) = self.ips.get_mut(&ip) {
             usage.holders.insert(service.clone());
             return;
@@ -500,7 +527,7 @@ impl Allocator {
         // Any address of the range is kept, also a CIDR's network or broadcast address: OpenELB hands
         // those out, and adopting its allocations must not move a Service (its IP is in users' DNS).
         // Only new allocations avoid them.
-        let name = pool.spec.name.clone();
+        let name = pool.name.clone();
         let family = IpFamily::of(ip);
         if let Some(registered) = self
             .services
@@ -535,7 +562,10 @@ impl Allocator {
             });
         state.ips.insert(family, ip);
         state.sharing = sharing;
-        Ok(AssignedIp { ip, pool: name })
+        Ok(AssignedIp {
+            ip,
+            pool: name.to_string(),
+        })
     }
 
     /// Releases every IP of `service` (a shared IP is freed when its last holder goes) and returns the
@@ -560,7 +590,7 @@ impl Allocator {
                 .filter_map(|ip| {
                     self.ips.get(ip).map(|usage| AssignedIp {
                         ip: *ip,
-                        pool: usage.pool.clone(),
+                        pool: usage.pool.to_string(),
                     })
                 })
                 .collect(),
@@ -587,7 +617,7 @@ impl Allocator {
         let used: BTreeMap<IpAddr, Vec<ServiceKey>> = self
             .ips
             .range(range.first()..=range.last())
-            .filter(|(_, usage)| usage.pool == name)
+            .filter(|(_, usage)| *usage.pool == *name)
             .map(|(ip, usage)| (*ip, usage.holders.iter().cloned().collect()))
             .collect();
         Some(PoolStatus {
@@ -606,25 +636,43 @@ impl Allocator {
     /// metrics need, on every pass, without copying the holders of every IP in use.
     pub fn pool_summaries(&self) -> Vec<PoolStatus> {
         self.pools
-            .iter()
-            .map(|(name, pool)| {
-                let range = &pool.spec.range;
-                PoolStatus {
-                    name: name.clone(),
-                    usage: self
-                        .ips
-                        .range(range.first()..=range.last())
-                        .filter(|(_, usage)| usage.pool == *name)
-                        .count(),
-                    used: BTreeMap::new(),
-                    pool_size: range.assignable_size(),
-                    first_ip: range.first(),
-                    last_ip: range.last(),
-                    occupied: pool.free.is_empty(),
-                    v4: range.is_ipv4(),
-                }
-            })
+            .keys()
+            .filter_map(|name| self.pool_summary(name))
             .collect()
+    }
+
+    /// Pool `name`'s status without [`PoolStatus::used`] (left empty; `usage` is counted), or
+    /// `None` if there is no such pool; [`pool_used`](Self::pool_used) walks the IPs in use.
+    pub fn pool_summary(&self, name: &str) -> Option<PoolStatus> {
+        let pool = self.pools.get(name)?;
+        let range = &pool.spec.range;
+        Some(PoolStatus {
+            name: name.to_owned(),
+            usage: self.pool_used(name).count(),
+            used: BTreeMap::new(),
+            pool_size: range.assignable_size(),
+            first_ip: range.first(),
+            last_ip: range.last(),
+            occupied: pool.free.is_empty(),
+            v4: range.is_ipv4(),
+        })
+    }
+
+    /// The IPs of pool `name` in use, ascending, each with its holders (sorted): what
+    /// [`PoolStatus::used`] holds, without copying it (a pool may hold tens of thousands).
+    pub fn pool_used<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (IpAddr, &'a [ServiceKey])> + 'a {
+        self.pools.get(name).into_iter().flat_map(move |pool| {
+            let range = &pool.spec.range;
+            self.ips
+                .range(range.first()..=range.last())
+                .filter(move |(_, usage)| *usage.pool == *name)
+                .map(|(ip, usage)| (*ip, usage.holders.as_slice()))
+        })
+    }
+
+    /// The pool an IP in use was assigned from; `None` for a free IP.
+    pub fn pool_of_used(&self, ip: IpAddr) -> Option<&str> {
+        self.ips.get(&ip).map(|usage| &*usage.pool)
     }
 
     /// The status of every pool, by name.
@@ -647,6 +695,6 @@ fn lowest_free(pool: &PoolState) -> Option<Step> {
     let ip = pool.spec.range.nth_assignable(offset)?;
     Some(Step::Take {
         ip,
-        pool: pool.spec.name.clone(),
+        pool: pool.name.clone(),
     })
 }

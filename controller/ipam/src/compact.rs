@@ -9,47 +9,69 @@ use std::net::IpAddr;
 
 use oxelb_crds::address::IpFamily;
 
-/// A set kept as a sorted `Vec`: iteration in ascending order, as `BTreeSet`, at the size of its
-/// elements. Meant for sets of a few elements (the holders of one IP).
+/// A set kept as a sorted slice: iteration in ascending order, as `BTreeSet`, at the size of its
+/// elements; a set of one (an IP's only holder, nearly always) is kept inline, without an
+/// allocation. Meant for sets of a few elements (the holders of one IP).
 #[derive(Debug, Clone)]
-pub(crate) struct SortedVecSet<T>(Vec<T>);
+pub(crate) enum SortedVecSet<T> {
+    /// Exactly one element.
+    One(T),
+    /// Any number, ascending and distinct.
+    Many(Vec<T>),
+}
 
 impl<T: Ord> SortedVecSet<T> {
     /// The set holding only `item`.
     pub(crate) fn one(item: T) -> Self {
-        SortedVecSet(vec![item])
+        SortedVecSet::One(item)
+    }
+
+    /// The elements, ascending.
+    pub(crate) fn as_slice(&self) -> &[T] {
+        match self {
+            SortedVecSet::One(item) => std::slice::from_ref(item),
+            SortedVecSet::Many(items) => items,
+        }
+    }
+
+    /// Takes the elements out as a `Vec`, leaving an empty set.
+    fn take_vec(&mut self) -> Vec<T> {
+        match std::mem::replace(self, SortedVecSet::Many(Vec::new())) {
+            SortedVecSet::One(item) => vec![item],
+            SortedVecSet::Many(items) => items,
+        }
     }
 
     /// Adds `item`; returns whether it was new.
     pub(crate) fn insert(&mut self, item: T) -> bool {
-        match self.0.binary_search(&item) {
-            Ok(_) => false,
-            Err(at) => {
-                self.0.insert(at, item);
-                true
-            }
-        }
+        let Err(at) = self.as_slice().binary_search(&item) else {
+            return false;
+        };
+        let mut items = self.take_vec();
+        items.insert(at, item);
+        *self = SortedVecSet::Many(items);
+        true
     }
 
     /// Removes `item`; returns whether it was there.
     pub(crate) fn remove(&mut self, item: &T) -> bool {
-        match self.0.binary_search(item) {
-            Ok(at) => {
-                self.0.remove(at);
-                true
-            }
-            Err(_) => false,
-        }
+        let Ok(at) = self.as_slice().binary_search(item) else {
+            return false;
+        };
+        let mut items = self.take_vec();
+        items.remove(at);
+        *self = SortedVecSet::Many(items);
+        true
     }
 
     /// Whether the set is empty.
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_slice().is_empty()
     }
 
     /// The elements, ascending.
     pub(crate) fn iter(&self) -> std::slice::Iter<'_, T> {
-        self.0.iter()
+        self.as_slice().iter()
     }
 }
 
@@ -58,7 +80,10 @@ impl<T> IntoIterator for SortedVecSet<T> {
     type IntoIter = std::vec::IntoIter<T>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        match self {
+            SortedVecSet::One(item) => vec![item].into_iter(),
+            SortedVecSet::Many(items) => items.into_iter(),
+        }
     }
 }
 
@@ -134,6 +159,10 @@ mod tests {
         assert!(!set.remove(&5));
         assert!(set.remove(&1) && set.remove(&9));
         assert!(set.is_empty());
+        let mut one = SortedVecSet::one(3);
+        assert!(!one.insert(3), "a set of one holds it already");
+        assert!(one.remove(&3) && one.is_empty() && !one.remove(&3));
+        assert_eq!(SortedVecSet::one(7).into_iter().collect::<Vec<_>>(), [7]);
     }
 
     #[test]

@@ -64,5 +64,5 @@ mod status;
 pub use allocator::Allocator;
 pub use error::{AssignError, RegisterError, SharingConflict};
 pub use oxelb_crds::address::{IpFamily, IpRange};
-pub use request::{PoolSpec, Protocol, ServiceKey, ServiceRequest, TrafficPolicy};
+pub use request::{LabelSet, PoolSpec, Protocol, ServiceKey, ServiceRequest, TrafficPolicy};
 pub use status::{AssignedIp, Assignment, Orphan, OrphanReason, PoolStatus};

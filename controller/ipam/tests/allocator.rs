@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use oxelb_ipam::{
-    Allocator, AssignError, AssignedIp, IpFamily, IpRange, Orphan, OrphanReason, PoolSpec, Protocol,
-    RegisterError, ServiceKey, ServiceRequest, SharingConflict, TrafficPolicy,
+    Allocator, AssignError, AssignedIp, IpFamily, IpRange, Orphan, OrphanReason, PoolSpec, PoolStatus,
+    Protocol, RegisterError, ServiceKey, ServiceRequest, SharingConflict, TrafficPolicy,
 };
 use pretty_assertions::assert_eq;
 
@@ -273,15 +273,16 @@ fn namespace_selector_binds_when_every_pair_matches() {
     let mut a = allocator(vec![selected, default_pool("dflt", "192.0.2.0/29")]);
 
     let mut prod = req_in("web", "a");
-    prod.namespace_labels = BTreeMap::from([
+    prod.namespace_labels = BTreeMap::<String, String>::from([
         ("env".into(), "prod".into()),
         ("team".into(), "web".into()),
         ("extra".into(), "x".into()),
-    ]);
+    ])
+    .into();
     assert_eq!(assign_one(&mut a, &prod), assigned("198.51.100.1", "sel"));
 
     let mut partial = req_in("web", "b");
-    partial.namespace_labels = BTreeMap::from([("env".into(), "prod".into())]);
+    partial.namespace_labels = BTreeMap::<String, String>::from([("env".into(), "prod".into())]).into();
     assert_eq!(assign_one(&mut a, &partial), assigned("192.0.2.1", "dflt"));
 }
 
@@ -691,12 +692,12 @@ fn sharing_never_happens_automatically() {
 fn sharing_with_local_policy_needs_the_same_selector() {
     let mut a = allocator(vec![default_pool("p", "192.0.2.0/29")]);
     let mut first = with_ports(req("a"), &[TCP80]);
-    first.selector = BTreeMap::from([("app".into(), "web".into())]);
+    first.selector = BTreeMap::<String, String>::from([("app".into(), "web".into())]).into();
     assign_one(&mut a, &first);
 
     let mut other = with_ports(with_ip(req("b"), "192.0.2.1"), &[TCP443]);
     other.traffic_policy = TrafficPolicy::Local;
-    other.selector = BTreeMap::from([("app".into(), "db".into())]);
+    other.selector = BTreeMap::<String, String>::from([("app".into(), "db".into())]).into();
     assert_eq!(
         a.assign(&other).unwrap_err(),
         AssignError::Sharing(SharingConflict::SelectorMismatch {
@@ -711,7 +712,7 @@ fn sharing_with_local_policy_needs_the_same_selector() {
 
     // Both Cluster: selectors may differ.
     let mut cluster = with_ports(with_ip(req("c"), "192.0.2.1"), &[(Protocol::Sctp, 80)]);
-    cluster.selector = BTreeMap::from([("app".into(), "other".into())]);
+    cluster.selector = BTreeMap::<String, String>::from([("app".into(), "other".into())]).into();
     assert!(
         matches!(
             a.assign(&cluster).unwrap_err(),
@@ -895,10 +896,7 @@ fn shrunk_pool_reports_out_of_range_assignments_and_keeps_the_rest() {
     a.register_existing(&req("high"), ip("192.0.2.12")).unwrap();
     a.register_existing(&req("edge"), ip("192.0.2.7")).unwrap();
     let orphans = a.set_pools(vec![default_pool("p", "192.0.2.0/29")]);
-    let dropped: Vec<_> = orphans
-        .iter()
-        .map(|o| (o.service.name.as_str(), o.reason))
-        .collect();
+    let dropped: Vec<_> = orphans.iter().map(|o| (&*o.service.name, o.reason)).collect();
     assert_eq!(
         dropped,
         vec![("high", OrphanReason::OutsidePool)],
@@ -959,6 +957,26 @@ fn pool_status_reports_every_field() {
         vec!["p", "p6"]
     );
     assert!(a.pool_status("missing").is_none());
+    // The summary and the walk over the IPs in use say what the full status says.
+    let summary = a.pool_summary("p").unwrap();
+    assert_eq!(
+        summary,
+        PoolStatus {
+            used: BTreeMap::new(),
+            ..status.clone()
+        }
+    );
+    assert_eq!(
+        a.pool_used("p")
+            .map(|(ip, holders)| (ip, holders.to_vec()))
+            .collect::<BTreeMap<_, _>>(),
+        status.used
+    );
+    assert_eq!(a.pool_used("p6").count(), 0);
+    assert_eq!(a.pool_used("missing").count(), 0);
+    assert_eq!(a.pool_of_used(ip("192.0.2.2")), Some("p"));
+    assert_eq!(a.pool_of_used(ip("192.0.2.3")), None);
+    assert!(a.pool_summary("missing").is_none());
 }
 
 #[test]

@@ -137,7 +137,7 @@ fn request(service: usize, ports: &[u16], local: bool, selector: u8) -> ServiceR
     } else {
         TrafficPolicy::Cluster
     };
-    request.selector = BTreeMap::from([("app".to_owned(), selector.to_string())]);
+    request.selector = BTreeMap::<String, String>::from([("app".to_owned(), selector.to_string())]).into();
     request
 }
 
