@@ -150,15 +150,6 @@ impl App {
         index
     }
 
-    /// As [`index`](Self::index), with each object shaped on arrival by `shape`: trimmed to what
-    /// the binary reads, or not indexed at all (see [`crate::shape`]).
-    pub fn index_shaped<K: Object>(&mut self, shape: crate::shape::Shape<K>) -> SharedIndex<K> {
-        let (index, task) =
-            crate::feed::spawn_index_shaped::<K>(&self.source, shape, &self.tracker, &self.shutdown);
-        self.tasks.push(task);
-        index
-    }
-
     /// As [`index`](Self::index), into an index of the binary's compact views of `K` (see
     /// [`crate::index::View`]): the view decides what is kept of each object and which are kept.
     pub fn index_viewed<K: Object, V: crate::index::Indexed>(

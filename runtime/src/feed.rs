@@ -12,7 +12,7 @@ use crate::{
     metrics::SourceMetrics,
     object::{Object, kind_of},
     shutdown::Shutdown,
-    source::{ObjectEvent, ObjectSource, SourceError},
+    source::{ObjectSource, SourceError},
 };
 
 /// An index shared between the task that feeds it and its readers.
@@ -84,16 +84,6 @@ pub fn spawn_index<K: Object>(
     spawn_index_viewed::<K, K>(source, Arc::new(Some), tracker, shutdown)
 }
 
-/// As [`spawn_index`], with objects shaped on arrival (see [`crate::shape`]).
-pub fn spawn_index_shaped<K: Object>(
-    source: &ObjectSource,
-    shape: crate::shape::Shape<K>,
-    tracker: &SyncTracker,
-    shutdown: &Shutdown,
-) -> (SharedIndex<K>, tokio::task::JoinHandle<()>) {
-    spawn_index_viewed::<K, K>(source, crate::shape::as_view(shape), tracker, shutdown)
-}
-
 /// As [`spawn_index`], into an index of views: each object of kind `K` becomes the binary's
 /// compact `V` as it arrives (see [`View`]).
 pub fn spawn_index_viewed<K: Object, V: Indexed>(
@@ -110,16 +100,6 @@ pub fn spawn_index_viewed<K: Object, V: Indexed>(
         tracker,
         shutdown,
     )
-}
-
-/// As [`spawn_index`], from a given stream of source events.
-pub fn spawn_index_from<K: Object>(
-    stream: BoxStream<'static, Result<ObjectEvent<K>, SourceError>>,
-    tracker: &SyncTracker,
-    shutdown: &Shutdown,
-) -> (SharedIndex<K>, tokio::task::JoinHandle<()>) {
-    let stream = stream.map(|item| item.map(IndexEvent::from)).boxed();
-    spawn_feed(stream, kind_of::<K>(), None, tracker, shutdown)
 }
 
 /// Feeds a new shared index from a stream of index events of `kind` until `shutdown`, keeping

@@ -1,13 +1,9 @@
-//! Shaping objects on arrival: what an index keeps of each object, and which objects it keeps.
-//!
-//! Every object loses what no decision reads and what is large on a real apiserver
-//! (`metadata.managedFields`, kubectl's `last-applied-configuration` annotation: together often
-//! more than the rest of a Service) before it is buffered or indexed, so a list of 10,000 objects
-//! never sits in memory whole. A binary can also give a per-kind [`Shape`] that trims further and
-//! drops objects it never decides on: a dropped object that was indexed before is removed, exactly
-//! as if it had been deleted.
-
-use std::sync::Arc;
+//! Trimming objects on arrival: every object loses what no decision reads and what is large on a
+//! real apiserver (`metadata.managedFields`, kubectl's `last-applied-configuration` annotation:
+//! together often more than the rest of a Service) before it is buffered or indexed. Watches of the
+//! API skip both while decoding ([`crate::source::slim`]); [`trim_meta`] is the same cut on an
+//! object already decoded (the `dir:` source's). What a binary keeps beyond that is its own
+//! compact view of each object ([`crate::index::View`]).
 
 use futures::{StreamExt, stream::BoxStream};
 use kube::Resource;
@@ -16,14 +12,6 @@ use crate::source::{ObjectEvent, SourceError};
 
 /// kubectl's client-side-apply copy of the whole object, kept in an annotation.
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// Trims one object in place and says whether the index keeps it (`false`: not ours, drop it).
-pub type Shape<K> = Arc<dyn Fn(&mut K) -> bool + Send + Sync>;
-
-/// The shape that keeps every object and trims only [`trim_meta`]'s fields.
-pub fn keep_all<K>() -> Shape<K> {
-    Arc::new(|_: &mut K| true)
-}
 
 /// Drops the metadata nothing in oxelb reads: `managedFields` and the last-applied annotation
 /// (an empty annotation map becomes `None`, as the apiserver sends it).
@@ -38,41 +26,23 @@ pub fn trim_meta<K: Resource>(obj: &mut K) {
     }
 }
 
-/// A shape as an index [`View`](crate::index::View) that keeps the (trimmed) object itself.
-pub fn as_view<K: Resource + 'static>(shape: Shape<K>) -> crate::index::View<K, K> {
-    Arc::new(move |mut obj: K| shape(&mut obj).then_some(obj))
-}
-
-/// [`trim_meta`], then `shape`: whether to keep `obj`.
-pub fn apply_shape<K: Resource>(shape: &Shape<K>, obj: &mut K) -> bool {
-    trim_meta(obj);
-    shape(obj)
-}
-
-/// Shapes a stream of events: objects of a `Resync` are trimmed or left out, an `Apply` of an object
-/// the shape drops becomes a `Delete` (it may have been kept before), a `Delete` is trimmed.
-pub fn shape_events<K: Resource + Send + 'static>(
+/// [`trim_meta`] on every object of a stream of events.
+pub fn trim_events<K: Resource + Send + 'static>(
     stream: BoxStream<'static, Result<ObjectEvent<K>, SourceError>>,
-    shape: Shape<K>,
 ) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
-    stream
-        .map(move |item| item.map(|event| shape_event(&shape, event)))
-        .boxed()
+    stream.map(|item| item.map(trim_event)).boxed()
 }
 
-/// Shapes one event (see [`shape_events`]).
-pub fn shape_event<K: Resource>(shape: &Shape<K>, event: ObjectEvent<K>) -> ObjectEvent<K> {
+/// [`trim_meta`] on every object of one event.
+pub fn trim_event<K: Resource>(event: ObjectEvent<K>) -> ObjectEvent<K> {
     match event {
         ObjectEvent::Resync(mut all) => {
-            all.retain_mut(|obj| apply_shape(shape, obj));
+            all.iter_mut().for_each(trim_meta);
             ObjectEvent::Resync(all)
         }
         ObjectEvent::Apply(mut obj) => {
-            if apply_shape(shape, &mut obj) {
-                ObjectEvent::Apply(obj)
-            } else {
-                ObjectEvent::Delete(obj)
-            }
+            trim_meta(&mut obj);
+            ObjectEvent::Apply(obj)
         }
         ObjectEvent::Delete(mut obj) => {
             trim_meta(&mut obj);
@@ -126,26 +96,20 @@ mod tests {
     }
 
     #[test]
-    fn dropped_objects_leave_resyncs_and_applies_become_deletes() {
-        let shape: Shape<Service> = Arc::new(|s: &mut Service| s.metadata.name.as_deref() != Some("drop"));
-        let ObjectEvent::Resync(kept) = shape_event(
-            &shape,
-            ObjectEvent::Resync(vec![svc("keep", &[]), svc("drop", &[])]),
-        ) else {
+    fn every_event_is_trimmed() {
+        let ObjectEvent::Resync(all) = trim_event(ObjectEvent::Resync(vec![svc("a", &[]), svc("b", &[])]))
+        else {
             panic!("a resync stays a resync");
         };
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].metadata.name.as_deref(), Some("keep"));
-        assert_eq!(kept[0].metadata.managed_fields, None);
-        assert!(matches!(
-            shape_event(&shape, ObjectEvent::Apply(svc("drop", &[]))),
-            ObjectEvent::Delete(_)
-        ));
-        assert!(matches!(
-            shape_event(&shape, ObjectEvent::Apply(svc("keep", &[]))),
-            ObjectEvent::Apply(_)
-        ));
-        let ObjectEvent::Delete(gone) = shape_event(&shape, ObjectEvent::Delete(svc("keep", &[]))) else {
+        assert!(all.iter().all(|s| s.metadata.managed_fields.is_none()));
+        let ObjectEvent::Apply(applied) =
+            trim_event(ObjectEvent::Apply(svc("a", &[(LAST_APPLIED_ANNOTATION, "{}")])))
+        else {
+            panic!("an apply stays an apply");
+        };
+        assert_eq!(applied.metadata.managed_fields, None);
+        assert_eq!(applied.metadata.annotations, None);
+        let ObjectEvent::Delete(gone) = trim_event(ObjectEvent::Delete(svc("a", &[]))) else {
             panic!("a delete stays a delete");
         };
         assert_eq!(gone.metadata.managed_fields, None);

@@ -25,7 +25,7 @@ use super::{
 use crate::{
     index::{IndexEvent, Indexed, View},
     object::{KnownScope, Object, ObjectKey, kind_of},
-    shape::{Shape, apply_shape, shape_event, trim_meta},
+    shape::{trim_event, trim_meta},
 };
 
 /// Reads objects from the apiserver.
@@ -73,25 +73,10 @@ impl KubeSource {
     /// apiserver cache could hide an existing assignment.
     /// Errors are yielded and the next poll waits per the watcher's `default_backoff`.
     ///
-    /// Each object is shaped ([`crate::shape`]) as it arrives, before the initial list is buffered.
-    pub fn watch<K: Object>(
-        &self,
-        shape: Shape<K>,
-    ) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
-        watch_api(Api::<K>::all(self.client.clone()), shape)
-    }
-
-    /// Watches the objects of kind `K` in `namespace` only (as [`watch`](Self::watch) otherwise):
-    /// for kinds whose RBAC is granted in one namespace, such as the speakers' Secrets.
-    pub fn watch_in<K>(
-        &self,
-        namespace: &str,
-        shape: Shape<K>,
-    ) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>>
-    where
-        K: Object + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    {
-        watch_api(Api::<K>::namespaced(self.client.clone(), namespace), shape)
+    /// Each object is trimmed ([`crate::shape::trim_meta`]) as it arrives, before the initial list
+    /// is buffered. The indexes read [`watch_viewed`](Self::watch_viewed) instead.
+    pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+        watch_api(Api::<K>::all(self.client.clone()))
     }
 }
 
@@ -157,15 +142,12 @@ fn map_watcher_event_viewed<K: Object, V>(
     }
 }
 
-fn watch_api<K: Object>(
-    api: Api<K>,
-    shape: Shape<K>,
-) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+fn watch_api<K: Object>(api: Api<K>) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
     let kind = kind_of::<K>();
     watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .scan(Vec::new(), move |buffer, item| {
-            let mapped = map_watcher_event(&kind, &shape, buffer, item);
+            let mapped = map_watcher_event(&kind, buffer, item);
             ready(Some(mapped))
         })
         .filter_map(ready)
@@ -173,10 +155,9 @@ fn watch_api<K: Object>(
 }
 
 /// Maps kube's watcher events onto [`ObjectEvent`]: the objects of `Init`..`InitDone` are buffered
-/// and delivered as one `Resync`. Objects are shaped on arrival: the buffer holds only what is kept.
+/// and delivered as one `Resync`. Objects are trimmed on arrival.
 fn map_watcher_event<K: Object>(
     kind: &str,
-    shape: &Shape<K>,
     buffer: &mut Vec<K>,
     item: Result<WatcherEvent<K>, watcher::Error>,
 ) -> Option<Result<ObjectEvent<K>, SourceError>> {
@@ -187,9 +168,8 @@ fn map_watcher_event<K: Object>(
             None
         }
         Ok(WatcherEvent::InitApply(mut obj)) => {
-            if apply_shape(shape, &mut obj) {
-                buffer.push(obj);
-            }
+            trim_meta(&mut obj);
+            buffer.push(obj);
             None
         }
         Ok(WatcherEvent::InitDone) => {
@@ -198,8 +178,8 @@ fn map_watcher_event<K: Object>(
             all.shrink_to_fit();
             Some(Ok(ObjectEvent::Resync(all)))
         }
-        Ok(WatcherEvent::Apply(obj)) => Some(Ok(shape_event(shape, ObjectEvent::Apply(obj)))),
-        Ok(WatcherEvent::Delete(obj)) => Some(Ok(shape_event(shape, ObjectEvent::Delete(obj)))),
+        Ok(WatcherEvent::Apply(obj)) => Some(Ok(trim_event(ObjectEvent::Apply(obj)))),
+        Ok(WatcherEvent::Delete(obj)) => Some(Ok(trim_event(ObjectEvent::Delete(obj)))),
         Err(source) => Some(Err(SourceError::Watch {
             kind: kind.to_owned(),
             source,

@@ -20,7 +20,7 @@ use crate::{
     index::{IndexEvent, Indexed, View, view_event},
     metrics::SourceMetrics,
     object::{Object, ObjectKey, kind_of},
-    shape::{Shape, keep_all, shape_events},
+    shape::trim_events,
 };
 
 /// A change to the set of objects of one kind.
@@ -154,36 +154,9 @@ impl ObjectSource {
     /// Errors are not fatal: the kube stream retries with the watcher's default backoff on the next
     /// poll, so a consumer logs them and keeps polling.
     pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
-        self.watch_shaped(keep_all())
-    }
-
-    /// As [`watch`](Self::watch), with every object shaped by `shape` on arrival (see
-    /// [`crate::shape`]): trimmed, or left out of the stream altogether.
-    pub fn watch_shaped<K: Object>(
-        &self,
-        shape: Shape<K>,
-    ) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
         let stream = match &self.backend {
-            Backend::Kube(kube) => kube.watch::<K>(shape),
-            Backend::Dir(dir) => shape_events(dir.watch::<K>(), shape),
-        };
-        match &self.metrics {
-            None => stream,
-            Some(metrics) => count_events(stream, metrics.clone()),
-        }
-    }
-
-    /// The stream of changes to the objects of kind `K` in `namespace` only; see
-    /// [`watch`](Self::watch).
-    pub fn watch_in<K>(&self, namespace: &str) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>>
-    where
-        K: Object + ::kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    {
-        let stream = match &self.backend {
-            Backend::Kube(kube) => kube.watch_in::<K>(namespace, keep_all()),
-            Backend::Dir(dir) => {
-                shape_events(in_namespace(dir.watch::<K>(), namespace.to_owned()), keep_all())
-            }
+            Backend::Kube(kube) => kube.watch::<K>(),
+            Backend::Dir(dir) => trim_events(dir.watch::<K>()),
         };
         match &self.metrics {
             None => stream,
@@ -202,7 +175,7 @@ impl ObjectSource {
     ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
         let stream = match &self.backend {
             Backend::Kube(kube) => kube.watch_viewed::<K, V>(view),
-            Backend::Dir(dir) => view_events(shape_events(dir.watch::<K>(), keep_all()), view),
+            Backend::Dir(dir) => view_events(trim_events(dir.watch::<K>()), view),
         };
         self.count_viewed::<K, V>(stream)
     }
@@ -219,7 +192,7 @@ impl ObjectSource {
         let stream = match &self.backend {
             Backend::Kube(kube) => kube.watch_in_viewed::<K, V>(namespace, view),
             Backend::Dir(dir) => view_events(
-                shape_events(in_namespace(dir.watch::<K>(), namespace.to_owned()), keep_all()),
+                trim_events(in_namespace(dir.watch::<K>(), namespace.to_owned())),
                 view,
             ),
         };
