@@ -23,8 +23,8 @@ use super::{
     writer::{EventRecord, EventType, MetadataPatch, WriteError, object_name},
 };
 use crate::{
-    index::{IndexEvent, Indexed, View},
-    object::{KnownScope, Object, ObjectKey, kind_of},
+    index::{IndexEvent, Indexed, View, view_event},
+    object::{KnownScope, Object, kind_of},
     shape::{trim_event, trim_meta},
 };
 
@@ -100,7 +100,8 @@ pub(crate) fn watch_api_viewed<K: Object, V: Indexed>(
         .boxed()
 }
 
-/// As [`map_watcher_event`], into views: `Apply` of an object the view drops is a `Delete` of its key.
+/// As [`map_watcher_event`], into views ([`view_event`]: `Apply` of an object the view drops is a
+/// `Delete` of its key).
 fn map_watcher_event_viewed<K: Object, V>(
     kind: &str,
     view: &View<K, V>,
@@ -127,14 +128,8 @@ fn map_watcher_event_viewed<K: Object, V>(
             all.shrink_to_fit();
             Some(Ok(IndexEvent::Resync(all)))
         }
-        Ok(WatcherEvent::Apply(obj)) => {
-            let key = ObjectKey::of(&obj.0);
-            Some(Ok(match viewed(obj) {
-                Some(kept) => IndexEvent::Apply(kept),
-                None => IndexEvent::Delete(key),
-            }))
-        }
-        Ok(WatcherEvent::Delete(obj)) => Some(Ok(IndexEvent::Delete(ObjectKey::of(&obj.0)))),
+        Ok(WatcherEvent::Apply(Slim(obj))) => Some(Ok(view_event(view, trim_event(ObjectEvent::Apply(obj))))),
+        Ok(WatcherEvent::Delete(Slim(obj))) => Some(Ok(view_event(view, ObjectEvent::Delete(obj)))),
         Err(source) => Some(Err(SourceError::Watch {
             kind: kind.to_owned(),
             source,

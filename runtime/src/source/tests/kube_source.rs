@@ -100,7 +100,8 @@ async fn kube_source_scenario() {
 #[tokio::test]
 async fn kube_watch_error_names_the_kind() {
     let (client, mut handle) = mock_client();
-    let mut stream = ObjectSource::kube(client).watch::<Service>();
+    // The path the indexes read: decoded as Slim, viewed (here as the object itself).
+    let mut stream = ObjectSource::kube(client).watch_viewed::<Service, Service>(std::sync::Arc::new(Some));
     let server = tokio::spawn(async move {
         let (_, send) = handle.next_request().await.unwrap();
         let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -254,7 +255,8 @@ async fn kube_publish_event_creates_an_events_k8s_io_event() {
 #[tokio::test]
 async fn kube_relist_after_410_gone_is_a_resync() {
     let (client, mut handle) = mock_client();
-    let mut stream = ObjectSource::kube(client).watch::<Service>();
+    // The path the indexes read: decoded as Slim, viewed (here as the object itself).
+    let mut stream = ObjectSource::kube(client).watch_viewed::<Service, Service>(std::sync::Arc::new(Some));
     let server = tokio::spawn(async move {
         let list = |items: Vec<Service>| json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {"resourceVersion": "7"}, "items": items});
         let (_, send) = handle.next_request().await.unwrap();
@@ -283,7 +285,9 @@ async fn kube_relist_after_410_gone_is_a_resync() {
     while items.len() < 3 {
         let item = tokio::time::timeout(WAIT, stream.next()).await.unwrap().unwrap();
         items.push(item.map(|e| match e {
-            ObjectEvent::Resync(all) => all.iter().map(|s| s.name_any()).collect::<Vec<_>>().join(","),
+            crate::index::IndexEvent::Resync(all) => {
+                all.iter().map(|s| s.name_any()).collect::<Vec<_>>().join(",")
+            }
             other => other.name().to_string(),
         }));
     }
