@@ -14,31 +14,9 @@ use kube::Resource;
 
 use crate::{object::ObjectKey, source::ObjectEvent};
 
-/// What an index can hold: an API object, or a binary's compact view of one.
-pub trait Indexed: Send + Sync + 'static {
-    /// The object's namespace and name.
-    fn index_key(&self) -> ObjectKey;
-
-    /// Whether `self`, a newer version of `old`, differs from it only where no reader looks
-    /// (its `resourceVersion`). `self` may be changed while comparing, but must be left as it was.
-    fn same_as(&mut self, old: &Self) -> bool;
-}
-
-/// Every API object can be indexed as it is; its `resourceVersion` alone makes no change.
-impl<K: Resource + PartialEq + Send + Sync + 'static> Indexed for K {
-    fn index_key(&self) -> ObjectKey {
-        ObjectKey::of(self)
-    }
-
-    fn same_as(&mut self, old: &Self) -> bool {
-        // Equal but for the resourceVersion? Compare with the old one's in place.
-        let version = self.meta_mut().resource_version.take();
-        self.meta_mut().resource_version = old.meta().resource_version.clone();
-        let same = *old == *self;
-        self.meta_mut().resource_version = version;
-        same
-    }
-}
+/// Defined beneath the pure crates (`oxelb_crds::object`), so that they can make their compact views
+/// indexable; re-exported here.
+pub use oxelb_crds::object::Indexed;
 
 /// Turns an arriving API object into what an index keeps of it, or `None`: not kept (an object
 /// that was kept before is then removed, exactly as if it had been deleted).

@@ -81,41 +81,8 @@ pub fn kind_of<K: Object>() -> String {
     K::kind(&()).into_owned()
 }
 
-/// The identity of an object within its kind: namespace (for namespaced kinds) and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectKey {
-    /// `metadata.namespace`; `None` for cluster-scoped kinds.
-    pub namespace: Option<String>,
-    /// `metadata.name`.
-    pub name: String,
-}
-
-impl ObjectKey {
-    /// A key from its parts.
-    pub fn new(namespace: Option<&str>, name: &str) -> Self {
-        Self {
-            namespace: namespace.map(str::to_owned),
-            name: name.to_owned(),
-        }
-    }
-
-    /// The key of an object (an object without a name gets the empty name, which no API object has).
-    pub fn of<K: Resource>(obj: &K) -> Self {
-        Self {
-            namespace: obj.meta().namespace.clone(),
-            name: obj.meta().name.clone().unwrap_or_default(),
-        }
-    }
-}
-
-impl fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{ns}/{}", self.name),
-            None => f.write_str(&self.name),
-        }
-    }
-}
+/// Moved beneath the pure crates (`oxelb_crds::object`); re-exported here for the runtime's users.
+pub use oxelb_crds::object::ObjectKey;
 
 /// 64-bit FNV-1a: a tiny hash whose output is the same in every process and Rust release, so the
 /// synthetic uids and resourceVersions of the dir source agree between the controller and speakers.
