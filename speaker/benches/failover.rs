@@ -320,7 +320,7 @@ fn main() -> Result<(), LabError> {
             idle, loaded
         );
     }
-    let timing = oxelb_speaker::liveness::LivenessConfig::default();
+    let timing = oxelb_speaker_core::liveness::LivenessConfig::default();
     if let Some(pps) = heartbeat_traffic(8, Duration::from_secs(5))? {
         let mean = pps.iter().sum::<f64>() / pps.len() as f64;
         println!(

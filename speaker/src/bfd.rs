@@ -52,10 +52,8 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{
-    bgp::driver::{now_rfc3339, sleep_until},
-    sessions::BfdConfig,
-};
+use crate::clock::{now_rfc3339, sleep_until};
+use oxelb_speaker_core::sessions::BfdConfig;
 
 /// One wanted BFD session: the BgpPeer's neighbour and its resolved timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,23 +1,23 @@
 //! oxelb speaker: announces the allocated IPs of this node by layer2 (ARP/NDP) or BGP.
 //!
-//! This is the start-up: flags, logging, metrics/health server, the object source, and an index
-//! per kind the speaker reads (Services, Nodes, EndpointSlices, Eips, BgpConfs, BgpPeers), and
-//! [`desired`]: the IPs to announce, computed from them. Announcing comes in later work.
+//! This crate is the I/O around the pure decisions of `oxelb-speaker-core`: the start-up (flags,
+//! logging, metrics/health server, the object source and an index per kind the speaker reads:
+//! Services, Nodes, EndpointSlices, Eips, BgpConfs, BgpPeers, Secrets), and the adapters:
+//!
+//! - [`planner`]: recomputes the desired state ([`oxelb_speaker_core::plan`]) on every change and
+//!   publishes it.
+//! - [`bgp`]: BGP sessions (TCP, TCP-MD5, timers) around the sans-IO `oxelb-bgp` state machine.
+//! - [`bfd`]: BFD sessions (UDP) around the sans-IO `oxelb-bfd` state machine.
+//! - [`layer2`]: ARP/NDP answering and announcing, heartbeats between speakers.
+//! - [`reach`]: the speaker's own Lease (the two-node tie-break's API side).
+//! - [`sys`]: the workspace's one module of raw syscalls.
 
 pub mod bfd;
 pub mod bgp;
-pub mod desired;
-pub mod election;
-pub mod interface;
+mod clock;
 pub mod layer2;
-pub mod liveness;
-pub mod node;
 pub mod planner;
-pub mod policy;
 pub mod reach;
-pub mod sessions;
-pub mod tiebreak;
-pub mod view;
 // The workspace's one module of raw syscalls (see its docs and every SAFETY comment).
 #[allow(unsafe_code)]
 pub mod sys;
@@ -27,13 +27,14 @@ use k8s_openapi::api::{
     core::v1::{Node, Secret, Service},
     discovery::v1::EndpointSlice,
 };
-use node::NodeFacts;
 use oxelb_crds::v1alpha2::{BgpConf, BgpPeer, Eip};
 use oxelb_runtime::{
     app::{App, AppError},
     cli::CommonArgs,
     feed::SharedIndex,
+    index::View,
 };
+use oxelb_speaker_core::{liveness, node::NodeFacts, plan, tiebreak, view};
 use prometheus_client::registry::Registry;
 
 /// Default `--metrics-addr` of the speaker: it runs with hostNetwork, so it avoids 8080 (often
@@ -166,7 +167,7 @@ pub struct Indexes {
 impl Indexes {
     /// A copy of the current objects, for one computation. Services and EndpointSlices (the kinds
     /// that grow with the cluster) are shared with the indexes, not cloned.
-    pub fn snapshot(&self) -> planner::SpeakerSnapshot {
+    pub fn snapshot(&self) -> plan::SpeakerSnapshot {
         fn values<K: Clone>(index: &SharedIndex<K>) -> Vec<K> {
             // A poisoned lock means a reader panicked; the data is still a valid map.
             let guard = index.read().unwrap_or_else(|e| e.into_inner());
@@ -176,7 +177,7 @@ impl Indexes {
             let guard = index.read().unwrap_or_else(|e| e.into_inner());
             guard.iter_shared().map(|(_, v)| v.clone()).collect()
         }
-        planner::SpeakerSnapshot {
+        plan::SpeakerSnapshot {
             services: shared(&self.services),
             nodes: values(&self.nodes),
             endpoint_slices: shared(&self.endpoint_slices),
@@ -189,10 +190,25 @@ impl Indexes {
     }
 }
 
+/// The index views of the speaker (for `App::index_viewed`): Services, EndpointSlices (node names
+/// shared by one [`view::Interner`]) and Nodes.
+fn views() -> (
+    View<Service, view::ServiceView>,
+    View<EndpointSlice, view::SliceView>,
+    View<Node, NodeFacts>,
+) {
+    let interner = std::sync::Arc::new(view::Interner::default());
+    (
+        std::sync::Arc::new(view::service),
+        std::sync::Arc::new(move |slice| view::endpoint_slice(slice, &interner)),
+        std::sync::Arc::new(view::node),
+    )
+}
+
 /// Starts the indexes of every kind the speaker reads, the kinds that grow with the cluster as
 /// compact views made on arrival ([`view`]); Secrets only in `namespace`.
 pub fn watch_all(app: &mut App, namespace: &str) -> Indexes {
-    let (services, endpoint_slices, nodes) = view::views();
+    let (services, endpoint_slices, nodes) = views();
     Indexes {
         services: app.index_viewed::<Service, _>(services),
         nodes: app.index_viewed::<Node, _>(nodes),
@@ -217,8 +233,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let node_name = args.node_name();
     tracing::info!(node = %node_name, "speaking for this node");
     // The announcers (layer2, BGP) subscribe to the planner's state.
-    let (publish, states) =
-        tokio::sync::watch::channel(std::sync::Arc::new(planner::SpeakerState::default()));
+    let (publish, states) = tokio::sync::watch::channel(std::sync::Arc::new(plan::SpeakerState::default()));
     let writer = app.source().writer(COMPONENT);
     let heartbeat = match &args.heartbeat_key_file {
         Some(path) => match std::fs::read(path) {

@@ -1,4 +1,4 @@
-//! The speaker's Lease: the apiserver side of the two-node layer2 tie-break ([`crate::tiebreak`]
+//! The speaker's Lease: the apiserver side of the two-node layer2 tie-break ([`oxelb_speaker_core::tiebreak`]
 //! decides; this is the thin adapter). While the layer2 announcer says it has exactly one peer to
 //! break ties with ([`Leases::track`]), a task renews this speaker's Lease
 //! (`coordination.k8s.io/v1`, `oxelb-speaker-<node>` in the speaker's namespace) every
@@ -35,7 +35,7 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use crate::tiebreak::{ApiFacts, LeaseTiming, PeerLease, Reach};
+use oxelb_speaker_core::tiebreak::{ApiFacts, LeaseTiming, PeerLease, Reach};
 
 /// The Lease name of `node`'s speaker.
 pub fn lease_name(node: &str) -> String {

@@ -474,7 +474,7 @@ fn all_settled(lab: &Lab, nodes: &[(String, Ns)]) -> Result<(), LabError> {
 /// n1 and n2, put on both nodes' `lo` (strictARP: only speakers answer ARP for it) and given to
 /// Service `default/web` in place of 192.0.2.50.
 fn ip_won_by(lab: &mut Lab, nodes: &[(String, Ns)], dir: &Path, node: &str) -> Result<String, LabError> {
-    use oxelb_speaker::election::weight;
+    use oxelb_speaker_core::election::weight;
     let other = if node == "n1" { "n2" } else { "n1" };
     let ip = (49u8..=62)
         .map(|last| std::net::IpAddr::from([192, 0, 2, last]))
@@ -757,7 +757,7 @@ fn send_udp(from: &Ns, to: &str, datagram: &[u8]) -> Result<(), LabError> {
 
 #[test]
 fn bad_heartbeats_and_a_flapping_peer_leave_one_answerer_and_name_the_peer() -> Result<(), LabError> {
-    use oxelb_speaker::liveness::{Heartbeat, HeartbeatKey, encode};
+    use oxelb_speaker_core::liveness::{Heartbeat, HeartbeatKey, encode};
     let Some(mut lab) =
         lab_or_skip("bad_heartbeats_and_a_flapping_peer_leave_one_answerer_and_name_the_peer")?
     else {

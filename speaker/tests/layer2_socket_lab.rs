@@ -36,7 +36,7 @@ const WRONG_MAC: &str = "02:00:00:00:00:99";
 #[ignore = "helper: started inside a lab namespace by responder_against_client_kernel"]
 fn responder_in_namespace() {
     let ifname = std::env::var("OXELB_L2_IF").unwrap();
-    let mac = oxelb_speaker::interface::parse_mac(&std::env::var("OXELB_L2_MAC").unwrap()).unwrap();
+    let mac = oxelb_speaker::layer2::interface::parse_mac(&std::env::var("OXELB_L2_MAC").unwrap()).unwrap();
     let mac = MacAddr::from(mac);
     let stop = PathBuf::from(std::env::var("OXELB_L2_STOP").unwrap());
     let vip4: Ipv4Addr = VIP4.parse().unwrap();

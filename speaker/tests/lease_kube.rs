@@ -11,10 +11,8 @@ use kube::{
     Client, Config,
     config::{KubeConfigOptions, Kubeconfig},
 };
-use oxelb_speaker::{
-    reach::{LeaseStore, Leases},
-    tiebreak::LeaseTiming,
-};
+use oxelb_speaker::reach::{LeaseStore, Leases};
+use oxelb_speaker_core::tiebreak::LeaseTiming;
 use oxelb_tests::apiserver::ApiServer;
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/oxelb-system/leases";

@@ -25,8 +25,9 @@ use tracing::{debug, info, warn};
 use super::transport::{Dial, connect, set_ttl};
 use crate::{
     bfd::Reports,
-    sessions::{self, SessionConfig},
+    clock::{now_rfc3339, sleep_until},
 };
+use oxelb_speaker_core::sessions::{self, SessionConfig};
 
 /// What the manager tells a session.
 #[derive(Debug)]
@@ -285,19 +286,6 @@ async fn read_some(stream: &mut Option<TcpStream>, buf: &mut [u8]) -> std::io::R
         Some(stream) => stream.read(buf).await,
         None => std::future::pending().await,
     }
-}
-
-/// Sleeps until `at`, or forever without a deadline (a `select!` branch that never fires).
-pub(crate) async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The current time as status and Events write it (RFC 3339).
-pub(crate) fn now_rfc3339() -> String {
-    k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
 impl Driver {

@@ -33,11 +33,11 @@ use super::{
     driver::{self, Command, SessionHandle, SessionStatus},
     transport::{listen, update_listener_keys},
 };
-use crate::{
-    bfd::{
-        BfdMetrics, BfdPeer, BfdService, HandoverSettings, Report, load_handover, store_handover, unix_ms,
-    },
-    planner::SpeakerState,
+use crate::bfd::{
+    BfdMetrics, BfdPeer, BfdService, HandoverSettings, Report, load_handover, store_handover, unix_ms,
+};
+use oxelb_speaker_core::{
+    plan::SpeakerState,
     sessions::{Listen, SessionConfig, diff},
 };
 

@@ -1,5 +1,5 @@
 //! The TCP side of a BGP session: connect and listen with TCP-MD5 (RFC 2385) and the session's TTL,
-//! as the session plan resolved them ([`crate::sessions::SessionConfig`]).
+//! as the session plan resolved them ([`oxelb_speaker_core::sessions::SessionConfig`]).
 //!
 //! A wrong MD5 password gives no error anywhere: the router drops our SYNs silently, so the only
 //! symptom is a connect timeout (`LAB-NOTES.md`). [`TransportError::Timeout`] says so in its message,

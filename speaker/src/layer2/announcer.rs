@@ -5,10 +5,10 @@
 //! **Liveness**: with heartbeats on (`--heartbeat-key-file`, [`super::heartbeat`]) a speaker is alive
 //! while its heartbeats arrive (dead after `--heartbeat-dead-after`, 200 ms by default), each
 //! candidate's pools are the ones its heartbeats list, and a speaker without standing (no majority,
-//! see [`crate::liveness`]) answers nothing. The choice is re-evaluated when the objects change,
+//! see [`oxelb_speaker_core::liveness`]) answers nothing. The choice is re-evaluated when the objects change,
 //! when a heartbeat changes something, and at the exact moment a peer's deadline passes (no periodic
 //! tick); the take-over announcement goes out in that same pass. A newly won IP is begun only once
-//! the peers' applied views agree ([`crate::liveness::Handover`]), so speakers that learn a change at
+//! the peers' applied views agree ([`oxelb_speaker_core::liveness::Handover`]), so speakers that learn a change at
 //! different moments never answer one IP together. Without heartbeats a speaker counts as alive
 //! while its Node is Ready, and every node is assumed to have each pool's interface: failover is
 //! then as slow as the Node turning NotReady.
@@ -35,11 +35,13 @@ use tracing::{debug, info, warn};
 
 use super::{frames, socket::PacketSocket};
 use crate::{
-    election::{Candidate, Contest, announced_by, elect},
-    interface::{Nic, resolve},
-    liveness::{Handover, LivenessConfig, Standing},
-    planner::SpeakerState,
+    layer2::interface::{Nic, resolve},
     reach::Leases,
+};
+use oxelb_speaker_core::{
+    election::{Candidate, Contest, announced_by, elect},
+    liveness::{Handover, LivenessConfig, Standing},
+    plan::SpeakerState,
     tiebreak::ApiFacts,
 };
 
@@ -84,7 +86,7 @@ pub fn view_digest(
             }
         }
     }
-    let mut nodes: Vec<&crate::node::NodeFacts> = state.nodes.iter().collect();
+    let mut nodes: Vec<&oxelb_speaker_core::node::NodeFacts> = state.nodes.iter().collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     let empty = BTreeSet::new();
     for n in nodes {
@@ -155,8 +157,8 @@ pub fn layer2_outcomes(
     me: &str,
     my_pools: &BTreeSet<String>,
     view: Option<&PeerView>,
-) -> BTreeMap<IpAddr, crate::election::Outcome> {
-    let layer2: BTreeMap<IpAddr, &crate::desired::Announcement> = state
+) -> BTreeMap<IpAddr, oxelb_speaker_core::election::Outcome> {
+    let layer2: BTreeMap<IpAddr, &oxelb_speaker_core::desired::Announcement> = state
         .announcements
         .iter()
         .filter(|(_, a)| matches!(a.protocol, EipProtocol::Layer2 | EipProtocol::Vip))
@@ -697,7 +699,7 @@ async fn report_unannounceable(
     writer: &Writer,
     state: &SpeakerState,
     me: &str,
-    outcomes: &BTreeMap<IpAddr, crate::election::Outcome>,
+    outcomes: &BTreeMap<IpAddr, oxelb_speaker_core::election::Outcome>,
     said: &mut BTreeMap<IpAddr, String>,
 ) {
     let reporter = state
@@ -708,7 +710,7 @@ async fn report_unannounceable(
         .min();
     let mut now: BTreeMap<IpAddr, String> = BTreeMap::new();
     for (ip, outcome) in outcomes {
-        if let crate::election::Outcome::NoEligibleNode(reason) = outcome {
+        if let oxelb_speaker_core::election::Outcome::NoEligibleNode(reason) = outcome {
             now.insert(*ip, reason.to_string());
         }
     }
@@ -891,7 +893,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{desired::Announcement, node::NodeFacts};
+    use oxelb_speaker_core::{desired::Announcement, node::NodeFacts};
 
     fn node(name: &str, ready: bool) -> NodeFacts {
         let n: Node = serde_json::from_value(json!({"metadata": {"name": name},

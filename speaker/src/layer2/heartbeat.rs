@@ -1,4 +1,4 @@
-//! Heartbeats on the wire: the UDP adapter around [`crate::liveness`]. Every
+//! Heartbeats on the wire: the UDP adapter around [`oxelb_speaker_core::liveness`]. Every
 //! [`LivenessConfig::interval`] this speaker sends an authenticated heartbeat (the layer2 pools it
 //! can serve, whom it hears, the digest of its applied view) to every other node's InternalIP, IPv4
 //! or IPv6 (one dual-stack socket, so IPv6-only and dual-stack node networks work alike), and it
@@ -21,12 +21,12 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{
+use oxelb_speaker_core::{
     liveness::{
         Heartbeat, HeartbeatError, HeartbeatKey, LivenessConfig, Membership, Recorded, SettleGate, Standing,
         decode, encode, name_hash,
     },
-    planner::SpeakerState,
+    plan::SpeakerState,
     tiebreak::ApiFacts,
 };
 
@@ -114,7 +114,7 @@ impl Liveness {
     }
 
     /// Whether this speaker may answer, given the speakers expected to run and what the
-    /// apiserver tells (the two-node tie-break, [`crate::tiebreak`]).
+    /// apiserver tells (the two-node tie-break, [`oxelb_speaker_core::tiebreak`]).
     pub fn standing(&self, expected: &BTreeSet<String>, api: ApiFacts) -> Standing {
         let now = self.now();
         self.membership().standing(now, expected, api)

@@ -1,16 +1,16 @@
-//! The cost of one speaker plan (`planner::compute`) over N Services, each with one EndpointSlice
+//! The cost of one speaker plan (`plan::compute`) over N Services, each with one EndpointSlice
 //! on three nodes, half of them `externalTrafficPolicy: Local`, all in one bgp Eip: the shape of
 //! `oxelb-scale`'s cluster. Prints, per size, the median and the largest time of a plan; no
 //! assertion (figures for issue 16: a burst replans the whole state, paced by the plan's time).
 //!
-//! `cargo bench -p oxelb-speaker --bench plan [SIZES...]` (default 1000 10000 50000). Pure: no
+//! `cargo bench -p oxelb-speaker-core --bench plan [SIZES...]` (default 1000 10000 50000). Pure: no
 //! socket, no lab. Service IPs come from 198.18.0.0/15 (RFC 2544's benchmarking range).
 
 use std::{net::Ipv4Addr, sync::Arc, time::Instant};
 
 use oxelb_crds::names;
-use oxelb_speaker::{
-    planner::{SpeakerSnapshot, compute},
+use oxelb_speaker_core::{
+    plan::{SpeakerSnapshot, compute},
     view::{self, Interner},
 };
 use serde_json::json;

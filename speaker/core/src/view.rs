@@ -1,5 +1,5 @@
 //! What a speaker keeps of the objects that grow with the cluster: a compact view of each, made on
-//! arrival (`oxelb_runtime::index::View`), instead of the k8s-openapi struct. Every speaker watches
+//! arrival (`oxelb_runtime::index::View`, built in the speaker's start-up from the functions here), instead of the k8s-openapi struct. Every speaker watches
 //! every Service, EndpointSlice and Node, so each is cut to what [`crate::desired`],
 //! [`crate::node`] and [`crate::policy`] read: at 10,000 Services a k8s-openapi `Service`, even
 //! trimmed, costs about a kilobyte (every API field inline, a `BTreeMap` per label set); its view
@@ -24,11 +24,8 @@ use k8s_openapi::api::{
     core::v1::{Node, Service},
     discovery::v1::EndpointSlice,
 };
+use oxelb_crds::object::{Indexed, ObjectKey};
 use oxelb_crds::{names, service::ingress_ips, v1alpha2::Eip};
-use oxelb_runtime::{
-    index::{Indexed, View},
-    object::ObjectKey,
-};
 
 use crate::node::NodeFacts;
 
@@ -280,21 +277,6 @@ pub fn node(node: Node) -> Option<NodeFacts> {
 pub fn eip(mut eip: Eip) -> Option<Eip> {
     eip.status = None;
     Some(eip)
-}
-
-/// The index views of the speaker (for `App::index_viewed`): Services, EndpointSlices (node names
-/// shared by one [`Interner`]) and Nodes.
-pub fn views() -> (
-    View<Service, ServiceView>,
-    View<EndpointSlice, SliceView>,
-    View<Node, NodeFacts>,
-) {
-    let interner = Arc::new(Interner::default());
-    (
-        Arc::new(service),
-        Arc::new(move |slice| endpoint_slice(slice, &interner)),
-        Arc::new(node),
-    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,29 @@
+//! oxelb speaker's decisions, in pure code: what this node announces, to whom, and whether it may
+//! answer ARP/NDP for an IP now.
+//!
+//! Values in, values out: the cluster's objects (k8s-openapi and oxelb-crds values, or the compact
+//! views of [`view`]), the peers' heartbeats (bytes, with the time since they arrived as a
+//! `Duration`) and the API facts the speaker observed. No async runtime, no Kubernetes client, no
+//! socket and no clock: this crate's Cargo.toml names none, so the purity is a property of the
+//! build, not a habit. The `oxelb-speaker` binary wraps it in I/O (sources, sockets, timers, Leases).
+//!
+//! - [`view`]: the compact views the speaker's indexes hold (Services, EndpointSlices, Nodes).
+//! - [`node`]: a Node's facts (ready, excluded, addresses, labels).
+//! - [`desired`]: every IP the cluster announces, and how.
+//! - [`sessions`]: the BGP sessions this node holds (BgpConf/BgpPeer resolved for this node).
+//! - [`policy`]: per-pool announcement policy (`Eip.spec.advertisement`): routes per peer, layer2
+//!   nodes.
+//! - [`plan`]: all of the above as one desired state of this node ([`plan::compute_with`]).
+//! - [`election`]: which node answers a layer2 IP (a stable hash of node and IP).
+//! - [`liveness`]: which speakers are alive, from signed heartbeats, and what this node may answer.
+//! - [`tiebreak`]: two-node and stuck-view tie-breaks from the API facts (per-speaker Leases).
+
+pub mod desired;
+pub mod election;
+pub mod liveness;
+pub mod node;
+pub mod plan;
+pub mod policy;
+pub mod sessions;
+pub mod tiebreak;
+pub mod view;
