@@ -1,3 +1,9 @@
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
+
 use super::*;
 
 fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
