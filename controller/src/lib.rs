@@ -27,6 +27,7 @@ pub mod indexes;
 pub mod inputs;
 pub mod leader;
 pub mod metrics;
+pub mod pacing;
 pub mod pass_loop;
 pub mod reconcile;
 pub mod uninstall;
@@ -46,7 +47,8 @@ use tracing::{info, warn};
 pub use crate::{
     args::Args,
     indexes::{Changed, Indexes, watch_all},
-    pass_loop::{MAX_TOUCHED_PER_PASS, RESYNC, next_touched, reconcile_loop},
+    pacing::{MAX_TOUCHED_PER_PASS, RESYNC, next_touched},
+    pass_loop::reconcile_loop,
 };
 use crate::{leader::Leadership, metrics::ControllerMetrics};
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::pass_loop::{MAX_TOUCHED_PER_PASS, next_touched};
+use crate::pacing::{MAX_TOUCHED_PER_PASS, next_touched};
 
 /// A burst that overflows the Services' change tracking (or a re-list) is decided as touched
 /// Services, those the index holds and those the reconciler still holds something of, once
