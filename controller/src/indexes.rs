@@ -46,14 +46,14 @@ fn eip_fingerprint(eip: &Eip) -> u64 {
 /// The objects the controller reads.
 #[derive(Clone)]
 pub struct Indexes {
-    /// The Services the controller handles or must clean up (see [`handling::service_view`]).
+    /// The Services the controller handles or must clean up (see [`crate::handling::service_view`]).
     pub services: SharedIndex<ServiceView>,
     /// All Namespaces' labels (Eips bound by `namespaces` / `namespaceSelector` match their names
     /// and labels).
     pub namespaces: SharedIndex<NamespaceView>,
     /// All Eips (network.kubesphere.io/v1alpha2).
     pub eips: SharedIndex<Eip>,
-    /// Each Eip's [`eip_fingerprint`] when [`Indexes::take_changes`] last looked.
+    /// Each Eip's fingerprint (everything but its status, hashed) when [`Indexes::take_changes`] last looked.
     pub eips_seen: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
@@ -147,8 +147,8 @@ impl Indexes {
 
     /// The Services the next pass must decide, from what changed (see [`Changed`]): `None` for a
     /// whole pass. When every Service may have changed, a reconciler that has registered the
-    /// existing assignments decides them as touched ([`next_touched`] takes them
-    /// [`MAX_TOUCHED_PER_PASS`] at a time): every Service the index holds and every one the
+    /// existing assignments decides them as touched ([`next_touched`](crate::next_touched) takes them
+    /// [`MAX_TOUCHED_PER_PASS`](crate::MAX_TOUCHED_PER_PASS) at a time): every Service the index holds and every one the
     /// reconciler holds something of (one deleted in the meantime). One whole pass would decide
     /// them alike but hold all their writes at once: a burst of ten thousand creates overflows
     /// the index's change tracking, and such a pass held tens of megabytes.
@@ -167,7 +167,7 @@ impl Indexes {
 }
 
 /// Starts the indexes of every kind the controller reads, each object viewed on arrival as what a
-/// decision reads (see [`view`]): Services the controller never handles and holds nothing of are
+/// decision reads (see [`crate::view`]): Services the controller never handles and holds nothing of are
 /// not kept, Namespaces are kept as their labels.
 pub fn watch_all(app: &mut App, handling: &Handling) -> Indexes {
     let services = app.index_viewed::<Service, ServiceView>(service_view(handling.clone()));

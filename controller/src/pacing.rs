@@ -66,7 +66,7 @@ pub struct PassPlan {
     pub whole: bool,
     /// The Services a pass over changes decides (`None` for a whole pass).
     pub touched: Option<BTreeSet<ServiceKey>>,
-    /// The Eips' status waits for a later pass of the burst (see [`EIP_STATUS_EVERY`]).
+    /// The Eips' status waits for a later pass of the burst (at most every two seconds in a burst, see `EIP_STATUS_EVERY`).
     pub defer_eips: bool,
 }
 

@@ -1,7 +1,7 @@
 //! The reconcile loop ([`reconcile_loop`]): waits until every watch has synced, then, while this
 //! replica leads, runs a pass whenever an object changes (debounced), after a failed write (with
-//! backoff), and every [`RESYNC`] as a safety net; a burst is decided at most
-//! [`MAX_TOUCHED_PER_PASS`] Services a pass. What to pass over and how long to wait is decided in
+//! backoff), and every [`RESYNC`](crate::RESYNC) as a safety net; a burst is decided at most
+//! [`MAX_TOUCHED_PER_PASS`](crate::MAX_TOUCHED_PER_PASS) Services a pass. What to pass over and how long to wait is decided in
 //! [`crate::pacing`]; this module does the waiting, the reading and the writing.
 
 use std::time::Instant;

@@ -18,7 +18,7 @@ pub struct MetadataPatch {
     /// The complete new finalizer list, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finalizers: Option<Vec<String>>,
-    /// A precondition: the write fails with [`WriteError::Conflict`] unless the object still has
+    /// A precondition: the write fails with [`WriteError::Conflict`](super::WriteError::Conflict) unless the object still has
     /// this `metadata.resourceVersion` (optimistic concurrency, as the apiserver does it).
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "resourceVersion")]
     pub resource_version: Option<String>,
