@@ -316,7 +316,7 @@ fn describe(action: &Action) -> Described {
             Some(target.clone()),
             Some((
                 vec![base_version.clone()],
-                crate::json_hash(&patch.to_merge_patch()),
+                crate::hash::json_hash(&patch.to_merge_patch()),
             )),
         ),
         Action::Status {
@@ -329,7 +329,7 @@ fn describe(action: &Action) -> Described {
                 Target::Eip(_) => "eip_status",
             },
             Some(target.clone()),
-            Some((vec![base_version.clone()], crate::json_hash(status))),
+            Some((vec![base_version.clone()], crate::hash::json_hash(status))),
         ),
     }
 }

@@ -5,7 +5,11 @@
 //! implementation of that class only, whatever its annotations say, so a class other than
 //! `--lb-class` is never touched.
 
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
 use oxelb_crds::names;
+use oxelb_runtime::index::View;
 
 use crate::view::ServiceView;
 
@@ -39,11 +43,18 @@ pub fn has_openelb_annotation(service: &ServiceView) -> bool {
     service.lb_annotation.as_deref() == Some(names::LB_ANNOTATION_VALUE)
 }
 
+/// The controller's Services: those it handles, and those it left a mark on (its finalizer or
+/// pool label: it must clean them up), as views.
+pub fn service_view(handling: Handling) -> View<Service, ServiceView> {
+    Arc::new(move |service: Service| {
+        let view = ServiceView::of(&service)?;
+        (view.marked() || handling.handles(&view)).then_some(view)
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use k8s_openapi::api::core::v1::Service;
-
     use super::*;
 
     fn service(type_: &str, class: Option<&str>, annotated: bool) -> ServiceView {

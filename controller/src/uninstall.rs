@@ -79,7 +79,7 @@ pub fn release_actions(snapshot: &Snapshot) -> Vec<Action> {
 /// appear, on every change (an old replica may still add one during the rollout), and opens `ready`
 /// after the first pass that found nothing left to release.
 pub async fn run(
-    indexes: crate::Indexes,
+    indexes: crate::indexes::Indexes,
     writer: oxelb_runtime::source::Writer,
     tracker: oxelb_runtime::feed::SyncTracker,
     shutdown: oxelb_runtime::shutdown::Shutdown,
@@ -99,7 +99,7 @@ pub async fn run(
     let mut applier = crate::apply::Applier::new(writer, metrics);
     let mut ready = ready;
     let mut changes = tracker.changes();
-    let mut backoff = crate::ERROR_BACKOFF.0;
+    let mut backoff = crate::pacing::ERROR_BACKOFF.0;
     loop {
         changes.borrow_and_update();
         let actions = release_actions(&indexes.snapshot());
@@ -108,8 +108,8 @@ pub async fn run(
                 info!("uninstall mode: no Service or Eip holds an oxelb finalizer; ready");
                 gate.open();
             }
-            backoff = crate::ERROR_BACKOFF.0;
-            crate::RESYNC
+            backoff = crate::pacing::ERROR_BACKOFF.0;
+            crate::pacing::RESYNC
         } else {
             let count = actions.len();
             let summary = applier.apply(actions, &leadership).await;
@@ -123,18 +123,18 @@ pub async fn run(
             if summary.errors > 0 {
                 warn!("uninstall mode: some finalizers could not be removed; retrying with backoff");
                 let wait = backoff;
-                backoff = (backoff * 2).min(crate::ERROR_BACKOFF.1);
+                backoff = (backoff * 2).min(crate::pacing::ERROR_BACKOFF.1);
                 wait
             } else {
-                backoff = crate::ERROR_BACKOFF.0;
+                backoff = crate::pacing::ERROR_BACKOFF.0;
                 // Conflicts and our own writes arrive as changes; this is only the fallback.
-                crate::CONFLICT_RETRY
+                crate::pacing::CONFLICT_RETRY
             }
         };
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() { return; }
-                tokio::time::sleep(crate::DEBOUNCE).await;
+                tokio::time::sleep(crate::pacing::DEBOUNCE).await;
             }
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.wait() => return,

@@ -18,8 +18,6 @@ use oxelb_runtime::{
     object::ObjectKey,
 };
 
-use crate::handling::Handling;
-
 /// A Service as the controller reads it.
 ///
 /// Annotation values and `spec.loadBalancerIP` are kept trimmed and only when not blank: that is
@@ -193,15 +191,6 @@ impl Indexed for ServiceView {
     }
 }
 
-/// The controller's Services: those it handles, and those it left a mark on (its finalizer or
-/// pool label: it must clean them up), as views.
-pub fn service_view(handling: Handling) -> View<Service, ServiceView> {
-    Arc::new(move |service: Service| {
-        let view = ServiceView::of(&service)?;
-        (view.marked() || handling.handles(&view)).then_some(view)
-    })
-}
-
 /// A Namespace as the controller reads it: its labels (Eips select namespaces by them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NamespaceView {
@@ -250,6 +239,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::handling::{Handling, service_view};
 
     fn full() -> Service {
         serde_json::from_value(json!({

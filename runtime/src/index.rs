@@ -12,7 +12,7 @@ use std::{
 
 use kube::Resource;
 
-use crate::{object::ObjectKey, source::ObjectEvent};
+use crate::{object::ObjectKey, source::event::ObjectEvent};
 
 /// Defined beneath the pure crates (`oxelb_crds::object`), so that they can make their compact views
 /// indexable; re-exported here.

@@ -8,7 +8,7 @@
 use futures::{StreamExt, stream::BoxStream};
 use kube::Resource;
 
-use crate::source::{ObjectEvent, SourceError};
+use crate::source::{error::SourceError, event::ObjectEvent};
 
 /// kubectl's client-side-apply copy of the whole object, kept in an annotation.
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";

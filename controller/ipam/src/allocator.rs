@@ -1,5 +1,8 @@
 //! The allocator: pools, who holds which IP, and the rules for choosing and sharing IPs.
 
+mod pool_status;
+mod sharing;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,8 +13,10 @@ use oxelb_crds::address::IpFamily;
 
 use crate::error::{AssignError, RegisterError, SharingConflict};
 use crate::free::FreeOffsets;
-use crate::request::{LabelSet, PoolSpec, Protocol, ServiceKey, ServiceRequest, TrafficPolicy};
-use crate::status::{AssignedIp, Assignment, Orphan, OrphanReason, PoolStatus};
+use crate::request::{PoolSpec, ServiceKey, ServiceRequest};
+use crate::status::{AssignedIp, Assignment, Orphan, OrphanReason};
+
+use self::sharing::Sharing;
 
 /// One pool and its free assignable offsets.
 #[derive(Debug, Clone)]
@@ -30,43 +35,6 @@ struct IpUse {
     pool: Arc<str>,
     /// Never empty: an IP without holders is removed.
     holders: SortedVecSet<ServiceKey>,
-}
-
-/// What decides whether two Services may share an IP, kept for every Service that holds one: its
-/// ports as a sorted slice and its selector shared with the request (no per-Service tree nodes).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Sharing {
-    /// `(protocol, port)` pairs, ascending and distinct.
-    ports: Box<[(Protocol, u16)]>,
-    policy: TrafficPolicy,
-    selector: LabelSet,
-}
-
-impl Sharing {
-    fn of(request: &ServiceRequest) -> Self {
-        Sharing {
-            ports: request.ports.iter().copied().collect(),
-            policy: request.traffic_policy,
-            selector: request.selector.clone(),
-        }
-    }
-
-    /// The lowest `(protocol, port)` pair both use, if any.
-    fn first_common_port(&self, other: &Sharing) -> Option<(Protocol, u16)> {
-        let (mut a, mut b) = (self.ports.iter().peekable(), other.ports.iter().peekable());
-        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
-            match x.cmp(y) {
-                std::cmp::Ordering::Less => {
-                    a.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    b.next();
-                }
-                std::cmp::Ordering::Equal => return Some(**x),
-            }
-        }
-        None
-    }
 }
 
 /// One Service's IPs and the sharing facts it last presented.
@@ -450,23 +418,7 @@ impl Allocator {
             let Some(other) = self.services.get(holder).map(|state| &state.sharing) else {
                 continue;
             };
-            if let Some((protocol, port)) = sharing.first_common_port(other) {
-                return Err(SharingConflict::PortCollision {
-                    ip,
-                    service: service.clone(),
-                    holder: holder.clone(),
-                    protocol,
-                    port,
-                });
-            }
-            let local = sharing.policy == TrafficPolicy::Local || other.policy == TrafficPolicy::Local;
-            if local && sharing.selector != other.selector {
-                return Err(SharingConflict::SelectorMismatch {
-                    ip,
-                    service: service.clone(),
-                    holder: holder.clone(),
-                });
-            }
+            sharing.may_share(service, ip, holder, other)?;
         }
         Ok(())
     }
@@ -608,79 +560,6 @@ impl Allocator {
             .get(&ip)
             .map(|usage| usage.holders.iter().cloned().collect())
             .unwrap_or_default()
-    }
-
-    /// The status of pool `name`, or `None` if there is no such pool.
-    pub fn pool_status(&self, name: &str) -> Option<PoolStatus> {
-        let pool = self.pools.get(name)?;
-        let range = &pool.spec.range;
-        let used: BTreeMap<IpAddr, Vec<ServiceKey>> = self
-            .ips
-            .range(range.first()..=range.last())
-            .filter(|(_, usage)| *usage.pool == *name)
-            .map(|(ip, usage)| (*ip, usage.holders.iter().cloned().collect()))
-            .collect();
-        Some(PoolStatus {
-            name: name.to_owned(),
-            usage: used.len(),
-            used,
-            pool_size: range.assignable_size(),
-            first_ip: range.first(),
-            last_ip: range.last(),
-            occupied: pool.free.is_empty(),
-            v4: range.is_ipv4(),
-        })
-    }
-
-    /// Every pool's status without [`PoolStatus::used`] (left empty; `usage` is counted): what
-    /// metrics need, on every pass, without copying the holders of every IP in use.
-    pub fn pool_summaries(&self) -> Vec<PoolStatus> {
-        self.pools
-            .keys()
-            .filter_map(|name| self.pool_summary(name))
-            .collect()
-    }
-
-    /// Pool `name`'s status without [`PoolStatus::used`] (left empty; `usage` is counted), or
-    /// `None` if there is no such pool; [`pool_used`](Self::pool_used) walks the IPs in use.
-    pub fn pool_summary(&self, name: &str) -> Option<PoolStatus> {
-        let pool = self.pools.get(name)?;
-        let range = &pool.spec.range;
-        Some(PoolStatus {
-            name: name.to_owned(),
-            usage: self.pool_used(name).count(),
-            used: BTreeMap::new(),
-            pool_size: range.assignable_size(),
-            first_ip: range.first(),
-            last_ip: range.last(),
-            occupied: pool.free.is_empty(),
-            v4: range.is_ipv4(),
-        })
-    }
-
-    /// The IPs of pool `name` in use, ascending, each with its holders (sorted): what
-    /// [`PoolStatus::used`] holds, without copying it (a pool may hold tens of thousands).
-    pub fn pool_used<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (IpAddr, &'a [ServiceKey])> + 'a {
-        self.pools.get(name).into_iter().flat_map(move |pool| {
-            let range = &pool.spec.range;
-            self.ips
-                .range(range.first()..=range.last())
-                .filter(move |(_, usage)| *usage.pool == *name)
-                .map(|(ip, usage)| (*ip, usage.holders.as_slice()))
-        })
-    }
-
-    /// The pool an IP in use was assigned from; `None` for a free IP.
-    pub fn pool_of_used(&self, ip: IpAddr) -> Option<&str> {
-        self.ips.get(&ip).map(|usage| &*usage.pool)
-    }
-
-    /// The status of every pool, by name.
-    pub fn pool_statuses(&self) -> Vec<PoolStatus> {
-        self.pools
-            .keys()
-            .filter_map(|name| self.pool_status(name))
-            .collect()
     }
 }
 

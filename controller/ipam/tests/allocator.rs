@@ -1,4 +1,7 @@
 //! The allocator's rules, one test (or a few) per rule of the Service contract.
+//!
+//! Long because it holds one scenario (or a few) per rule, over 40 in all; one file keeps them in
+//! one test binary, which links once.
 
 // Test helpers (not #[test] fns) unwrap on literals written in this file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -18,9 +18,10 @@ use kube::{
 use tracing::debug;
 
 use super::{
-    ObjectEvent, SourceError,
+    error::{SourceError, WriteError},
+    event::ObjectEvent,
+    request::{EventRecord, EventType, MetadataPatch, object_name},
     slim::Slim,
-    writer::{EventRecord, EventType, MetadataPatch, WriteError, object_name},
 };
 use crate::{
     index::{IndexEvent, Indexed, View, view_event},

@@ -6,15 +6,23 @@
 //! through [`Writer`].
 
 pub mod dir;
+pub(crate) mod error;
+pub(crate) mod event;
 pub mod kube;
+pub(crate) mod request;
 pub mod slim;
 mod writer;
 
-use std::{collections::HashSet, path::PathBuf};
+use std::collections::HashSet;
 
 use futures::{StreamExt, stream::BoxStream};
 
-pub use self::writer::{EventRecord, EventType, MetadataPatch, WriteError, Writer};
+pub use self::{
+    error::{SourceError, WriteError},
+    event::ObjectEvent,
+    request::{EventRecord, EventType, MetadataPatch},
+    writer::Writer,
+};
 use crate::{
     cli::SourceSpec,
     index::{IndexEvent, Indexed, View, view_event},
@@ -22,59 +30,6 @@ use crate::{
     object::{Object, ObjectKey, kind_of},
     shape::trim_events,
 };
-
-/// A change to the set of objects of one kind.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ObjectEvent<K> {
-    /// An object was created or changed: replace it in the index.
-    Apply(K),
-    /// An object was deleted: remove it from the index.
-    Delete(K),
-    /// The complete current set of objects (after the initial list and after any re-list): replace
-    /// the whole index with it. The first `Resync` of a stream means "synced".
-    Resync(Vec<K>),
-}
-
-impl<K> ObjectEvent<K> {
-    /// The event's name as used in the `event` metric label and logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ObjectEvent::Apply(_) => "apply",
-            ObjectEvent::Delete(_) => "delete",
-            ObjectEvent::Resync(_) => "resync",
-        }
-    }
-}
-
-/// Why the source could not be opened or a watch failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// `--source kube` but no kubeconfig or in-cluster configuration could be loaded.
-    #[error("--source kube: cannot build a Kubernetes client ({source}); set KUBECONFIG or run in a pod")]
-    Client {
-        /// The kube client error.
-        #[source]
-        source: ::kube::Error,
-    },
-    /// `--source dir:PATH` names something that is not a readable directory.
-    #[error("--source dir:{path}: not a readable directory ({source}); create it or fix the path")]
-    DirNotFound {
-        /// The directory given.
-        path: PathBuf,
-        /// Why it could not be read.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The kube watcher reported an error; the stream retries with backoff on the next poll.
-    #[error("watch of {kind} failed ({source}); retrying with backoff")]
-    Watch {
-        /// The kind being watched.
-        kind: String,
-        /// The watcher error.
-        #[source]
-        source: ::kube::runtime::watcher::Error,
-    },
-}
 
 /// Where objects come from: the Kubernetes API or a directory of manifests.
 #[derive(Clone)]

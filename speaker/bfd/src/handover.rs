@@ -22,32 +22,11 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::session::Config;
+use crate::values::Config;
+pub use crate::values::Snapshot;
 
 /// The format of [`Handover`] this crate writes and reads.
 pub const FORMAT: u32 = 1;
-
-/// What a session's peer holds us to (RFC 5880 section 6.8.1 variables), as the stopping
-/// process left it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// bfd.LocalDiscr: the peer sends it as Your Discriminator.
-    pub local_discriminator: u32,
-    /// bfd.RemoteDiscr.
-    pub remote_discriminator: u32,
-    /// The Desired Min TX we advertised, microseconds.
-    pub desired_min_tx_us: u32,
-    /// The Required Min RX we advertised, microseconds.
-    pub required_min_rx_us: u32,
-    /// The Detect Mult we advertised (raised for the hand-over).
-    pub detect_mult: u8,
-    /// The peer's Desired Min TX, microseconds.
-    pub remote_desired_min_tx_us: u32,
-    /// The peer's Required Min RX, microseconds.
-    pub remote_required_min_rx_us: u32,
-    /// The peer's Detect Mult.
-    pub remote_detect_mult: u8,
-}
 
 /// One handed-over session: whom it is with, its configured timers, its state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

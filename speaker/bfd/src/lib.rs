@@ -7,7 +7,10 @@
 //!   6.8.7) and Poll Sequences (section 6.5): [`session::Input`] and the time in,
 //!   [`session::Output`] out (packets, state changes, the next deadline).
 //! - [`handover`]: continuing sessions across a restart of the speaker process.
+//! - [`values`]: a session's configured timers and the state a hand-over carries, shared by
+//!   [`session`] and [`handover`].
 
 pub mod handover;
 pub mod session;
+pub mod values;
 pub mod wire;

@@ -24,38 +24,18 @@
 //! Beyond the RFC's minimum, a local state change is sent at once rather than at the next
 //! periodic slot (FRR and BIRD do the same): it saves up to one interval when a session comes up.
 
+mod timers;
+
 use std::time::{Duration, Instant};
 
+pub use crate::values::Config;
 use crate::{
-    handover::Snapshot,
+    values::Snapshot,
     wire::{ControlPacket, Diagnostic, State},
 };
 
 /// While not Up, Desired Min TX is at least one second (RFC 5880 section 6.8.3).
 pub const SLOW_TX_US: u32 = 1_000_000;
-
-/// A session's configured timers (RFC 5880 section 6.8.1: bfd.DesiredMinTxInterval,
-/// bfd.RequiredMinRxInterval, bfd.DetectMult).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct Config {
-    /// How often we would like to send, microseconds (the peer may ask for less often).
-    pub desired_min_tx_us: u32,
-    /// How often we can take packets, microseconds (0: send us no periodic packets).
-    pub required_min_rx_us: u32,
-    /// The Detect Mult we send: the peer declares us down after this many missed intervals.
-    pub detect_mult: u8,
-}
-
-impl Default for Config {
-    /// 300 ms x 3, as FRR's bfdd and the BgpPeer extension default to.
-    fn default() -> Self {
-        Self {
-            desired_min_tx_us: 300_000,
-            required_min_rx_us: 300_000,
-            detect_mult: 3,
-        }
-    }
-}
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -501,120 +481,6 @@ impl Session {
         }
     }
 
-    /// Section 6.8.7: no periodic packets while the peer wants none (Required Min RX 0) or runs
-    /// Demand mode with both sides Up.
-    fn periodic_allowed(&self) -> bool {
-        let demand = self.remote_demand && self.state == State::Up && self.remote_state == State::Up;
-        self.remote_min_rx_us != 0 && !demand
-    }
-
-    /// The transmit interval before jitter: the larger of what we may send at (during a poll, the
-    /// smaller of old and new: an increase waits for the Final, section 6.8.3) and what the peer
-    /// can take.
-    fn tx_interval_us(&self) -> u64 {
-        let ours = match self.poll {
-            Some(poll) => poll.previous_tx_us.min(self.tx_us),
-            None => self.tx_us,
-        };
-        u64::from(ours.max(self.remote_min_rx_us)).max(1)
-    }
-
-    /// Our Detection Time (section 6.8.4): the peer's Detect Mult times the larger of our
-    /// Required Min RX (during a poll, the larger of old and new: a decrease waits for the
-    /// Final, section 6.8.3) and the peer's Desired Min TX.
-    fn detection_time_us(&self) -> u64 {
-        let ours = match self.poll {
-            Some(poll) => poll.previous_rx_us.max(self.rx_us),
-            None => self.rx_us,
-        };
-        u64::from(self.remote_detect_mult) * u64::from(ours.max(self.remote_desired_tx_us))
-    }
-
-    fn arm_detection(&mut self, now: Instant) {
-        let time = self.detection_time_us();
-        self.detect_at = (time > 0).then(|| now + Duration::from_micros(time));
-    }
-
-    /// Section 6.8.7: each interval is reduced by a random 0-25 %, or 10-25 % with Detect Mult 1
-    /// (so that a single late packet does not expire the peer's Detection Time).
-    fn jitter(&mut self, interval_us: u64) -> u64 {
-        // xorshift64*: deterministic per session, enough to desynchronise sessions.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        let random = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33;
-        let (low, span) = if self.detect_mult == 1 { (75, 15) } else { (75, 25) };
-        let percent = low + random % (span + 1);
-        interval_us * percent / 100
-    }
-
-    /// What we advertise as Desired Min TX: at least one second while not Up (section 6.8.3).
-    fn wanted_tx_us(&self) -> u32 {
-        if self.state == State::Up {
-            self.config.desired_min_tx_us
-        } else {
-            self.config.desired_min_tx_us.max(SLOW_TX_US)
-        }
-    }
-
-    /// Brings the advertised intervals to what config and state want: at once while not Up, by
-    /// a Poll Sequence while Up (section 6.8.3).
-    /// Returns whether it sent a packet.
-    fn readvertise(&mut self, now: Instant, out: &mut Output) -> bool {
-        let (tx, rx) = (self.wanted_tx_us(), self.config.required_min_rx_us);
-        if (tx, rx) == (self.tx_us, self.rx_us) {
-            return false;
-        }
-        let mut sent = false;
-        if self.state == State::Up {
-            if self.poll.is_none() {
-                self.poll = Some(Poll {
-                    previous_tx_us: self.tx_us,
-                    previous_rx_us: self.rx_us,
-                    polled_tx_us: tx,
-                    polled_rx_us: rx,
-                });
-            }
-            self.tx_us = tx;
-            self.rx_us = rx;
-            // The first Poll goes out at once; the next ones at the periodic slots.
-            let packet = self.packet();
-            self.counters.sent += 1;
-            out.send.push(packet);
-            sent = true;
-        } else {
-            self.poll = None;
-            self.tx_us = tx;
-            self.rx_us = rx;
-        }
-        self.reschedule(now);
-        sent
-    }
-
-    /// A Final ends the poll (section 6.5); if the values changed since the poll began, a new
-    /// poll carries them.
-    fn finish_poll(&mut self, now: Instant, out: &mut Output) {
-        let Some(poll) = self.poll.take() else { return };
-        if (poll.polled_tx_us, poll.polled_rx_us) != (self.tx_us, self.rx_us) {
-            self.poll = Some(Poll {
-                previous_tx_us: poll.polled_tx_us,
-                previous_rx_us: poll.polled_rx_us,
-                polled_tx_us: self.tx_us,
-                polled_rx_us: self.rx_us,
-            });
-            let packet = self.packet();
-            self.counters.sent += 1;
-            out.send.push(packet);
-        }
-        self.reschedule(now);
-    }
-
-    /// After an interval change: the next periodic packet no later than one new interval away.
-    fn reschedule(&mut self, now: Instant) {
-        let next = now + Duration::from_micros(self.tx_interval_us());
-        self.next_tx = Some(self.next_tx.map_or(next, |at| at.min(next)));
-    }
-
     fn set_state(
         &mut self,
         to: State,
@@ -646,27 +512,6 @@ impl Session {
         // the Poll it starts already carries it.
         if !self.readvertise(now, out) {
             self.next_tx = Some(now);
-        }
-    }
-
-    /// Reports the intervals in use when they changed.
-    fn renegotiate(&mut self, out: &mut Output) {
-        let negotiated = (self.remote_detect_mult != 0).then(|| Negotiated {
-            tx_interval_us: if self.periodic_allowed() {
-                self.tx_interval_us()
-            } else {
-                0
-            },
-            detection_time_us: self.detection_time_us(),
-            peer_detect_mult: self.remote_detect_mult,
-            peer_desired_min_tx_us: self.remote_desired_tx_us,
-            peer_required_min_rx_us: self.remote_min_rx_us,
-        });
-        if negotiated != self.negotiated {
-            self.negotiated = negotiated;
-            if let Some(n) = negotiated {
-                out.changes.push(Change::Negotiated(n));
-            }
         }
     }
 

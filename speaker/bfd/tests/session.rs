@@ -2,6 +2,9 @@
 //! (local state, received state) pair, timers (sections 6.8.3, 6.8.4, 6.8.7), Poll Sequences
 //! (section 6.5), AdminDown (section 6.8.16), and two sessions talking over a simulated link
 //! with per-direction delays.
+//!
+//! Long because it walks the whole reception table and every timer rule, one scenario each; one
+//! file keeps them in one test binary, which links once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! OPEN and UPDATE messages as FRR and GoBGP really send them (captured in a lab, see
 //! `golden/README.md` and `golden/CAPTURE.md`), decoded by the speaker: the values negotiation and
 //! routing depend on. And oxelb's own UPDATEs, pinned byte for byte.
+//!
+//! Long because every capture gets its own test, each spelling out the values it pins; one file
+//! keeps them in one test binary, which links once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{

@@ -18,29 +18,31 @@
 //! - The source never writes or deletes anything outside `PATH/status/`.
 
 mod objects;
+mod poller;
 mod scan;
 mod store;
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    path::{Path, PathBuf},
-    sync::{Arc, OnceLock},
+    path::Path,
+    sync::Arc,
     time::Duration,
 };
 
 use futures::{StreamExt, stream::BoxStream};
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use self::{
     objects::{build_stored, select},
-    scan::{Document, OverlayKey, Scanner, Snapshot, StoredOverlay},
+    poller::Poller,
+    scan::{Document, OverlayKey, Snapshot, StoredOverlay},
 };
 pub use self::{
     scan::{EVENTS_FILE, Overlay, OverlayMeta, STATUS_DIR},
     store::{DirStore, WriteRecord, write_atomically},
 };
-use super::{ObjectEvent, SourceError};
+use super::{error::SourceError, event::ObjectEvent};
 use crate::object::{Object, ObjectKey, kind_of};
 
 /// How often the directory is polled by default.
@@ -50,16 +52,8 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// writer's store.
 #[derive(Clone)]
 pub struct DirSource {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    root: PathBuf,
-    poll_interval: Duration,
-    /// Every snapshot is delivered this late (labs: skewed views between processes).
-    delay: Duration,
-    snapshots: OnceLock<watch::Receiver<Option<Arc<Snapshot>>>>,
-    store: store::StoreState,
+    poller: Arc<Poller>,
+    store: Arc<store::StoreState>,
 }
 
 impl DirSource {
@@ -75,13 +69,8 @@ impl DirSource {
             source,
         })?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                root: root.to_owned(),
-                poll_interval,
-                delay: Duration::ZERO,
-                snapshots: OnceLock::new(),
-                store: store::StoreState::default(),
-            }),
+            poller: Arc::new(Poller::new(root.to_owned(), poll_interval)),
+            store: Arc::default(),
         })
     }
 
@@ -90,70 +79,35 @@ impl DirSource {
     /// its own delay to test decisions shared between processes under skewed views. Call before
     /// the first watch.
     pub fn with_delay(self, delay: Duration) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.delay = delay;
+        let Self { poller, store } = self;
+        match Arc::try_unwrap(poller) {
+            Ok(mut poller) => {
+                poller.delay = delay;
                 Self {
-                    inner: Arc::new(inner),
+                    poller: Arc::new(poller),
+                    store,
                 }
             }
             // Already shared: a clone is in use, keep it as it is.
-            Err(inner) => Self { inner },
+            Err(poller) => Self { poller, store },
         }
     }
 
     /// The directory.
     pub fn root(&self) -> &Path {
-        &self.inner.root
+        self.poller.root()
     }
 
     /// The writer's store for this directory.
     pub fn store(&self) -> DirStore {
-        DirStore::new(self.clone())
-    }
-
-    /// The receiver of snapshots; starts the poller on first use (must run inside a tokio runtime).
-    fn snapshots(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
-        self.inner
-            .snapshots
-            .get_or_init(|| {
-                let (tx, rx) = watch::channel(None);
-                let delay = self.inner.delay;
-                if delay.is_zero() {
-                    tokio::spawn(poll(
-                        Scanner::new(self.inner.root.clone()),
-                        tx,
-                        self.inner.poll_interval,
-                    ));
-                } else {
-                    let (early_tx, early_rx) = watch::channel(None);
-                    tokio::spawn(poll(
-                        Scanner::new(self.inner.root.clone()),
-                        early_tx,
-                        self.inner.poll_interval,
-                    ));
-                    tokio::spawn(deliver_late(early_rx, tx, delay));
-                }
-                rx
-            })
-            .clone()
-    }
-
-    /// The latest snapshot (waits for the first scan).
-    async fn latest(&self) -> Arc<Snapshot> {
-        let mut rx = self.snapshots();
-        match rx.wait_for(Option::is_some).await {
-            Ok(snapshot) => snapshot.clone().unwrap_or_default(),
-            // The poller only stops when every receiver is gone, and `rx` is one.
-            Err(_) => Arc::default(),
-        }
+        DirStore::new(self.poller.clone(), self.store.clone())
     }
 
     /// The stream of changes to objects of kind `K`: a `Resync` of the first scan, then `Apply` and
     /// `Delete` for each object whose resourceVersion changed, appeared or disappeared.
     pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
         let state = WatchState::<K> {
-            rx: self.snapshots(),
+            rx: self.poller.snapshots(),
             started: false,
             known: None,
             pending: VecDeque::new(),
@@ -270,79 +224,5 @@ impl<K: Object> WatchState<K> {
             }
         }
         self.known = Some(current);
-    }
-}
-
-/// Forwards each snapshot of `early` to `late`, `delay` after it was published, in order. Stops
-/// when the poller stops or nobody listens any more.
-async fn deliver_late(
-    mut early: watch::Receiver<Option<Arc<Snapshot>>>,
-    late: watch::Sender<Option<Arc<Snapshot>>>,
-    delay: Duration,
-) {
-    // Snapshots in flight, oldest first, with when they are due.
-    let mut queue: VecDeque<(tokio::time::Instant, Option<Arc<Snapshot>>)> = VecDeque::new();
-    let mut open = true;
-    loop {
-        let due = queue.front().map(|(at, _)| *at);
-        tokio::select! {
-            changed = early.changed(), if open => match changed {
-                Ok(()) => {
-                    let snapshot = early.borrow_and_update().clone();
-                    queue.push_back((tokio::time::Instant::now() + delay, snapshot));
-                }
-                Err(_) => open = false,
-            },
-            () = async {
-                match due {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                if let Some((_, snapshot)) = queue.pop_front() {
-                    late.send_replace(snapshot);
-                }
-            }
-            () = late.closed() => return,
-        }
-        if !open && queue.is_empty() {
-            return;
-        }
-    }
-}
-
-/// The poller: scans every `interval` and publishes a snapshot when something changed; stops when
-/// nobody listens any more.
-async fn poll(scanner: Scanner, tx: watch::Sender<Option<Arc<Snapshot>>>, interval: Duration) {
-    let mut scanner = Some(scanner);
-    loop {
-        let Some(mut s) = scanner.take() else { return };
-        // File I/O blocks; keep it off the async workers.
-        match tokio::task::spawn_blocking(move || {
-            let snapshot = s.scan();
-            (s, snapshot)
-        })
-        .await
-        {
-            Ok((s, snapshot)) => {
-                scanner = Some(s);
-                if let Some(snapshot) = snapshot {
-                    debug!(
-                        documents = snapshot.documents.len(),
-                        overlays = snapshot.overlays.len(),
-                        "directory changed"
-                    );
-                    tx.send_replace(Some(Arc::new(snapshot)));
-                }
-            }
-            Err(error) => {
-                warn!(%error, "directory scan panicked; the dir source stops updating");
-                return;
-            }
-        }
-        tokio::select! {
-            _ = tx.closed() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
     }
 }

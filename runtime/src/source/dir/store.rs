@@ -6,6 +6,7 @@ use std::{
     collections::BTreeMap,
     io::Write as _,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use serde_json::Value;
@@ -13,13 +14,16 @@ use tokio::sync::Mutex;
 use tracing::info;
 
 use super::{
-    DirSource,
     objects::{build, find, merge_patch},
+    poller::Poller,
     scan::{EVENTS_FILE, Overlay, OverlayKey, OverlayMeta, STATUS_DIR},
 };
 use crate::{
     object::{Object, ObjectKey, is_namespaced, kind_of},
-    source::writer::{EventRecord, MetadataPatch, WriteError, object_name},
+    source::{
+        error::WriteError,
+        request::{EventRecord, MetadataPatch, object_name},
+    },
 };
 
 /// One write, as recorded by the store.
@@ -61,16 +65,17 @@ struct Written {
 /// The dir source's writer. Cloning is cheap; clones share the record.
 #[derive(Clone)]
 pub struct DirStore {
-    source: DirSource,
+    poller: Arc<Poller>,
+    state: Arc<StoreState>,
 }
 
 impl DirStore {
-    pub(super) fn new(source: DirSource) -> Self {
-        Self { source }
+    pub(super) fn new(poller: Arc<Poller>, state: Arc<StoreState>) -> Self {
+        Self { poller, state }
     }
 
     fn state(&self) -> &Mutex<Written> {
-        &self.source.inner.store.inner
+        &self.state.inner
     }
 
     /// Every write so far, in order.
@@ -142,7 +147,7 @@ impl DirStore {
             "event"
         );
         state.writes.push(WriteRecord::Event(event.clone()));
-        let path = self.source.root().join(STATUS_DIR).join(EVENTS_FILE);
+        let path = self.poller.root().join(STATUS_DIR).join(EVENTS_FILE);
         let doc = serde_yaml::to_string(&event).unwrap_or_default();
         append(&path, &format!("---\n{doc}")).map_err(|source| WriteError::Io { path, source })
     }
@@ -165,7 +170,7 @@ impl DirStore {
             None
         };
         let key = overlay_key::<K>(name, namespace);
-        let snapshot = self.source.latest().await;
+        let snapshot = self.poller.latest().await;
         let mut state = self.state().lock().await;
         let mut overlay = state
             .overlays
@@ -205,7 +210,7 @@ impl DirStore {
         }
 
         let record = change(&mut overlay);
-        let path = overlay_path::<K>(self.source.root(), name, namespace);
+        let path = overlay_path::<K>(self.poller.root(), name, namespace);
         info!(kind = %kind, object = %object, file = %path.display(), write = ?record, "write");
         state.writes.push(record);
         state.overlays.insert(key, overlay.clone());
