@@ -2,8 +2,8 @@
 //! graceful restart (issue 12), on the demo topology (`oxelb_tests::cluster`: a router with BFD
 //! at 100 ms x 3, three nodes, a routed client), against FRR 8.4 and BIRD 2.0.
 //!
-//! The mechanism under test (README, "Speaker upgrades"): on SIGTERM the speaker raises its BFD
-//! sessions' Detect Mult so the router's Detection Time covers the restart window (a Poll
+//! The mechanism under test (docs/bgp.md, "Speaker upgrades without traffic loss"): on SIGTERM
+//! the speaker raises its BFD sessions' Detect Mult so the router's Detection Time covers the restart window (a Poll
 //! Sequence), closes its BGP connection without a NOTIFICATION, so the router keeps the node's
 //! routes as stale (RFC 4724), and hands its BFD sessions to the next process, which continues
 //! them in Up with the same discriminators: the router never sees BFD go down (BIRD would flush
