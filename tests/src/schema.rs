@@ -170,8 +170,7 @@ mod tests {
                 "namespaceSelector": {"type": "object", "additionalProperties": {"type": "string"}},
             }}},
         });
-        let value =
-            serde_json::json!({"spec": {"priority": "10", "adress": "192.0.2.1", "namespaceSelector": {"a": 1}}});
+        let value = serde_json::json!({"spec": {"priority": "10", "adress": "192.0.2.1", "namespaceSelector": {"a": 1}}});
         let mut out = Vec::new();
         schema_violations("", &value, &schema, &mut out);
         assert_eq!(

@@ -65,7 +65,10 @@ struct Checked {
 /// The Markdown files of the manual: `README.md`, `ARCHITECTURE.md` and everything under `docs/`.
 fn manual_files() -> Vec<PathBuf> {
     let root = workspace_root();
-    let mut files: Vec<PathBuf> = ["README.md", "ARCHITECTURE.md"].iter().map(PathBuf::from).collect();
+    let mut files: Vec<PathBuf> = ["README.md", "ARCHITECTURE.md"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
     collect_markdown(&root, Path::new("docs"), &mut files);
     files.sort();
     assert!(
@@ -128,7 +131,8 @@ fn fenced_blocks(text: &str) -> Vec<(usize, String, String)> {
             }
             continue;
         };
-        let closes = fenced.is_some_and(|(closing, info)| info.is_empty() && closing.starts_with(&block.marker));
+        let closes =
+            fenced.is_some_and(|(closing, info)| info.is_empty() && closing.starts_with(&block.marker));
         if !closes {
             block.lines.push(line);
             continue;
@@ -142,7 +146,11 @@ fn fenced_blocks(text: &str) -> Vec<(usize, String, String)> {
         open = None;
     }
     if let Some(block) = open {
-        blocks.push((block.start, block.info.clone(), format!("<unclosed fence of {:?}>", block.info)));
+        blocks.push((
+            block.start,
+            block.info.clone(),
+            format!("<unclosed fence of {:?}>", block.info),
+        ));
     }
     blocks
 }
@@ -305,7 +313,10 @@ fn the_readme_shows_a_first_eip_and_service() {
         })
         .collect();
     for kind in ["Eip", "Service"] {
-        assert!(kinds.contains(kind), "README.md has no complete {kind}: {kinds:?}");
+        assert!(
+            kinds.contains(kind),
+            "README.md has no complete {kind}: {kinds:?}"
+        );
     }
 }
 
@@ -315,7 +326,9 @@ fn a_misspelled_field_in_a_doc_example_fails() {
                 metadata:\n  name: eip-typo\nspec:\n  address: 192.0.2.0/28\n  protocl: layer2\n```\n";
     let errors = check_markdown(Path::new("inline.md"), text, &mut Checked::default());
     assert!(
-        errors.iter().any(|e| e.contains("inline.md:3") && e.contains("/spec/protocl")),
+        errors
+            .iter()
+            .any(|e| e.contains("inline.md:3") && e.contains("/spec/protocl")),
         "{errors:?}"
     );
 }
@@ -327,11 +340,15 @@ fn a_misspelled_field_in_a_second_document_or_a_fragment_fails() {
                 ```\n\n```yaml fragment BgpPeer\nspec:\n  conf: {peerAs: 64513, neighbourAddress: 192.0.2.1}\n```\n";
     let errors = check_markdown(Path::new("inline.md"), text, &mut Checked::default());
     assert!(
-        errors.iter().any(|e| e.contains("inline.md:1#1") && e.contains("/spec/loadBalancerIp")),
+        errors
+            .iter()
+            .any(|e| e.contains("inline.md:1#1") && e.contains("/spec/loadBalancerIp")),
         "{errors:?}"
     );
     assert!(
-        errors.iter().any(|e| e.contains("inline.md:12#0") && e.contains("neighbourAddress")),
+        errors
+            .iter()
+            .any(|e| e.contains("inline.md:12#0") && e.contains("neighbourAddress")),
         "{errors:?}"
     );
 }
@@ -516,7 +533,10 @@ fn a_broken_link_or_anchor_fails() {
                 [web](https://example.com/x)\n\n```sh\n[fenced](away.md)\n```\n";
     let errors = link_errors(&root, Path::new("docs/inline.md"), text);
     assert_eq!(errors.len(), 3, "{errors:#?}");
-    assert!(errors[0].contains("docs/nowhere.md does not exist"), "{errors:#?}");
+    assert!(
+        errors[0].contains("docs/nowhere.md does not exist"),
+        "{errors:#?}"
+    );
     assert!(errors[1].contains("#no-such-heading"), "{errors:#?}");
     assert!(errors[2].contains("README.md has no heading"), "{errors:#?}");
 }
@@ -528,7 +548,10 @@ fn slugs_follow_github() {
         "running-without-a-cluster-the-dir-source"
     );
     assert_eq!(slug(" BFD: fast failure detection"), "bfd-fast-failure-detection");
-    assert_eq!(slug(" The speaker: layer2 (and vip)"), "the-speaker-layer2-and-vip");
+    assert_eq!(
+        slug(" The speaker: layer2 (and vip)"),
+        "the-speaker-layer2-and-vip"
+    );
     let text = "# A\n## A\n```\n# not a heading\n```\n#nospace\n";
     let found: Vec<String> = anchors(text).into_iter().collect();
     assert_eq!(found, vec!["a".to_string(), "a-1".to_string()]);

@@ -310,7 +310,10 @@ fn every_alert_has_a_runbook_line_in_the_operations_chapter() {
         assert!(read(RULES).contains(&annotation), "{name}: runbook annotation");
     }
     for file in [RULES, PROMETHEUS_RULE, RULE_TESTS] {
-        for line in read(file).lines().filter(|l| l.trim_start().starts_with("runbook:")) {
+        for line in read(file)
+            .lines()
+            .filter(|l| l.trim_start().starts_with("runbook:"))
+        {
             assert!(
                 line.contains(&format!("\"{RUNBOOKS}, Alerts and their runbooks: ")),
                 "{file}: a runbook annotation that does not point at {RUNBOOKS}: {line}"

@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
 use oxelb_crds::interface::{self, InterfaceSelector};
-use oxelb_crds::{address, names, v1alpha1};
 use oxelb_crds::v1alpha2::{BgpConf, BgpPeer, Eip};
+use oxelb_crds::{address, names, v1alpha1};
 use oxelb_tests::{Document, RoundTripError, round_trip};
 
 /// The address ranges reserved for documentation (RFC 5737, RFC 3849); the only ones examples and
@@ -51,9 +51,9 @@ pub fn typed(doc: &Document) -> Result<Example, String> {
         (Some(v), Some(k)) if v == crd && k == names::KIND_BGP_PEER => {
             Example::BgpPeer(round_trip(doc).map_err(rt)?)
         }
-        (Some(v), Some(k)) if v == crd_v1 && k == names::KIND_EIP => round_trip::<v1alpha1::Eip>(doc)
-            .map(checked)
-            .map_err(rt)?,
+        (Some(v), Some(k)) if v == crd_v1 && k == names::KIND_EIP => {
+            round_trip::<v1alpha1::Eip>(doc).map(checked).map_err(rt)?
+        }
         (Some(v), Some(k)) if v == crd_v1 && k == names::KIND_BGP_CONF => {
             round_trip::<v1alpha1::BgpConf>(doc).map(checked).map_err(rt)?
         }
@@ -131,7 +131,11 @@ pub fn address_violations(what: &str, example: &Example) -> Vec<String> {
             }
         }
         Example::BgpPeer(peer) => {
-            let neighbor = peer.spec.conf.as_ref().and_then(|c| c.neighbor_address.as_deref());
+            let neighbor = peer
+                .spec
+                .conf
+                .as_ref()
+                .and_then(|c| c.neighbor_address.as_deref());
             match neighbor.map(|n| (n, n.parse::<IpAddr>())) {
                 Some((_, Ok(ip))) => check(ip),
                 Some((n, Err(e))) => errors.push(format!("{what}: neighborAddress {n}: {e}")),
