@@ -25,7 +25,7 @@ impl SourceMetrics {
         let metrics = Self::default();
         registry.register(
             "oxelb_source_objects",
-            "Objects of each kind currently known from the source (those the binary keeps: see README, Scale)",
+            "Objects of each kind currently known from the source (those the binary keeps: see docs/scale.md)",
             metrics.objects.clone(),
         );
         registry.register(

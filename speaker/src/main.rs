@@ -8,7 +8,7 @@ use oxelb_speaker::{Args, DEFAULT_METRICS_ADDR, run};
 /// jemalloc rather than glibc's malloc or mimalloc: after the short-lived allocations of a burst
 /// (watch events decoded and viewed, writes in flight) the others kept tens of MiB they did not give
 /// back. Its tuning (`.cargo/config.toml`, `JEMALLOC_SYS_WITH_MALLOC_CONF`) returns freed pages
-/// within a second from a background thread; `MALLOC_CONF` overrides it at run time (README, Scale).
+/// within a second from a background thread; `MALLOC_CONF` overrides it at run time (docs/scale.md).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 keep=false
 [[ ${1:-} == --keep ]] && keep=true
 for tool in docker kind kubectl containerlab; do
-  command -v "$tool" >/dev/null || { echo "$tool is required (see the README, 'kind lab')" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "$tool is required (see docs/install.md, 'Container images and kind')" >&2; exit 1; }
 done
 
 cluster=oxelb

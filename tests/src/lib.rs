@@ -2,7 +2,9 @@
 //!
 //! [`manifest`] loads the YAML documents a user would `kubectl apply` (`config/`, `examples/`) and
 //! checks that a typed Rust object reproduces each one exactly, so a misspelled or misplaced field
-//! in a shipped manifest fails a test instead of being silently dropped by the API server.
+//! in a shipped manifest fails a test instead of being silently dropped by the API server;
+//! [`schema`] checks OpenELB objects against the CRD schemas oxelb installs (`config/crd/`), for
+//! the tests of `examples/` and of the YAML in the manual (`README.md`, `docs/`).
 
 //! [`lab`] builds network-namespace labs (hosts, veths, bridges, processes, torn down on drop) and
 //! [`routers`] runs real FRR, BIRD and GoBGP routers in them. [`cluster`] builds on both: the whole
@@ -19,5 +21,6 @@ pub mod manifest;
 pub mod pcap;
 pub mod routers;
 pub mod scale;
+pub mod schema;
 
 pub use manifest::{Document, LoadError, RoundTripError, load_documents, round_trip, workspace_root};

@@ -2,15 +2,14 @@
 //! graceful restart (issue 12), on the demo topology (`oxelb_tests::cluster`: a router with BFD
 //! at 100 ms x 3, three nodes, a routed client), against FRR 8.4 and BIRD 2.0.
 //!
-//! The mechanism under test (README, "Speaker upgrades"): on SIGTERM the speaker raises its BFD
-//! sessions' Detect Mult so the router's Detection Time covers the restart window (a Poll
-//! Sequence), closes its BGP connection without a NOTIFICATION, so the router keeps the node's
-//! routes as stale (RFC 4724), and hands its BFD sessions to the next process, which continues
-//! them in Up with the same discriminators: the router never sees BFD go down (BIRD would flush
-//! the stale routes on any BFD Down) and never withdraws the node, so ECMP is not reshuffled
-//! twice. A speaker that does not come back is withdrawn when the window ends; a node that dies
-//! (link gone) is withdrawn by BFD within its detection time even though graceful restart is
-//! configured.
+//! The mechanism under test (docs/bgp.md, "Speaker upgrades without traffic loss"): on SIGTERM the
+//! speaker raises its BFD sessions' Detect Mult so the router's Detection Time covers the restart
+//! window (a Poll Sequence), closes its BGP connection without a NOTIFICATION, so the router keeps
+//! the node's routes as stale (RFC 4724), and hands its BFD sessions to the next process, which
+//! continues them in Up with the same discriminators: the router never sees BFD go down (BIRD would
+//! flush the stale routes on any BFD Down) and never withdraws the node, so ECMP is not reshuffled
+//! twice. A speaker that does not come back is withdrawn when the window ends; a node that dies (link
+//! gone) is withdrawn by BFD within its detection time even though graceful restart is configured.
 //!
 //! The BgpPeer is `examples/lab/bgppeer-router.yaml` (graceful restart 60 s, hold time 9 s) with
 //! `bfd` at 100 ms x 3. Needs root; each test reports that it skips otherwise.

@@ -6,67 +6,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
-use ipnet::IpNet;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use oxelb_crds::address::{self, IpRange};
-use oxelb_crds::interface::{self, InterfaceSelector};
+use oxelb_crds::interface;
 use oxelb_crds::names;
-use oxelb_crds::v1alpha2::{BgpConf, BgpPeer, Eip};
-use oxelb_tests::{Document, RoundTripError, load_documents, round_trip, workspace_root};
+use oxelb_crds::v1alpha2::Eip;
+use oxelb_tests::schema::{installed_schemas, object_violations, openelb_version};
+use oxelb_tests::{Document, load_documents, workspace_root};
+
+mod common;
+use common::{Example, address_violations, annotation, typed};
 
 /// The subdirectory reserved for the runnable demo lab, which may hold non-Kubernetes YAML.
 const LAB_DIR: &str = "lab";
-
-/// The address ranges reserved for documentation (RFC 5737, RFC 3849); the only ones examples may use.
-const DOCUMENTATION_RANGES: [&str; 4] = [
-    "192.0.2.0/24",
-    "198.51.100.0/24",
-    "203.0.113.0/24",
-    "2001:db8::/32",
-];
-
-/// A typed sample object.
-#[derive(Debug)]
-enum Example {
-    Eip(Box<Eip>),
-    BgpConf(Box<BgpConf>),
-    BgpPeer(Box<BgpPeer>),
-    Service(Box<Service>),
-    Deployment(Box<Deployment>),
-    /// A kind only checked for strictness (Namespace, ConfigMap, Secret): no cross-checks need it.
-    Checked,
-}
-
-/// Deserializes a document strictly into the type its apiVersion/kind name.
-fn typed(doc: &Document) -> Result<Example, String> {
-    let rt = |e: RoundTripError| e.to_string();
-    let crd = names::API_VERSION_V1ALPHA2;
-    Ok(match (doc.api_version(), doc.kind()) {
-        (Some(v), Some(k)) if v == crd && k == names::KIND_EIP => Example::Eip(round_trip(doc).map_err(rt)?),
-        (Some(v), Some(k)) if v == crd && k == names::KIND_BGP_CONF => {
-            Example::BgpConf(round_trip(doc).map_err(rt)?)
-        }
-        (Some(v), Some(k)) if v == crd && k == names::KIND_BGP_PEER => {
-            Example::BgpPeer(round_trip(doc).map_err(rt)?)
-        }
-        (Some("v1"), Some("Service")) => Example::Service(round_trip(doc).map_err(rt)?),
-        (Some("v1"), Some("Namespace")) => round_trip::<Namespace>(doc)
-            .map(|_| Example::Checked)
-            .map_err(rt)?,
-        (Some("v1"), Some("ConfigMap")) => round_trip::<ConfigMap>(doc)
-            .map(|_| Example::Checked)
-            .map_err(rt)?,
-        (Some("v1"), Some("Node")) => round_trip::<Node>(doc).map(|_| Example::Checked).map_err(rt)?,
-        (Some("v1"), Some("Secret")) => round_trip::<Secret>(doc).map(|_| Example::Checked).map_err(rt)?,
-        (Some("apps/v1"), Some("Deployment")) => Example::Deployment(round_trip(doc).map_err(rt)?),
-        _ => {
-            return Err(format!(
-                "{doc}: unknown apiVersion/kind in examples/; add its type to examples.rs"
-            ));
-        }
-    })
-}
 
 /// Whether a document is a Kubernetes object at all (has both apiVersion and kind).
 fn is_kubernetes_object(doc: &Document) -> bool {
@@ -141,33 +93,9 @@ fn services(lab: bool) -> Vec<(Document, Service)> {
         .collect()
 }
 
-fn documentation_ranges() -> Vec<IpNet> {
-    DOCUMENTATION_RANGES
-        .iter()
-        .map(|r| r.parse().unwrap_or_else(|e| panic!("{r}: {e}")))
-        .collect()
-}
-
-fn assert_documentation_ip(what: &str, ip: IpAddr) {
-    assert!(
-        documentation_ranges().iter().any(|net| net.contains(&ip)),
-        "{what}: {ip} is not in a documentation range {DOCUMENTATION_RANGES:?}"
-    );
-}
-
 fn parse_pool(eip: &Eip) -> IpRange {
     let name = eip.metadata.name.as_deref().unwrap_or("<no name>");
     address::parse(&eip.spec.address).unwrap_or_else(|e| panic!("Eip {name}: spec.address: {e}"))
-}
-
-fn annotation<'a>(
-    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    key: &str,
-) -> Option<&'a str> {
-    meta.annotations
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(String::as_str)
 }
 
 #[test]
@@ -213,48 +141,11 @@ fn an_unknown_kind_fails_naming_the_file() {
 
 #[test]
 fn example_addresses_are_documentation_addresses() {
-    for (doc, example) in examples() {
-        let what = doc.to_string();
-        match example {
-            Example::Eip(eip) => {
-                let pool = parse_pool(&eip);
-                assert_documentation_ip(&what, pool.first());
-                assert_documentation_ip(&what, pool.last());
-                if let Some(InterfaceSelector::CanReach(ip)) = eip
-                    .spec
-                    .interface
-                    .as_deref()
-                    .map(|i| interface::parse(i).unwrap_or_else(|e| panic!("{what}: {e}")))
-                {
-                    assert_documentation_ip(&what, ip);
-                }
-            }
-            Example::BgpPeer(peer) => {
-                let conf = peer
-                    .spec
-                    .conf
-                    .as_ref()
-                    .unwrap_or_else(|| panic!("{what}: spec.conf"));
-                let neighbor = conf
-                    .neighbor_address
-                    .as_deref()
-                    .unwrap_or_else(|| panic!("{what}: neighborAddress"));
-                let ip: IpAddr = neighbor
-                    .parse()
-                    .unwrap_or_else(|e| panic!("{what}: neighborAddress {neighbor}: {e}"));
-                assert_documentation_ip(&what, ip);
-            }
-            Example::Service(service) => {
-                let requested = service.spec.as_ref().and_then(|s| s.load_balancer_ip.as_deref());
-                let annotated = annotation(&service.metadata, names::EIP_IP_ANNOTATION);
-                for ip in requested.into_iter().chain(annotated) {
-                    let ip: IpAddr = ip.parse().unwrap_or_else(|e| panic!("{what}: {ip}: {e}"));
-                    assert_documentation_ip(&what, ip);
-                }
-            }
-            _ => {}
-        }
-    }
+    let violations: Vec<String> = examples()
+        .iter()
+        .flat_map(|(doc, example)| address_violations(&doc.to_string(), example))
+        .collect();
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
 
 #[test]
@@ -417,164 +308,23 @@ fn bgp_objects_use_the_names_speakers_read(lab: bool) {
     );
 }
 
-/// The `v1alpha2` OpenAPI schema of each kind in the CRDs oxelb installs (`config/crd/`).
-fn installed_schemas() -> BTreeMap<String, serde_json::Value> {
-    let crd_dir = workspace_root().join("config/crd");
-    let mut schemas = BTreeMap::new();
-    for doc in load_documents(&crd_dir, &|_: &Path| false).unwrap_or_else(|e| panic!("{e}")) {
-        let kind = doc
-            .value
-            .pointer("/spec/names/kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or_else(|| panic!("{doc}: spec.names.kind"))
-            .to_string();
-        let versions = doc
-            .value
-            .pointer("/spec/versions")
-            .and_then(|v| v.as_array())
-            .cloned()
-            .unwrap_or_default();
-        let schema = versions
-            .iter()
-            .find(|v| v.get("name").and_then(|n| n.as_str()) == Some(names::VERSION_V1ALPHA2))
-            .and_then(|v| v.pointer("/schema/openAPIV3Schema"))
-            .unwrap_or_else(|| panic!("{doc}: no v1alpha2 schema"))
-            .clone();
-        schemas.insert(kind, schema);
-    }
-    schemas
-}
-
-/// Appends a message for every place `value` does not fit the structural `schema`: a field the
-/// API server would prune (not in `properties`), or a JSON type the schema does not allow.
-fn schema_violations(
-    pointer: &str,
-    value: &serde_json::Value,
-    schema: &serde_json::Value,
-    out: &mut Vec<String>,
-) {
-    use serde_json::Value;
-    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
-        return;
-    }
-    let expected = schema.get("type").and_then(Value::as_str);
-    let int_or_string = schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
-    let actual = match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_f64() => "number",
-        Value::Number(_) => "integer",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    };
-    let type_ok = match (expected, actual) {
-        (None, _) => true,
-        (Some("number"), "integer") => true,
-        _ if int_or_string => matches!(actual, "integer" | "string"),
-        (Some(e), a) => e == a,
-    };
-    if !type_ok {
-        out.push(format!(
-            "{pointer}: {value} is {actual}, the installed schema wants {}",
-            expected.unwrap_or("?")
-        ));
-        return;
-    }
-    match value {
-        Value::Object(map) => {
-            let properties = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            for (key, child) in map {
-                let child_pointer = format!("{pointer}/{key}");
-                match (properties.and_then(|p| p.get(key)), additional) {
-                    (Some(child_schema), _) | (None, Some(child_schema)) => {
-                        schema_violations(&child_pointer, child, child_schema, out)
-                    }
-                    (None, None) if properties.is_none() => {} // a free-form object
-                    (None, None) => out.push(format!(
-                        "{child_pointer}: not in the installed schema (the API server would prune it)"
-                    )),
-                }
-            }
-            for required in schema
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(required) = required.as_str()
-                    && !map.contains_key(required)
-                {
-                    out.push(format!("{pointer}/{required}: required by the installed schema"));
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item_schema) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    schema_violations(&format!("{pointer}/{i}"), item, item_schema, out);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 #[test]
 fn openelb_examples_fit_the_installed_crd_schemas() {
     // The round trip proves the Rust types reproduce each example; this proves the API server
     // (which validates and prunes by the installed schema, not by the Rust types) keeps every field.
-    let schemas = installed_schemas();
     let mut checked = 0;
-    for (doc, example) in examples() {
-        if !matches!(
-            example,
-            Example::Eip(_) | Example::BgpConf(_) | Example::BgpPeer(_)
-        ) {
+    for (doc, _) in examples() {
+        let Some(version) = doc.api_version().and_then(openelb_version) else {
             continue;
-        }
+        };
+        let schemas = installed_schemas(version).unwrap_or_else(|e| panic!("{e}"));
         let kind = doc.kind().unwrap_or_default();
         let schema = schemas
             .get(kind)
-            .unwrap_or_else(|| panic!("{doc}: config/crd/ has no CRD for {kind}"));
-        let mut body = doc.value.clone();
-        // apiVersion, kind and metadata are the API server's own, never pruned by a CRD schema.
-        if let Some(map) = body.as_object_mut() {
-            for key in ["apiVersion", "kind", "metadata"] {
-                map.remove(key);
-            }
-        }
-        let mut violations = Vec::new();
-        schema_violations("", &body, schema, &mut violations);
+            .unwrap_or_else(|| panic!("{doc}: config/crd/ has no {version} CRD for {kind}"));
+        let violations = object_violations(&doc, schema);
         assert!(violations.is_empty(), "{doc}:\n  {}", violations.join("\n  "));
         checked += 1;
     }
     assert!(checked > 0, "no OpenELB object among the examples");
-}
-
-#[test]
-fn schema_check_reports_pruned_fields_and_wrong_types() {
-    let schema = serde_json::json!({
-        "type": "object",
-        "required": ["spec"],
-        "properties": {"spec": {"type": "object", "required": ["address"], "properties": {
-            "address": {"type": "string"},
-            "priority": {"type": "integer"},
-            "namespaceSelector": {"type": "object", "additionalProperties": {"type": "string"}},
-        }}},
-    });
-    let value =
-        serde_json::json!({"spec": {"priority": "10", "adress": "192.0.2.1", "namespaceSelector": {"a": 1}}});
-    let mut out = Vec::new();
-    schema_violations("", &value, &schema, &mut out);
-    assert_eq!(
-        out,
-        vec![
-            r#"/spec/adress: not in the installed schema (the API server would prune it)"#.to_string(),
-            r#"/spec/namespaceSelector/a: 1 is integer, the installed schema wants string"#.to_string(),
-            r#"/spec/priority: "10" is string, the installed schema wants integer"#.to_string(),
-            r#"/spec/address: required by the installed schema"#.to_string(),
-        ]
-    );
 }

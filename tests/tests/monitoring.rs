@@ -5,7 +5,7 @@
 //!   network-namespace lab runs the controller and three speakers (layer2 answered, BGP sessions to
 //!   FRR up, one Service pending) and scrapes their `/metrics`; a renamed metric fails with its name;
 //! - the PrometheusRule carries the same groups as the plain rule file; the PodMonitors select the
-//!   workloads' pods and their `metrics` port; every alert has a runbook line in the README.
+//!   workloads' pods and their `metrics` port; every alert has a runbook line in `docs/operations.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -28,6 +28,8 @@ const RULE_TESTS: &str = "config/prometheus/tests/oxelb.rules.test.yaml";
 const PROMETHEUS_RULE: &str = "config/prometheus/prometheusrule.yaml";
 const POD_MONITORS: &str = "config/prometheus/podmonitors.yaml";
 const DASHBOARD: &str = "config/grafana/oxelb-dashboard.json";
+/// The manual's chapter holding the alerts' runbooks; each rule's `runbook` annotation names it.
+const RUNBOOKS: &str = "docs/operations.md";
 
 fn read(rel: &str) -> String {
     let path = workspace_root().join(rel);
@@ -289,12 +291,12 @@ fn pod_monitors_select_the_workloads_and_their_metrics_port() {
 }
 
 #[test]
-fn every_alert_has_a_runbook_line_in_the_readme() {
-    let readme = read("README.md");
-    let section = readme
-        .split("### Alerts and their runbooks")
+fn every_alert_has_a_runbook_line_in_the_operations_chapter() {
+    let chapter = read(RUNBOOKS);
+    let section = chapter
+        .split("\n## Alerts and their runbooks\n")
         .nth(1)
-        .expect("README has no \"### Alerts and their runbooks\" section");
+        .unwrap_or_else(|| panic!("{RUNBOOKS} has no \"## Alerts and their runbooks\" section"));
     let section = section.split("\n## ").next().unwrap_or(section);
     let mut names = Vec::new();
     yaml_strings(&yaml(RULES), &["alert"], &mut names);
@@ -302,10 +304,21 @@ fn every_alert_has_a_runbook_line_in_the_readme() {
     for name in names {
         assert!(
             section.contains(&format!("| `{name}` |")),
-            "README's runbook table has no row for {name}"
+            "{RUNBOOKS}'s runbook table has no row for {name}"
         );
-        let annotation = format!("README.md, Alerts and their runbooks: {name}");
+        let annotation = format!("{RUNBOOKS}, Alerts and their runbooks: {name}");
         assert!(read(RULES).contains(&annotation), "{name}: runbook annotation");
+    }
+    for file in [RULES, PROMETHEUS_RULE, RULE_TESTS] {
+        for line in read(file)
+            .lines()
+            .filter(|l| l.trim_start().starts_with("runbook:"))
+        {
+            assert!(
+                line.contains(&format!("\"{RUNBOOKS}, Alerts and their runbooks: ")),
+                "{file}: a runbook annotation that does not point at {RUNBOOKS}: {line}"
+            );
+        }
     }
 }
 

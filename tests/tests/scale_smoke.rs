@@ -2,7 +2,7 @@
 //! (leader and standby) and speaker against the in-memory API, 50 Services, with every watch cut
 //! and the API's history dropped halfway (each watch resumes, gets 410 Gone and lists again).
 //! Asserts the outcome, not the timing: every Service one distinct IP, the Eip status agreeing,
-//! at most 2 Service writes per allocation. The 1k/10k/50k runs are `oxelb-scale` (README, Scale).
+//! at most 2 Service writes per allocation. The 1k/10k/50k runs are `oxelb-scale` (docs/scale.md).
 
 use std::{path::Path, time::Duration};
 

@@ -779,7 +779,7 @@ mod tests {
             LivenessConfig::new(DEFAULT_INTERVAL, DEFAULT_DEAD_AFTER),
             Ok(default)
         );
-        // The README's table: datagrams per second each node sends (and receives) at 50 ms.
+        // The table in docs/layer2.md: datagrams per second each node sends (and receives) at 50 ms.
         let pps: Vec<f64> = [3, 10, 50, 100]
             .iter()
             .map(|n| default.packets_per_second(*n))
