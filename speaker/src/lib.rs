@@ -227,7 +227,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let planner_metrics = planner::PlannerMetrics::register(&mut registry);
     let bgp_metrics = bgp::manager::BgpMetrics::register(&mut registry);
     let bfd_metrics = bfd::BfdMetrics::register(&mut registry);
-    let layer2_metrics = layer2::announcer::Layer2Metrics::register(&mut registry);
+    let layer2_metrics = layer2::metrics::Layer2Metrics::register(&mut registry);
     let mut app = App::start(&args.common, registry).await?;
     let indexes = watch_all(&mut app, &args.namespace);
     let node_name = args.node_name();

@@ -4,6 +4,9 @@
 //! router only: gobgpd installs no kernel routes here, so for it the BGP table is the figure, and
 //! its CLI cannot ask for a route refresh. Needs root (network namespaces); each test skips with a reason otherwise.
 //!
+//! Long because each scenario is written once for all three routers (the point of the file): eight
+//! scenarios with their expectations; the routers themselves live in `oxelb_tests::routers`.
+//!
 //! Addresses: the LAN is 198.51.100.0/24 and 2001:db8:1::/64, the Service IPs come from
 //! 203.0.113.0/28 and 2001:db8:ffff::/120.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

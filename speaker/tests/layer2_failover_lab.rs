@@ -3,6 +3,10 @@
 //! link); another node takes over and the client's pings resume. Prints the measured outage. Each node holds the IP on `lo` with
 //! `arp_ignore=1` (what kube-proxy's IPVS mode with strictARP does): its kernel answers the pings
 //! but never ARP, so only the speaker decides who is reached. Needs root; skips otherwise.
+//!
+//! Long because it holds eleven scenarios (three-node and two-node failover, partitions, hand-over,
+//! bad heartbeats, IPv6-only) over one topology and one set of observers (`answering`,
+//! `until_answered_by`, `foreign_claims`); one file keeps them in one test binary, which links once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{path::Path, time::Duration};

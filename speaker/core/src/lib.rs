@@ -15,11 +15,14 @@
 //!   nodes.
 //! - [`plan`]: all of the above as one desired state of this node ([`plan::compute_with`]).
 //! - [`election`]: which node answers a layer2 IP (a stable hash of node and IP).
+//! - [`layer2`]: the election as this node sees it (candidates from the state and heartbeats),
+//!   its IPs, and the view digest heartbeats carry.
 //! - [`liveness`]: which speakers are alive, from signed heartbeats, and what this node may answer.
 //! - [`tiebreak`]: two-node and stuck-view tie-breaks from the API facts (per-speaker Leases).
 
 pub mod desired;
 pub mod election;
+pub mod layer2;
 pub mod liveness;
 pub mod node;
 pub mod plan;
