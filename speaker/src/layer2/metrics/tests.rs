@@ -1,36 +1,22 @@
-use k8s_openapi::api::core::v1::Node;
-use serde_json::json;
-
 use std::net::IpAddr;
 
 use oxelb_crds::v1alpha2::EipProtocol;
-use oxelb_speaker_core::{desired::Announcement, node::NodeFacts};
+use oxelb_speaker_core::desired::Announcement;
 
 use super::*;
 
-fn node(name: &str, ready: bool) -> NodeFacts {
-    let n: Node = serde_json::from_value(json!({"metadata": {"name": name},
-        "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}}))
-    .unwrap();
-    NodeFacts::of(&n)
-}
-
-fn state(nodes: Vec<NodeFacts>, protocol: EipProtocol) -> SpeakerState {
-    let ip: IpAddr = "192.0.2.50".parse().unwrap();
+/// The one fact the metrics read of the state: which Eip an IP belongs to.
+fn state_with(ip: IpAddr, pool: &str) -> SpeakerState {
+    let announcement = Announcement {
+        ip,
+        pool: pool.into(),
+        protocol: EipProtocol::Layer2,
+        interface: None,
+        services: vec!["default/web".into()],
+        local_nodes: None,
+    };
     SpeakerState {
-        nodes,
-        announcements: [(
-            ip,
-            Announcement {
-                ip,
-                pool: "l2".into(),
-                protocol,
-                interface: None,
-                services: vec!["default/web".into()],
-                local_nodes: None,
-            },
-        )]
-        .into(),
+        announcements: [(ip, announcement)].into(),
         ..SpeakerState::default()
     }
 }
@@ -39,8 +25,8 @@ fn state(nodes: Vec<NodeFacts>, protocol: EipProtocol) -> SpeakerState {
 fn answered_ips_and_takeovers_are_counted_per_ip_and_eip() {
     let mut registry = Registry::default();
     let metrics = Layer2Metrics::register(&mut registry);
-    let s = state(vec![node("n1", true)], EipProtocol::Layer2);
     let ip: IpAddr = "192.0.2.50".parse().unwrap();
+    let s = state_with(ip, "l2");
     let encode = |registry: &Registry| {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
