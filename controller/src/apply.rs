@@ -5,6 +5,9 @@
 //! - A write whose decision rests on the same `resourceVersion` and has the same payload as one
 //!   already made is skipped: the watch has not delivered our own write yet, and repeating it
 //!   would cost an API call (or a 409, for preconditioned metadata patches).
+//! - A write refused for its size (HTTP 413, or etcd's `request is too large`) is remembered like
+//!   one made: the same payload on the same version is not sent again (no retry loop), and the
+//!   next change to the object or to the payload tries again.
 //! - A 409 is never overwritten: the action is dropped, and the loop re-reads (its next pass sees
 //!   the object as it now is) and decides again.
 //! - Writes to different objects within one phase of a pass go out concurrently (up to
@@ -37,6 +40,9 @@ pub struct ApplySummary {
     pub conflicts: usize,
     /// Writes that failed otherwise (retried with backoff).
     pub errors: usize,
+    /// Writes the apiserver refused for their size (HTTP 413, or etcd's `request is too large`):
+    /// never retried as they are, since the same write cannot succeed.
+    pub too_large: usize,
     /// Writing stopped because this replica no longer leads.
     pub fenced: bool,
 }
@@ -215,6 +221,15 @@ impl Applier {
                 summary.conflicts += 1;
                 self.metrics.record_write(what, "conflict");
                 debug!(%kind, %object, write = what, "conflict: the object changed; deciding again on the next pass");
+            }
+            Err(error) if error.is_too_large() => {
+                // Permanent for this shape: remembered like a write made, so the same payload on
+                // the same version is not sent again; a change to the object or to the payload
+                // tries again. Not an error for the backoff: retrying cannot help.
+                summary.too_large += 1;
+                self.metrics.record_write(what, "too_large");
+                warn!(write = what, %error, "write refused for its size: not retried until the object or the write changes");
+                on_ok();
             }
             Err(error) => {
                 summary.errors += 1;

@@ -60,6 +60,12 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub retry_period_seconds: u64,
 
+    /// The largest Eip the controller writes, in bytes of JSON. Above it, `status.used` lists only
+    /// the lowest addresses in use that fit and the status says `usedTruncated: true` (`usage`
+    /// stays exact). Keep it under the apiserver's request limit (etcd's 1.5 MiB by default).
+    #[arg(long, env = "OXELB_EIP_STATUS_MAX_BYTES", default_value_t = crate::reconcile::DEFAULT_EIP_STATUS_MAX_BYTES)]
+    pub eip_status_max_bytes: usize,
+
     /// Serve the validating admission webhook (with `--source kube`; the `dir:` source has no
     /// apiserver to call it). The controller is ready only once it serves.
     #[arg(long, env = "OXELB_WEBHOOK", default_value_t = true, action = clap::ArgAction::Set)]

@@ -158,7 +158,13 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             app.shutdown().clone(),
             leadership,
             metrics,
-            args.handling(),
+            {
+                let handling = args.handling();
+                let max_bytes = args.eip_status_max_bytes;
+                move || {
+                    crate::reconcile::Reconciler::new(handling.clone()).with_eip_status_max_bytes(max_bytes)
+                }
+            },
         )));
     }
     let result = app.run().await;

@@ -15,6 +15,7 @@ type Labels = Vec<(&'static str, String)>;
 pub struct ControllerMetrics {
     pool_size: Family<Labels, Gauge>,
     pool_in_use: Family<Labels, Gauge>,
+    used_truncated: Family<Labels, Gauge>,
     failures: Family<Labels, Counter>,
     pending: Family<Labels, Gauge>,
     writes: Family<Labels, Counter>,
@@ -29,6 +30,7 @@ impl ControllerMetrics {
         let metrics = Self {
             pool_size: Family::default(),
             pool_in_use: Family::default(),
+            used_truncated: Family::default(),
             failures: Family::default(),
             pending: Family::default(),
             writes: Family::default(),
@@ -60,8 +62,13 @@ impl ControllerMetrics {
             metrics.pending.clone(),
         );
         registry.register(
+            "oxelb_eip_status_used_truncated",
+            "1 while the Eip's status.used lists only the lowest addresses in use (the whole map exceeds --eip-status-max-bytes)",
+            metrics.used_truncated.clone(),
+        );
+        registry.register(
             "oxelb_api_writes",
-            "API writes by kind of write and result (ok, conflict, error)",
+            "API writes by kind of write and result (ok, conflict, error, too_large)",
             metrics.writes.clone(),
         );
         registry.register(
@@ -94,6 +101,12 @@ impl ControllerMetrics {
             self.pending
                 .get_or_create(&vec![("reason", (*reason).to_owned())])
                 .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        self.used_truncated.clear();
+        for eip in &report.truncated {
+            self.used_truncated
+                .get_or_create(&vec![("eip", eip.clone())])
+                .set(1);
         }
         self.pool_size.clear();
         self.pool_in_use.clear();

@@ -11,7 +11,6 @@ use tracing::{info, warn};
 
 use crate::{
     apply::Applier,
-    handling::Handling,
     indexes::Indexes,
     leader::Leadership,
     metrics::ControllerMetrics,
@@ -19,7 +18,8 @@ use crate::{
     reconcile::Reconciler,
 };
 
-/// The reconcile loop: waits for every watch to sync, then passes while this replica leads.
+/// The reconcile loop: waits for every watch to sync, then passes while this replica leads, with a
+/// new reconciler from `new_reconciler` each term.
 pub async fn reconcile_loop(
     indexes: Indexes,
     writer: Writer,
@@ -27,7 +27,7 @@ pub async fn reconcile_loop(
     shutdown: Shutdown,
     mut leadership: Leadership,
     metrics: ControllerMetrics,
-    handling: Handling,
+    new_reconciler: impl Fn() -> Reconciler,
 ) {
     // Never decide on a partial view: an unsynced index could hide an existing assignment.
     tokio::select! {
@@ -43,7 +43,7 @@ pub async fn reconcile_loop(
         metrics.set_leader(true);
         info!("leading: re-registering existing assignments, then allocating");
         // A new term starts from the API's truth: the previous leader may have allocated.
-        let mut reconciler = Reconciler::new(handling.clone());
+        let mut reconciler = new_reconciler();
         let mut applier = Applier::new(writer.clone(), metrics.clone());
         let mut pacing = Pacing::new(Instant::now());
         loop {

@@ -43,7 +43,10 @@ use oxelb_ipam::{
 use oxelb_runtime::source::{EventRecord, EventType, MetadataPatch};
 use serde_json::Value;
 
-pub use self::eip_status::{desired_eip_status, eip_status_patch, used_patch};
+pub use self::eip_status::{
+    DEFAULT_EIP_STATUS_MAX_BYTES, UsedFit, desired_eip_status, eip_size_without_used, eip_status_patch,
+    used_fit, used_patch,
+};
 use crate::{
     handling::Handling,
     inputs::{pool_from_eip, request_from_service},
@@ -126,6 +129,9 @@ pub struct PassReport {
     /// Where each phase after the first starts in [`actions`](Self::actions): writes of one phase
     /// may run concurrently (in order per object); a phase starts once the previous one is done.
     pub phase_starts: Vec<usize>,
+    /// The Eips whose `status.used` is written truncated (see
+    /// [`Reconciler::with_eip_status_max_bytes`]).
+    pub truncated: Vec<String>,
     /// A pass over a change could not decide everything it affects (it released IPs that waiting
     /// Services could take, or the pools changed): run a whole pass next.
     pub needs_whole_pass: bool,
@@ -148,6 +154,10 @@ pub struct Reconciler {
     waiting: BTreeMap<ServiceKey, &'static str>,
     /// Eips whose IPs passes over changes moved and whose writes they deferred.
     eips_due: BTreeSet<String>,
+    /// The largest Eip the controller writes, in bytes of JSON (`--eip-status-max-bytes`).
+    eip_status_max_bytes: usize,
+    /// Eips whose `status.used` is written truncated, with the entries it lists (said once).
+    truncated: BTreeMap<String, usize>,
 }
 
 impl Reconciler {
@@ -164,7 +174,21 @@ impl Reconciler {
             protocol_warned: HashMap::new(),
             waiting: BTreeMap::new(),
             eips_due: BTreeSet::new(),
+            eip_status_max_bytes: DEFAULT_EIP_STATUS_MAX_BYTES,
+            truncated: BTreeMap::new(),
         }
+    }
+
+    /// The same reconciler, writing no Eip larger than `bytes` of JSON: above it, `status.used`
+    /// lists only the lowest addresses in use that fit and says `usedTruncated: true`.
+    pub fn with_eip_status_max_bytes(mut self, bytes: usize) -> Self {
+        self.eip_status_max_bytes = bytes;
+        self
+    }
+
+    /// The Eips whose `status.used` is written truncated, with the entries it lists.
+    pub fn truncated_eips(&self) -> &BTreeMap<String, usize> {
+        &self.truncated
     }
 
     /// Whether the first (whole) pass has re-registered the existing assignments; until then every
@@ -371,6 +395,7 @@ impl Reconciler {
             pending,
             pools: self.allocator.pool_summaries(),
             phase_starts,
+            truncated: self.truncated.keys().cloned().collect(),
             needs_whole_pass: touched.is_some()
                 && (pools_changed || (released_any && !self.waiting.is_empty())),
         }

@@ -20,7 +20,66 @@ pub fn desired_eip_status(status: &PoolStatus) -> EipStatus {
         last_ip: Some(status.last_ip.to_string()),
         ready: Some(true),
         v4: Some(status.v4),
+        used_truncated: None,
     }
+}
+
+/// The default bound on an Eip's size as the controller writes it (`--eip-status-max-bytes`):
+/// 1 MiB, well under the apiserver's default request limit of 1.5 MiB (etcd's
+/// `--max-request-bytes`), leaving room for the request's own envelope.
+pub const DEFAULT_EIP_STATUS_MAX_BYTES: usize = 1024 * 1024;
+
+/// The bytes an Eip takes besides its `status.used` entries, as JSON: its metadata and spec as
+/// they are, plus a fixed allowance for `apiVersion`, `kind` and the status's other fields.
+pub fn eip_size_without_used(eip: &oxelb_crds::v1alpha2::Eip) -> usize {
+    // The status's scalar fields, `apiVersion`, `kind` and the braces: well under this.
+    const ALLOWANCE: usize = 512;
+    let metadata = serde_json::to_vec(&eip.metadata).map_or(0, |v| v.len());
+    let spec = serde_json::to_vec(&eip.spec).map_or(0, |v| v.len());
+    metadata + spec + ALLOWANCE
+}
+
+/// How many `status.used` entries fit in `budget` bytes of JSON, taken in order from `used` (the
+/// lowest addresses first), and the last address listed; `truncated` when some are left out. An
+/// entry is `"ip":"ns/name[;ns/name]",`: names are DNS labels, so nothing in them is escaped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsedFit {
+    /// Entries listed.
+    pub listed: usize,
+    /// The highest address listed (`None` when none is).
+    pub last: Option<IpAddr>,
+    /// Some entries are left out.
+    pub truncated: bool,
+}
+
+/// See [`UsedFit`].
+pub fn used_fit<'a>(used: impl IntoIterator<Item = (IpAddr, &'a [ServiceKey])>, budget: usize) -> UsedFit {
+    use std::fmt::Write;
+    let mut fit = UsedFit {
+        listed: 0,
+        last: None,
+        truncated: false,
+    };
+    let mut spent = 0usize;
+    let mut ip_text = String::new();
+    for (ip, holders) in used {
+        ip_text.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(ip_text, "{ip}");
+        // Quotes around key and value, the colon and the comma.
+        let mut size = ip_text.len() + 6;
+        for (i, holder) in holders.iter().enumerate() {
+            size += usize::from(i > 0) + holder.namespace.len() + 1 + holder.name.len();
+        }
+        if spent + size > budget {
+            fit.truncated = true;
+            break;
+        }
+        spent += size;
+        fit.listed += 1;
+        fit.last = Some(ip);
+    }
+    fit
 }
 
 /// The merge patch of `status.used` (`ip: ns/name[;ns/name]`) that turns `have` into the IPs in

@@ -62,7 +62,13 @@ impl Reconciler {
                     match self.allocator.register_existing(request, *ip) {
                         Ok(assigned) => {
                             registered += 1;
-                            if !agreed {
+                            // A truncated `used` (usedTruncated) leaves IPs out on purpose: not a disagreement.
+                            let listed_in_full = eips
+                                .get(assigned.pool.as_str())
+                                .and_then(|e| e.status.as_ref())
+                                .and_then(|s| s.used_truncated)
+                                != Some(true);
+                            if !agreed && listed_in_full {
                                 tracing::warn!(service = %key, %ip, pool = %assigned.pool, "Service status holds an IP its Eip status does not list; registered, Eip status repaired");
                                 self.repaired(
                                     out,

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 
 use super::{
     Action, Out, Reconciler, Target,
-    eip_status::{desired_eip_status, eip_status_patch, used_patch},
+    eip_status::{
+        UsedFit, desired_eip_status, eip_size_without_used, eip_status_patch, used_fit, used_patch,
+    },
     event, is_deleting, join_ips,
 };
 use crate::view::ServiceView;
@@ -163,19 +165,41 @@ impl Reconciler {
             },
         };
         let mut patch = eip_status_patch(eip.status.as_ref(), &desired);
+        let stored_truncated = eip.status.as_ref().and_then(|s| s.used_truncated);
+        let mut truncation_event = None;
         if status.is_some() {
+            // Never write an Eip the apiserver cannot store: list the lowest addresses that fit
+            // (deterministic, so every pass and every replica writes the same map).
+            let budget = self
+                .eip_status_max_bytes
+                .saturating_sub(eip_size_without_used(eip));
+            let fit = used_fit(self.allocator.pool_used(name), budget);
             let have = eip.status.as_ref().and_then(|s| s.used.as_ref());
-            let used = used_patch(have, self.allocator.pool_used(name), |ip| {
+            let used = used_patch(have, self.allocator.pool_used(name).take(fit.listed), |ip| {
                 self.allocator.pool_of_used(ip) == Some(name)
+                    && (!fit.truncated || fit.last.is_some_and(|last| ip <= last))
             });
-            if let Some(used) = used {
+            let flag = match (fit.truncated, stored_truncated) {
+                (true, Some(true)) | (false, None) => None,
+                (true, _) => Some(Value::Bool(true)),
+                (false, Some(_)) => Some(Value::Null),
+            };
+            if used.is_some() || flag.is_some() {
                 let mut fields = match patch.take() {
                     Some(Value::Object(fields)) => fields,
                     _ => serde_json::Map::new(),
                 };
-                fields.insert("used".into(), Value::Object(used));
+                if let Some(used) = used {
+                    fields.insert("used".into(), Value::Object(used));
+                }
+                if let Some(flag) = flag {
+                    fields.insert("usedTruncated".into(), flag);
+                }
                 patch = Some(Value::Object(fields));
             }
+            truncation_event = self.note_truncation(name, fit, in_use, stored_truncated);
+        } else {
+            self.truncated.remove(name);
         }
         if let Some(patch) = patch {
             out.eip.push(Action::Status {
@@ -183,6 +207,15 @@ impl Reconciler {
                 base_version,
                 status: patch,
             });
+        }
+        if let Some(note) = truncation_event {
+            out.eip.push(event(
+                eip.object_ref(&()),
+                EventType::Warning,
+                "EipStatusTruncated",
+                "UpdateStatus",
+                note,
+            ));
         }
 
         if let (true, Some(_)) = (deleting, &status) {
@@ -212,5 +245,43 @@ impl Reconciler {
                 self.draining.insert(name.to_owned(), note);
             }
         }
+    }
+
+    /// Remembers whether Eip `name`'s `status.used` is written truncated; answers the Warning to
+    /// publish when it becomes so. Said once: not while this term already said it, nor when the
+    /// stored status already says `usedTruncated` (a restart or a new leader says nothing new).
+    fn note_truncation(
+        &mut self,
+        name: &str,
+        fit: UsedFit,
+        in_use: usize,
+        stored: Option<bool>,
+    ) -> Option<String> {
+        if !fit.truncated {
+            if self.truncated.remove(name).is_some() {
+                tracing::info!(
+                    eip = name,
+                    in_use,
+                    "Eip status.used lists every address in use again"
+                );
+            }
+            return None;
+        }
+        let said = self.truncated.insert(name.to_owned(), fit.listed).is_some();
+        if said || stored == Some(true) {
+            return None;
+        }
+        let max = self.eip_status_max_bytes;
+        tracing::warn!(
+            eip = name,
+            in_use,
+            listed = fit.listed,
+            max_bytes = max,
+            "Eip status.used truncated to the lowest addresses: the whole map would exceed the size the apiserver can store"
+        );
+        Some(format!(
+            "status.used lists the lowest {} of the {in_use} addresses in use: all of them would make the Eip larger than --eip-status-max-bytes ({max} bytes), beyond what the apiserver stores; usage is exact and every Service's status names its IP",
+            fit.listed
+        ))
     }
 }

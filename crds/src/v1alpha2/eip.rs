@@ -143,6 +143,12 @@ pub struct EipStatus {
     /// The pool is IPv4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v4: Option<bool>,
+    /// oxelb extension: `true` when `used` lists only the lowest addresses in use, because the
+    /// whole map would make the Eip larger than the controller's `--eip-status-max-bytes` (under
+    /// the apiserver's request size limit). `usage` stays exact, and each Service's own status
+    /// names its IP. Absent when `used` lists every address in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_truncated: Option<bool>,
 }
 
 impl EipSpec {

@@ -90,3 +90,53 @@ pub enum WriteError {
         source: std::io::Error,
     },
 }
+
+impl WriteError {
+    /// The apiserver refused the write for its size: the request body is over its limit (HTTP
+    /// 413), or the object it would store is over etcd's (`etcdserver: request is too large`, an
+    /// HTTP 500). The same write can never succeed; retrying it is pointless until it changes.
+    pub fn is_too_large(&self) -> bool {
+        match self {
+            WriteError::Api { source, .. } => match source.as_ref() {
+                ::kube::Error::Api(status) => {
+                    status.code == 413 || status.message.contains("request is too large")
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, message: &str) -> WriteError {
+        let status = ::kube::core::Status {
+            code,
+            message: message.to_owned(),
+            ..Default::default()
+        };
+        WriteError::Api {
+            kind: "Eip".into(),
+            object: "pool".into(),
+            what: "patch status",
+            source: Box::new(::kube::Error::Api(Box::new(status))),
+        }
+    }
+
+    #[test]
+    fn only_a_size_refusal_is_too_large() {
+        assert!(api(413, "Request entity too large: limit is 3145728").is_too_large());
+        assert!(api(500, "etcdserver: request is too large").is_too_large());
+        assert!(!api(500, "etcdserver: leader changed").is_too_large());
+        assert!(!api(503, "the server is currently unable to handle the request").is_too_large());
+        let conflict = WriteError::Conflict {
+            kind: "Eip".into(),
+            object: "pool".into(),
+            resource_version: None,
+        };
+        assert!(!conflict.is_too_large());
+    }
+}
