@@ -56,6 +56,9 @@ pub struct ScaleReport {
     pub distinct_ips: usize,
     /// Entries in the Eip's `status.used` (must equal `services`).
     pub eip_used: usize,
+    /// Eip status writes the API refused for size (`500 etcdserver: request is too large`, or
+    /// `413`) over the run.
+    pub eip_status_too_large: u64,
     /// Lists of Services after start-up (watches that had to list again, e.g. after 410 Gone).
     pub service_relists: u64,
     /// CPU seconds of this process (the in-memory API server and the creates) over the run.
@@ -77,6 +80,9 @@ pub struct ScaleOptions {
     /// created and the API's history is dropped: every watch resumes from a version that is gone,
     /// gets 410 Gone and lists again.
     pub compact_midway: bool,
+    /// The API's object size limit (`None`: unlimited); etcd's default is
+    /// [`ETCD_DEFAULT_OBJECT_LIMIT`](crate::apiserver::ETCD_DEFAULT_OBJECT_LIMIT).
+    pub object_size_limit: Option<usize>,
 }
 
 /// Why a run failed.
@@ -337,6 +343,7 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
     let api = ApiServer::start()
         .await
         .map_err(|e| ScaleError::Api(e.to_string()))?;
+    api.set_object_size_limit(options.object_size_limit);
     seed(&api)?;
     let dir = tempfile::tempdir().map_err(|e| ScaleError::Api(e.to_string()))?;
     let kubeconfig = dir.path().join("kubeconfig");
@@ -457,6 +464,12 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
     };
     let service_writes = writes("patch", "/api/v1/services") + writes("patch/status", "/api/v1/services");
     let eip_status_writes = writes("patch/status", "/apis/network.kubesphere.io/v1alpha2/eips");
+    let eip_status_too_large = api
+        .too_large()
+        .iter()
+        .filter(|((verb, resource), _)| verb.ends_with("/status") && resource.ends_with("/eips"))
+        .map(|(_, count)| count)
+        .sum();
     let all_writes: u64 = requests
         .iter()
         .filter(|((verb, resource), _)| {
@@ -487,6 +500,7 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
         writes_per_allocation: all_writes as f64 / n.max(1) as f64,
         distinct_ips: distinct.len(),
         eip_used,
+        eip_status_too_large,
         service_relists: writes("list", "/api/v1/services"),
         api_cpu_seconds,
     };
