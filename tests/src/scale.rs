@@ -105,13 +105,14 @@ pub enum ScaleError {
 }
 
 /// A child process killed on drop.
-struct Proc {
+pub struct Proc {
     name: String,
     child: Child,
 }
 
 impl Proc {
-    fn pid(&self) -> u32 {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -160,14 +161,16 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn free_port() -> Result<u16, ScaleError> {
+/// A free loopback TCP port.
+pub fn free_port() -> Result<u16, ScaleError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| ScaleError::Api(format!("no free loopback port: {e}")))
 }
 
-fn spawn(
+/// Starts `binary` with `args` against `kubeconfig`, its stderr in `log`.
+pub fn spawn(
     name: &str,
     binary: &Path,
     args: &[String],
@@ -223,7 +226,8 @@ fn spawn(
     })
 }
 
-async fn ready(port: u16) -> bool {
+/// Whether the process serving metrics on `port` answers `/readyz` with 200.
+pub async fn ready(port: u16) -> bool {
     let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return false;
     };
@@ -240,7 +244,8 @@ async fn ready(port: u16) -> bool {
     buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200")
 }
 
-async fn wait_for(
+/// Polls `check` every 50 ms until it holds, or fails after `deadline`.
+pub async fn wait_for(
     what: &str,
     deadline: Duration,
     mut check: impl AsyncFnMut() -> bool,
