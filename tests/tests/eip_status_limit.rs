@@ -5,6 +5,12 @@
 //! exactly the lowest addresses in use with their holders and `usedTruncated` is set, at most one
 //! `EipStatusTruncated` Event and no `StatusRepaired`; then both replicas are replaced and the
 //! same holds, with no IP moved and no further truncation Event.
+//!
+//! Needs `oxelb-controller` beside the test binaries or in `OXELB_BIN_DIR` (e.g.
+//! `cargo build --release -p oxelb-controller` then
+//! `OXELB_BIN_DIR=$PWD/target/release cargo test -p oxelb-tests --test eip_status_limit`), built
+//! with `--eip-status-max-bytes`; a controller without that flag exits and the test times out
+//! waiting for the replicas' `/readyz`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
