@@ -11,6 +11,12 @@
 //!   (writes to it change only `status`; writes to the object leave `status` alone), delete
 //!   (with finalizers: sets `deletionTimestamp`).
 //!
+//! Like kube-apiserver in front of etcd, it refuses a write whose stored object would serialise to
+//! more than an object size limit ([`ApiServer::set_object_size_limit`], none by default) with
+//! `500` and `etcdserver: request is too large`, leaving the stored object as it was, and a
+//! request body over [`MAX_REQUEST_BODY`] (or [`ApiServer::set_request_body_limit`]) with `413`
+//! `RequestEntityTooLarge`; the size refusals are counted ([`ApiServer::too_large`]).
+//!
 //! Every request is counted by verb and resource ([`ApiServer::requests`]). It binds loopback only
 //! and speaks plain HTTP (a kubeconfig with an `http://127.0.0.1` server).
 
@@ -34,6 +40,15 @@ use tokio::sync::broadcast;
 /// Watch events retained per resource for watches that resume from a `resourceVersion`.
 const HISTORY: usize = 250_000;
 
+/// etcd's default request size limit (`--max-request-bytes`), which bounds a stored object.
+pub const ETCD_DEFAULT_OBJECT_LIMIT: usize = 1_572_864;
+
+/// kube-apiserver's bound on a request body (3 MiB): a larger body is answered `413`.
+pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
+
+/// The message etcd (and so kube-apiserver, as a `500`) gives for an object over its limit.
+pub const TOO_LARGE_MESSAGE: &str = "etcdserver: request is too large";
+
 /// A running API server.
 #[derive(Clone)]
 pub struct ApiServer {
@@ -52,6 +67,12 @@ struct State {
     version: u64,
     resources: HashMap<String, Resource>,
     requests: BTreeMap<(String, String), u64>,
+    /// Writes whose stored object would be larger are refused (`None`: no limit).
+    object_limit: Option<usize>,
+    /// Request bodies larger than this are refused with 413 (`None`: no limit).
+    body_limit: Option<usize>,
+    /// Requests refused for size (413, or 500 "request is too large"), by (verb, resource).
+    too_large: BTreeMap<(String, String), u64>,
 }
 
 /// The objects of one resource (e.g. `/api/v1 services`), by (namespace, name).
@@ -202,16 +223,22 @@ impl ApiServer {
         let addr = listener.local_addr()?;
         let server = Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    body_limit: Some(MAX_REQUEST_BODY),
+                    ..State::default()
+                }),
                 held: tokio::sync::watch::Sender::new(false),
             }),
             addr,
         };
         let handler = server.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let handler = handler.clone();
-            async move { handler.handle(method, uri, headers, body).await }
-        });
+        // axum's own 2 MB body bound is off: this server answers big bodies as kube-apiserver does.
+        let app = Router::new()
+            .fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let handler = handler.clone();
+                async move { handler.handle(method, uri, headers, body).await }
+            })
+            .layer(axum::extract::DefaultBodyLimit::disable());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -239,6 +266,27 @@ impl ApiServer {
     /// `create`, `update`, `patch`, `delete` with `/status` for the subresource.
     pub fn requests(&self) -> BTreeMap<(String, String), u64> {
         self.lock().requests.clone()
+    }
+
+    /// Sets the largest stored object, serialised as JSON, in bytes (`None`: unlimited, the
+    /// default). A create, replace or patch (of the object or its `status`) whose result would be
+    /// larger is answered `500` with a `Status` whose message is [`TOO_LARGE_MESSAGE`], and the
+    /// stored object stays as it was (as etcd's `--max-request-bytes` behind kube-apiserver).
+    /// [`ETCD_DEFAULT_OBJECT_LIMIT`] is etcd's default.
+    pub fn set_object_size_limit(&self, limit: Option<usize>) {
+        self.lock().object_limit = limit;
+    }
+
+    /// Sets the largest request body in bytes (`None`: unlimited); a larger body is answered `413`
+    /// `RequestEntityTooLarge` before it is looked at. The default is [`MAX_REQUEST_BODY`].
+    pub fn set_request_body_limit(&self, limit: Option<usize>) {
+        self.lock().body_limit = limit;
+    }
+
+    /// Requests refused for size so far (`413`, or `500` [`TOO_LARGE_MESSAGE`]), by (verb,
+    /// resource path) as [`requests`](Self::requests) counts them.
+    pub fn too_large(&self) -> BTreeMap<(String, String), u64> {
+        self.lock().too_large.clone()
     }
 
     /// Drops the watch history of every resource: a watch resuming from an older version gets
@@ -367,6 +415,42 @@ fn record(state: &mut State, resource: &str, type_: &'static str, object: &Value
         }
     }
     Ok(Bytes::from(body))
+}
+
+/// Counts the bytes written to it (an object's serialised size without allocating it).
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Refuses `object` as etcd does when it serialises to more than `limit` bytes.
+fn check_size(limit: Option<usize>, object: &Value) -> Result<(), ApiError> {
+    let Some(limit) = limit else {
+        return Ok(());
+    };
+    let mut count = ByteCount(0);
+    serde_json::to_writer(&mut count, object).map_err(internal)?;
+    if count.0 > limit {
+        return Err(too_large());
+    }
+    Ok(())
+}
+
+/// etcd's refusal of an object over its limit, as kube-apiserver answers it.
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        TOO_LARGE_MESSAGE,
+    )
 }
 
 fn internal(error: serde_json::Error) -> ApiError {

@@ -56,6 +56,9 @@ pub struct ScaleReport {
     pub distinct_ips: usize,
     /// Entries in the Eip's `status.used` (must equal `services`).
     pub eip_used: usize,
+    /// Eip status writes the API refused for size (`500 etcdserver: request is too large`, or
+    /// `413`) over the run.
+    pub eip_status_too_large: u64,
     /// Lists of Services after start-up (watches that had to list again, e.g. after 410 Gone).
     pub service_relists: u64,
     /// CPU seconds of this process (the in-memory API server and the creates) over the run.
@@ -77,6 +80,9 @@ pub struct ScaleOptions {
     /// created and the API's history is dropped: every watch resumes from a version that is gone,
     /// gets 410 Gone and lists again.
     pub compact_midway: bool,
+    /// The API's object size limit (`None`: unlimited); etcd's default is
+    /// [`ETCD_DEFAULT_OBJECT_LIMIT`](crate::apiserver::ETCD_DEFAULT_OBJECT_LIMIT).
+    pub object_size_limit: Option<usize>,
 }
 
 /// Why a run failed.
@@ -99,13 +105,14 @@ pub enum ScaleError {
 }
 
 /// A child process killed on drop.
-struct Proc {
+pub struct Proc {
     name: String,
     child: Child,
 }
 
 impl Proc {
-    fn pid(&self) -> u32 {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -154,14 +161,16 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn free_port() -> Result<u16, ScaleError> {
+/// A free loopback TCP port.
+pub fn free_port() -> Result<u16, ScaleError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| ScaleError::Api(format!("no free loopback port: {e}")))
 }
 
-fn spawn(
+/// Starts `binary` with `args` against `kubeconfig`, its stderr in `log`.
+pub fn spawn(
     name: &str,
     binary: &Path,
     args: &[String],
@@ -217,7 +226,8 @@ fn spawn(
     })
 }
 
-async fn ready(port: u16) -> bool {
+/// Whether the process serving metrics on `port` answers `/readyz` with 200.
+pub async fn ready(port: u16) -> bool {
     let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return false;
     };
@@ -234,7 +244,8 @@ async fn ready(port: u16) -> bool {
     buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200")
 }
 
-async fn wait_for(
+/// Polls `check` every 50 ms until it holds, or fails after `deadline`.
+pub async fn wait_for(
     what: &str,
     deadline: Duration,
     mut check: impl AsyncFnMut() -> bool,
@@ -337,6 +348,7 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
     let api = ApiServer::start()
         .await
         .map_err(|e| ScaleError::Api(e.to_string()))?;
+    api.set_object_size_limit(options.object_size_limit);
     seed(&api)?;
     let dir = tempfile::tempdir().map_err(|e| ScaleError::Api(e.to_string()))?;
     let kubeconfig = dir.path().join("kubeconfig");
@@ -457,6 +469,12 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
     };
     let service_writes = writes("patch", "/api/v1/services") + writes("patch/status", "/api/v1/services");
     let eip_status_writes = writes("patch/status", "/apis/network.kubesphere.io/v1alpha2/eips");
+    let eip_status_too_large = api
+        .too_large()
+        .iter()
+        .filter(|((verb, resource), _)| verb.ends_with("/status") && resource.ends_with("/eips"))
+        .map(|(_, count)| count)
+        .sum();
     let all_writes: u64 = requests
         .iter()
         .filter(|((verb, resource), _)| {
@@ -487,6 +505,7 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
         writes_per_allocation: all_writes as f64 / n.max(1) as f64,
         distinct_ips: distinct.len(),
         eip_used,
+        eip_status_too_large,
         service_relists: writes("list", "/api/v1/services"),
         api_cpu_seconds,
     };

@@ -17,6 +17,7 @@ async fn fifty_services_each_get_one_distinct_ip_through_a_410() {
         deadline: Duration::from_secs(60),
         idle: Duration::from_millis(500),
         compact_midway: true,
+        object_size_limit: Some(oxelb_tests::apiserver::ETCD_DEFAULT_OBJECT_LIMIT),
     };
     let report = match run(&options).await {
         Ok(report) => report,
@@ -24,6 +25,7 @@ async fn fifty_services_each_get_one_distinct_ip_through_a_410() {
     };
     assert_eq!(report.distinct_ips, 50, "{report:?}");
     assert_eq!(report.eip_used, 50, "{report:?}");
+    assert_eq!(report.eip_status_too_large, 0, "{report:?}");
     assert!(report.service_writes_per_allocation <= 2.0, "{report:?}");
     assert!(
         report.service_relists >= 3,

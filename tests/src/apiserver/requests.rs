@@ -15,8 +15,8 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, ApiServer, Reply, State, Target, WatchEvent, bytes_response, conflict, internal, json_response,
-    merge, not_found, parse_target, query, record,
+    ApiError, ApiServer, Reply, State, TOO_LARGE_MESSAGE, Target, WatchEvent, bytes_response, check_size,
+    conflict, internal, json_response, merge, not_found, parse_target, query, record,
 };
 
 impl ApiServer {
@@ -48,11 +48,27 @@ impl ApiServer {
         } else {
             verb.to_owned()
         };
-        *self
-            .lock()
-            .requests
-            .entry((counted, target.resource.clone()))
-            .or_default() += 1;
+        let body_limit = {
+            let mut state = self.lock();
+            *state
+                .requests
+                .entry((counted.clone(), target.resource.clone()))
+                .or_default() += 1;
+            state.body_limit
+        };
+        if body_limit.is_some_and(|limit| body.len() > limit) {
+            *self
+                .lock()
+                .too_large
+                .entry((counted, target.resource.clone()))
+                .or_default() += 1;
+            let error = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                "the request is too large",
+            );
+            return json_response(error.code, &error.status());
+        }
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let content_type = headers
             .get("content-type")
@@ -84,7 +100,16 @@ impl ApiServer {
         };
         match result {
             Ok((code, body)) => bytes_response(code, body),
-            Err(error) => json_response(error.code, &error.status()),
+            Err(error) => {
+                if error.message == TOO_LARGE_MESSAGE {
+                    *self
+                        .lock()
+                        .too_large
+                        .entry((counted, target.resource.clone()))
+                        .or_default() += 1;
+                }
+                json_response(error.code, &error.status())
+            }
         }
     }
 
@@ -195,6 +220,7 @@ impl ApiServer {
         object["metadata"]["resourceVersion"] = version.to_string().into();
         object["metadata"]["uid"] = format!("00000000-0000-4000-8000-{version:012}").into();
         object["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z".into();
+        check_size(state.object_limit, &object)?;
         let body = record(&mut state, &target.resource, "ADDED", &object)?;
         if let Some(r) = state.resources.get_mut(&target.resource) {
             r.objects.insert(key, object);
@@ -249,7 +275,9 @@ impl ApiServer {
 
     pub(super) fn update(&self, target: &Target, mut body: Value) -> Reply {
         let mut state = self.lock();
+        let limit = state.object_limit;
         let old = Self::current(&mut state, target)?;
+        let before = limit.map(|_| old.clone());
         let sent = body["metadata"]["resourceVersion"].as_str().unwrap_or_default();
         if !sent.is_empty() && sent != old["metadata"]["resourceVersion"].as_str().unwrap_or_default() {
             return Err(conflict(target));
@@ -263,12 +291,15 @@ impl ApiServer {
             body["status"] = old["status"].take();
             *old = body;
         }
+        Self::fits(old, limit, before)?;
         Self::commit(&mut state, target)
     }
 
     pub(super) fn patch(&self, target: &Target, patch: &Value) -> Reply {
         let mut state = self.lock();
+        let limit = state.object_limit;
         let object = Self::current(&mut state, target)?;
+        let before = limit.map(|_| object.clone());
         if let Some(sent) = patch["metadata"]["resourceVersion"].as_str()
             && Some(sent) != object["metadata"]["resourceVersion"].as_str()
         {
@@ -289,7 +320,18 @@ impl ApiServer {
                 object["metadata"][field] = value;
             }
         }
+        Self::fits(object, limit, before)?;
         Self::commit(&mut state, target)
+    }
+
+    /// Refuses a changed `object` over `limit` and puts back what was stored `before` the change
+    /// (taken whenever there is a limit), as etcd stores nothing of a refused write.
+    fn fits(object: &mut Value, limit: Option<usize>, before: Option<Value>) -> Result<(), ApiError> {
+        check_size(limit, object).inspect_err(|_| {
+            if let Some(before) = before {
+                *object = before;
+            }
+        })
     }
 
     pub(super) fn delete(&self, target: &Target) -> Reply {
