@@ -168,14 +168,11 @@ fn parse_target(path: &str) -> Option<Target> {
     })
 }
 
+/// The query's parameters, percent-decoded (a `continue` token the client re-sends is encoded:
+/// read raw, its commas stay `%2C` and paging restarts from the first object).
 fn query(uri: &Uri) -> HashMap<String, String> {
-    uri.query()
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            Some((k.to_owned(), v.replace("%2F", "/").replace("%3D", "=")))
-        })
+    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .into_owned()
         .collect()
 }
 

@@ -54,8 +54,13 @@ pub struct ScaleReport {
     pub writes_per_allocation: f64,
     /// Distinct IPs held by the Services (must equal `services`).
     pub distinct_ips: usize,
-    /// Entries in the Eip's `status.used` (must equal `services`).
+    /// Entries in the Eip's `status.used`: every Service's, unless the status was truncated to
+    /// fit `--eip-status-max-bytes` (issue 28).
     pub eip_used: usize,
+    /// The Eip's `status.usage` (must equal `services`, truncated or not).
+    pub eip_usage: u64,
+    /// The Eip's `status.usedTruncated`.
+    pub eip_used_truncated: bool,
     /// Eip status writes the API refused for size (`500 etcdserver: request is too large`, or
     /// `413`) over the run.
     pub eip_status_too_large: u64,
@@ -484,11 +489,14 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
         .sum();
     let services = api.list("/api/v1/services");
     let distinct: BTreeSet<String> = services.iter().filter_map(ingress_ip).collect();
-    let eip_used = api
+    let eip = api
         .list("/apis/network.kubesphere.io/v1alpha2/eips")
-        .first()
-        .and_then(|e| e["status"]["used"].as_object().map(|u| u.len()))
-        .unwrap_or(0);
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let eip_used = eip["status"]["used"].as_object().map_or(0, |u| u.len());
+    let eip_usage = eip["status"]["usage"].as_u64().unwrap_or(0);
+    let eip_used_truncated = eip["status"]["usedTruncated"] == true;
     let report = ScaleReport {
         services: n,
         create_seconds: (last_create - first_create).as_secs_f64(),
@@ -505,6 +513,8 @@ pub async fn run(options: &ScaleOptions) -> Result<ScaleReport, ScaleError> {
         writes_per_allocation: all_writes as f64 / n.max(1) as f64,
         distinct_ips: distinct.len(),
         eip_used,
+        eip_usage,
+        eip_used_truncated,
         eip_status_too_large,
         service_relists: writes("list", "/api/v1/services"),
         api_cpu_seconds,

@@ -25,6 +25,8 @@ async fn fifty_services_each_get_one_distinct_ip_through_a_410() {
     };
     assert_eq!(report.distinct_ips, 50, "{report:?}");
     assert_eq!(report.eip_used, 50, "{report:?}");
+    assert_eq!(report.eip_usage, 50, "{report:?}");
+    assert!(!report.eip_used_truncated, "{report:?}");
     assert_eq!(report.eip_status_too_large, 0, "{report:?}");
     assert!(report.service_writes_per_allocation <= 2.0, "{report:?}");
     assert!(

@@ -69,6 +69,17 @@ async fn writes_change_objects_in_place_and_watches_replay_them_in_order() {
     let rest: Value = serde_json::from_str(&rest).unwrap();
     assert_eq!(rest["items"][0]["metadata"]["name"], "y");
     assert!(rest["metadata"]["continue"].is_null());
+    // The token percent-encoded, as kube's client sends it, pages on the same way.
+    let encoded = token.replace(',', "%2C");
+    let (_, rest) = call(
+        &api,
+        Method::GET,
+        &format!("/api/v1/services?limit=1&continue={encoded}"),
+        Value::Null,
+    )
+    .await;
+    let rest: Value = serde_json::from_str(&rest).unwrap();
+    assert_eq!(rest["items"][0]["metadata"]["name"], "y");
     // A watch from version 1 that ends once it has sent what it holds.
     let watch_from_1 = async || {
         let uri = "/api/v1/services?watch=1&resourceVersion=1&timeoutSeconds=0";

@@ -48,9 +48,9 @@ async fn main() {
     let bin_dir = bin_dir_beside(&std::env::current_exe().unwrap_or_default());
     println!("binaries: {}", bin_dir.display());
     println!(
-        "| Services | create s | last create -> last IP s | leader RSS MiB | leader CPU s | standby RSS MiB | speaker RSS MiB | speaker CPU s | speaker idle CPU s/10 s | Service writes/alloc | Eip status writes | Eip status too large | all writes/alloc | distinct IPs | API CPU s |"
+        "| Services | create s | last create -> last IP s | leader RSS MiB | leader CPU s | standby RSS MiB | speaker RSS MiB | speaker CPU s | speaker idle CPU s/10 s | Service writes/alloc | Eip status writes | Eip status too large | Eip usage | used listed | all writes/alloc | distinct IPs | API CPU s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for services in sizes {
         let options = ScaleOptions {
             bin_dir: bin_dir.clone(),
@@ -62,7 +62,7 @@ async fn main() {
         };
         match run(&options).await {
             Ok(r) => println!(
-                "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {:.2} | {} | {:.1} |",
+                "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} | {} | {}{} | {:.2} | {} | {:.1} |",
                 r.services,
                 r.create_seconds,
                 r.last_ip_after_last_create,
@@ -75,6 +75,9 @@ async fn main() {
                 r.service_writes_per_allocation,
                 r.eip_status_writes,
                 r.eip_status_too_large,
+                r.eip_usage,
+                r.eip_used,
+                if r.eip_used_truncated { " (truncated)" } else { "" },
                 r.writes_per_allocation,
                 r.distinct_ips,
                 r.api_cpu_seconds,
