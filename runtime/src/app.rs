@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use crate::{
     cli::CommonArgs,
-    feed::{SharedIndex, SyncTracker, spawn_index},
+    feed::{SharedIndex, SyncTracker},
     metrics::SourceMetrics,
     object::Object,
     serve::{Health, serve},
@@ -67,6 +67,7 @@ impl ReadyGate {
 pub struct App {
     source: ObjectSource,
     tracker: SyncTracker,
+    restarter: crate::feed::WatchRestarter,
     gates: tokio::sync::watch::Sender<usize>,
     shutdown: Shutdown,
     health: Health,
@@ -103,6 +104,7 @@ impl App {
         Ok(Self {
             source,
             tracker: SyncTracker::new(),
+            restarter: crate::feed::WatchRestarter::default(),
             gates: tokio::sync::watch::Sender::new(0),
             shutdown,
             health,
@@ -145,9 +147,13 @@ impl App {
     /// Starts watching kind `K` into an index; the process becomes ready once every kind watched
     /// this way has synced.
     pub fn index<K: Object>(&mut self) -> SharedIndex<K> {
-        let (index, task) = spawn_index::<K>(&self.source, &self.tracker, &self.shutdown);
-        self.tasks.push(task);
-        index
+        self.index_viewed::<K, K>(Arc::new(Some))
+    }
+
+    /// What restarts every watch started by [`index`](Self::index) and
+    /// [`index_viewed`](Self::index_viewed) (a binary that finds its view stuck).
+    pub fn watch_restarter(&self) -> crate::feed::WatchRestarter {
+        self.restarter.clone()
     }
 
     /// As [`index`](Self::index), into an index of the binary's compact views of `K` (see
@@ -156,8 +162,13 @@ impl App {
         &mut self,
         view: crate::index::View<K, V>,
     ) -> SharedIndex<V> {
-        let (index, task) =
-            crate::feed::spawn_index_viewed::<K, V>(&self.source, view, &self.tracker, &self.shutdown);
+        let (index, task) = crate::feed::spawn_index_restartable::<K, V>(
+            &self.source,
+            view,
+            Some(&self.restarter),
+            &self.tracker,
+            &self.shutdown,
+        );
         self.tasks.push(task);
         index
     }

@@ -92,20 +92,75 @@ pub fn spawn_index_viewed<K: Object, V: Indexed>(
     tracker: &SyncTracker,
     shutdown: &Shutdown,
 ) -> (SharedIndex<V>, tokio::task::JoinHandle<()>) {
-    let stream = source.watch_viewed::<K, V>(view);
-    spawn_feed(
-        stream,
+    spawn_index_restartable::<K, V>(source, view, None, tracker, shutdown)
+}
+
+/// As [`spawn_index_viewed`]; each [`WatchRestarter::restart`] drops the watch (and its
+/// connection) and starts a new one, which lists again: for a watch that hangs without an error.
+pub fn spawn_index_restartable<K: Object, V: Indexed>(
+    source: &ObjectSource,
+    view: View<K, V>,
+    restarter: Option<&WatchRestarter>,
+    tracker: &SyncTracker,
+    shutdown: &Shutdown,
+) -> (SharedIndex<V>, tokio::task::JoinHandle<()>) {
+    let source = source.clone();
+    let metrics = source.metrics().cloned();
+    spawn_feed_from(
+        move || source.watch_viewed::<K, V>(view.clone()),
+        restarter.map(WatchRestarter::subscribe),
         kind_of::<K>(),
-        source.metrics().cloned(),
+        metrics,
         tracker,
         shutdown,
     )
 }
 
+/// Tells restartable watches ([`spawn_index_restartable`]) to start over.
+#[derive(Clone, Debug)]
+pub struct WatchRestarter(Arc<watch::Sender<u64>>);
+
+impl Default for WatchRestarter {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(0)))
+    }
+}
+
+impl WatchRestarter {
+    /// Every restartable watch drops its stream and starts a new one.
+    pub fn restart(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
 /// Feeds a new shared index from a stream of index events of `kind` until `shutdown`, keeping
 /// `oxelb_source_objects{kind}` at the index's size when `metrics` are given.
 pub fn spawn_feed<V: Indexed>(
-    mut stream: BoxStream<'static, Result<IndexEvent<V>, SourceError>>,
+    stream: BoxStream<'static, Result<IndexEvent<V>, SourceError>>,
+    kind: String,
+    metrics: Option<SourceMetrics>,
+    tracker: &SyncTracker,
+    shutdown: &Shutdown,
+) -> (SharedIndex<V>, tokio::task::JoinHandle<()>) {
+    let mut once = Some(stream);
+    spawn_feed_from(
+        move || once.take().unwrap_or_else(|| futures::stream::empty().boxed()),
+        None,
+        kind,
+        metrics,
+        tracker,
+        shutdown,
+    )
+}
+
+/// As [`spawn_feed`], from streams `make` gives: one at start, a new one after each restart.
+fn spawn_feed_from<V: Indexed>(
+    mut make: impl FnMut() -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> + Send + 'static,
+    mut restart: Option<watch::Receiver<u64>>,
     kind: String,
     metrics: Option<SourceMetrics>,
     tracker: &SyncTracker,
@@ -118,9 +173,25 @@ pub fn spawn_feed<V: Indexed>(
         let tracker = tracker.clone();
         let shutdown = shutdown.clone();
         async move {
+            let mut stream = make();
             loop {
+                let restarted = async {
+                    match restart.as_mut() {
+                        Some(rx) => rx.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
                 let item = tokio::select! {
                     _ = shutdown.wait() => break,
+                    ok = restarted => {
+                        if ok {
+                            warn!(kind, "restarting the watch: dropping its connection and listing again");
+                            stream = make();
+                        } else {
+                            restart = None;
+                        }
+                        continue;
+                    }
                     item = stream.next() => item,
                 };
                 let event = match item {

@@ -20,6 +20,7 @@ use tracing::debug;
 use super::{
     error::{SourceError, WriteError},
     event::ObjectEvent,
+    progress::WatchProgress,
     request::{EventRecord, EventType, MetadataPatch, object_name},
     slim::Slim,
 };
@@ -33,12 +34,21 @@ use crate::{
 #[derive(Clone)]
 pub struct KubeSource {
     client: Client,
+    progress: WatchProgress,
 }
 
 impl KubeSource {
     /// A source over `client`.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            progress: WatchProgress::default(),
+        }
+    }
+
+    /// How far each of its watches has got.
+    pub fn progress(&self) -> &WatchProgress {
+        &self.progress
     }
 
     pub(crate) fn client(&self) -> Client {
@@ -51,7 +61,7 @@ impl KubeSource {
         &self,
         view: View<K, V>,
     ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
-        watch_api_viewed(Api::<Slim<K>>::all(self.client.clone()), view)
+        watch_api_viewed(Api::<Slim<K>>::all(self.client.clone()), view, self.progress.clone())
     }
 
     /// As [`watch_viewed`](Self::watch_viewed), for the objects in `namespace` only.
@@ -63,7 +73,11 @@ impl KubeSource {
     where
         K: Object + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
-        watch_api_viewed(Api::<Slim<K>>::namespaced(self.client.clone(), namespace), view)
+        watch_api_viewed(
+            Api::<Slim<K>>::namespaced(self.client.clone(), namespace),
+            view,
+            self.progress.clone(),
+        )
     }
 
     /// Watches all objects of kind `K` in all namespaces.
@@ -77,7 +91,7 @@ impl KubeSource {
     /// Each object is trimmed ([`crate::shape::trim_meta`]) as it arrives, before the initial list
     /// is buffered. The indexes read [`watch_viewed`](Self::watch_viewed) instead.
     pub fn watch<K: Object>(&self) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
-        watch_api(Api::<K>::all(self.client.clone()))
+        watch_api(Api::<K>::all(self.client.clone()), self.progress.clone())
     }
 }
 
@@ -89,16 +103,30 @@ impl KubeSource {
 pub(crate) fn watch_api_viewed<K: Object, V: Indexed>(
     api: Api<Slim<K>>,
     view: View<K, V>,
+    progress: WatchProgress,
 ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
     let kind = kind_of::<K>();
     watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .scan(Vec::new(), move |buffer, item| {
+            record_progress(&progress, &kind, &item, |Slim(obj)| obj.meta());
             let mapped = map_watcher_event_viewed(&kind, &view, buffer, item);
             ready(Some(mapped))
         })
         .filter_map(ready)
         .boxed()
+}
+
+/// Records the `resourceVersion` of an object the watcher delivered (listed, changed or deleted).
+fn record_progress<T>(
+    progress: &WatchProgress,
+    kind: &str,
+    item: &Result<WatcherEvent<T>, watcher::Error>,
+    meta: impl Fn(&T) -> &ObjectMeta,
+) {
+    if let Ok(WatcherEvent::InitApply(obj) | WatcherEvent::Apply(obj) | WatcherEvent::Delete(obj)) = item {
+        progress.record(kind, meta(obj).resource_version.as_deref());
+    }
 }
 
 /// As [`map_watcher_event`], into views ([`view_event`]: `Apply` of an object the view drops is a
@@ -138,11 +166,15 @@ fn map_watcher_event_viewed<K: Object, V>(
     }
 }
 
-fn watch_api<K: Object>(api: Api<K>) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
+fn watch_api<K: Object>(
+    api: Api<K>,
+    progress: WatchProgress,
+) -> BoxStream<'static, Result<ObjectEvent<K>, SourceError>> {
     let kind = kind_of::<K>();
     watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .scan(Vec::new(), move |buffer, item| {
+            record_progress(&progress, &kind, &item, kube::Resource::meta);
             let mapped = map_watcher_event(&kind, buffer, item);
             ready(Some(mapped))
         })

@@ -9,6 +9,7 @@ pub mod dir;
 pub(crate) mod error;
 pub(crate) mod event;
 pub mod kube;
+pub mod progress;
 pub(crate) mod request;
 pub mod slim;
 mod writer;
@@ -20,6 +21,7 @@ use futures::{StreamExt, stream::BoxStream};
 pub use self::{
     error::{SourceError, WriteError},
     event::ObjectEvent,
+    progress::WatchProgress,
     request::{EventRecord, EventType, MetadataPatch},
     writer::Writer,
 };
@@ -152,6 +154,15 @@ impl ObjectSource {
             ),
         };
         self.count_viewed::<K, V>(stream)
+    }
+
+    /// How far each watch has got (the kube source; the directory source has no versions and
+    /// gives an empty record).
+    pub fn progress(&self) -> WatchProgress {
+        match &self.backend {
+            Backend::Kube(kube) => kube.progress().clone(),
+            Backend::Dir(_) => WatchProgress::default(),
+        }
     }
 
     /// The source's metrics, if [`with_metrics`](Self::with_metrics) gave it some.

@@ -13,6 +13,7 @@ use oxelb_crds::v1alpha2::EipProtocol;
 use crate::{
     election::{Candidate, Contest, Outcome, announced_by, elect},
     plan::SpeakerState,
+    standin::{Evidence, stand_in},
 };
 
 /// The digest of this speaker's layer2 view, as heartbeats carry it (pure): every layer2/vip IP
@@ -108,6 +109,42 @@ pub fn layer2_outcomes(
     my_pools: &BTreeSet<String>,
     view: Option<&PeerView>,
 ) -> BTreeMap<IpAddr, Outcome> {
+    let (candidates, contests) = layer2_contests(state, me, my_pools, view);
+    elect(&candidates, &contests)
+}
+
+/// The election outcome of every layer2/vip IP with stand-ins for live peers stuck without it
+/// ([`crate::standin`]), and the IPs whose outcome is a stand-in's (pure).
+pub fn layer2_outcomes_standing_in(
+    state: &SpeakerState,
+    me: &str,
+    my_pools: &BTreeSet<String>,
+    view: Option<&PeerView>,
+    evidence: &Evidence,
+) -> (BTreeMap<IpAddr, Outcome>, BTreeSet<IpAddr>) {
+    let (candidates, contests) = layer2_contests(state, me, my_pools, view);
+    let mut outcomes = elect(&candidates, &contests);
+    let stood_in = stand_in(&mut outcomes, &candidates, &contests, evidence);
+    (outcomes, stood_in)
+}
+
+/// The layer2/vip IPs of this node's view (what its claims list as known).
+pub fn layer2_ips(state: &SpeakerState) -> BTreeSet<IpAddr> {
+    state
+        .announcements
+        .iter()
+        .filter(|(_, a)| matches!(a.protocol, EipProtocol::Layer2 | EipProtocol::Vip))
+        .map(|(ip, _)| *ip)
+        .collect()
+}
+
+/// The candidates and contests of the layer2 election as this node sees it.
+fn layer2_contests(
+    state: &SpeakerState,
+    me: &str,
+    my_pools: &BTreeSet<String>,
+    view: Option<&PeerView>,
+) -> (Vec<Candidate>, Vec<Contest>) {
     let layer2: BTreeMap<IpAddr, &crate::desired::Announcement> = state
         .announcements
         .iter()
@@ -158,7 +195,7 @@ pub fn layer2_outcomes(
                 .map(|nodes| nodes.iter().map(str::to_owned).collect()),
         })
         .collect();
-    elect(&candidates, &contests)
+    (candidates, contests)
 }
 
 #[cfg(test)]

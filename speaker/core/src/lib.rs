@@ -18,6 +18,7 @@
 //! - [`layer2`]: the election as this node sees it (candidates from the state and heartbeats),
 //!   its IPs, and the view digest heartbeats carry.
 //! - [`liveness`]: which speakers are alive, from signed heartbeats, and what this node may answer.
+//! - [`standin`]: standing in for a peer whose API view is stuck, and when a won IP may be begun.
 //! - [`tiebreak`]: two-node and stuck-view tie-breaks from the API facts (per-speaker Leases).
 
 pub mod desired;
@@ -28,5 +29,6 @@ pub mod node;
 pub mod plan;
 pub mod policy;
 pub mod sessions;
+pub mod standin;
 pub mod tiebreak;
 pub mod view;

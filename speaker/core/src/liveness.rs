@@ -55,15 +55,23 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
     time::Duration,
 };
 
+mod claims;
 mod heartbeat;
 
+pub use claims::{ClaimFilter, ClaimTag, Claims, MAX_FILTER, decode_claims, encode_claims, is_claims};
 pub use heartbeat::{
     EncodeError, Heartbeat, HeartbeatError, HeartbeatKey, MAX_DATAGRAM, decode, encode, name_hash,
 };
+
+pub use crate::standin::Handover;
+use crate::standin::{Evidence, PeerEvidence};
+
+/// How many claims filters of a peer's current view are kept as proofs of what it lacks: each is
+/// salted differently, so eight independent filters leave a false "knows" at most `p^8`.
+const PROOFS_KEPT: usize = 8;
 
 use crate::tiebreak::{ApiFacts, alone_grace, alone_may_answer};
 
@@ -154,6 +162,17 @@ struct Heard {
     mutual_at: Option<Duration>,
 }
 
+/// The claims a peer last sent (see [`Claims`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct HeardClaims {
+    incarnation: u64,
+    seq: u64,
+    view: u64,
+    progress: u64,
+    /// The filters of its current incarnation and view, newest last (at most [`PROOFS_KEPT`]).
+    filters: Vec<ClaimFilter>,
+}
+
 /// What a heartbeat changed in the membership (the caller re-decides only on `Changed`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {
@@ -171,6 +190,7 @@ pub struct Membership {
     me: String,
     config: LivenessConfig,
     peers: BTreeMap<String, Heard>,
+    claims: BTreeMap<String, HeardClaims>,
 }
 
 /// Whether this speaker may answer, and why.
@@ -197,7 +217,93 @@ impl Membership {
             me: me.into(),
             config,
             peers: BTreeMap::new(),
+            claims: BTreeMap::new(),
         }
+    }
+
+    /// Records a decoded claims datagram: `Changed` when the peer's view or progress moved (or
+    /// it is the first), `Refreshed` for a newer filter of the same, `Ignored` for our own, a
+    /// replay or an older one. A new incarnation or view forgets the filters of the old one:
+    /// they proved what *that* view lacked.
+    pub fn record_claims(&mut self, claims: &Claims) -> Recorded {
+        if claims.node == self.me {
+            return Recorded::Ignored;
+        }
+        let entry = self.claims.get_mut(&claims.node);
+        let Some(heard) = entry else {
+            self.claims.insert(
+                claims.node.clone(),
+                HeardClaims {
+                    incarnation: claims.incarnation,
+                    seq: claims.seq,
+                    view: claims.view,
+                    progress: claims.progress,
+                    filters: vec![claims.filter.clone()],
+                },
+            );
+            return Recorded::Changed;
+        };
+        let newer = claims.incarnation > heard.incarnation
+            || (claims.incarnation == heard.incarnation && claims.seq > heard.seq);
+        if !newer {
+            return Recorded::Ignored;
+        }
+        let same = claims.incarnation == heard.incarnation && claims.view == heard.view;
+        let moved = !same || claims.progress != heard.progress;
+        if !same {
+            heard.filters.clear();
+        }
+        heard.incarnation = claims.incarnation;
+        heard.seq = claims.seq;
+        heard.view = claims.view;
+        heard.progress = claims.progress;
+        heard.filters.push(claims.filter.clone());
+        if heard.filters.len() > PROOFS_KEPT {
+            heard.filters.remove(0);
+        }
+        if moved {
+            Recorded::Changed
+        } else {
+            Recorded::Refreshed
+        }
+    }
+
+    /// What the live peers' claims say, for the stand-in election and the begin rule
+    /// ([`crate::standin`]): every peer alive at `now` (as [`Membership::alive`]) whose claims
+    /// are of its current incarnation, and the live peers that send none (`legacy`: a previous
+    /// version). `progress` is this speaker's own.
+    pub fn evidence(&self, now: Duration, progress: u64) -> Evidence {
+        let mut evidence = Evidence {
+            me: self.me.clone(),
+            progress,
+            peers: BTreeMap::new(),
+            legacy: BTreeSet::new(),
+        };
+        for name in self.alive(now) {
+            if name == self.me {
+                continue;
+            }
+            let incarnation = self.peers.get(&name).map(|heard| heard.incarnation);
+            match self.claims.get(&name) {
+                Some(claims) if Some(claims.incarnation) == incarnation => {
+                    if let Some(latest) = claims.filters.last() {
+                        evidence.peers.insert(
+                            name,
+                            PeerEvidence {
+                                view: claims.view,
+                                progress: claims.progress,
+                                latest: latest.clone(),
+                                proofs: claims.filters.clone(),
+                            },
+                        );
+                    }
+                }
+                _ => {
+                    evidence.legacy.insert(name);
+                }
+            }
+        }
+        evidence
     }
 
     /// Records a decoded heartbeat received at `now`. Returns `false` (and changes nothing) for our
@@ -417,75 +523,6 @@ impl SettleGate {
     /// When a closed gate opens if standing holds (for the caller's timer).
     pub fn opens_at(&self) -> Option<Duration> {
         self.good_since.map(|since| since + self.settle)
-    }
-}
-
-/// Which won IPs a speaker may answer, under skewed views (see the module docs): an IP it already
-/// answers and still wins is kept; a newly won IP is begun only while the peers' views agree with
-/// this speaker's, or once `bound` has passed since it was first won.
-#[derive(Clone, Debug)]
-pub struct Handover {
-    bound: Duration,
-    /// Won but not answered yet, since when.
-    pending: BTreeMap<IpAddr, Duration>,
-    /// The IPs the last [`Handover::decide`] began only because their bound passed.
-    forced: BTreeSet<IpAddr>,
-}
-
-impl Handover {
-    /// A hand-over rule whose fallback opens `bound` after an IP is first won.
-    pub fn new(bound: Duration) -> Self {
-        Self {
-            bound,
-            pending: BTreeMap::new(),
-            forced: BTreeSet::new(),
-        }
-    }
-
-    /// The IPs the last decision began without agreement, because their bound passed (for a
-    /// warning: a peer's view is stuck).
-    pub fn forced(&self) -> &BTreeSet<IpAddr> {
-        &self.forced
-    }
-
-    /// The IPs to answer at `now`: of `won` (what this speaker's view elects it for), those in
-    /// `answering` (already answered), and the others if `agreed` or their bound has passed.
-    pub fn decide(
-        &mut self,
-        now: Duration,
-        won: &BTreeSet<IpAddr>,
-        answering: &BTreeSet<IpAddr>,
-        agreed: bool,
-    ) -> BTreeSet<IpAddr> {
-        self.pending
-            .retain(|ip, _| won.contains(ip) && !answering.contains(ip));
-        let mut out = BTreeSet::new();
-        self.forced.clear();
-        for ip in won {
-            if answering.contains(ip) {
-                out.insert(*ip);
-                continue;
-            }
-            let since = *self.pending.entry(*ip).or_insert(now);
-            if agreed || now.saturating_sub(since) >= self.bound {
-                if !agreed {
-                    self.forced.insert(*ip);
-                }
-                self.pending.remove(ip);
-                out.insert(*ip);
-            }
-        }
-        out
-    }
-
-    /// When the earliest waiting IP reaches its bound (for the caller's timer).
-    pub fn next_deadline(&self) -> Option<Duration> {
-        self.pending.values().min().map(|since| *since + self.bound)
-    }
-
-    /// How many won IPs wait for the peers' views to agree.
-    pub fn waiting(&self) -> usize {
-        self.pending.len()
     }
 }
 

@@ -252,7 +252,7 @@ pub async fn run(
                     let agreement = liveness.agreement(view);
                     let answering: BTreeSet<IpAddr> = responders.values().flat_map(|r| r.served()).collect();
                     let won: BTreeSet<IpAddr> = mine.keys().copied().collect();
-                    let allowed = handover.decide(liveness.now(), &won, &answering, agreement.is_ok());
+                    let allowed = handover.decide(liveness.now(), &won, &answering, agreement.is_ok(), None);
                     mine.retain(|ip, _| allowed.contains(ip));
                     if let (Err(peers), false) = (&agreement, handover.forced().is_empty()) {
                         warn!(ips = ?handover.forced(), peers = ?peers,

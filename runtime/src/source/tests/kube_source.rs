@@ -300,3 +300,55 @@ async fn kube_relist_after_410_gone_is_a_resync() {
     assert_eq!(items[2].as_deref().unwrap(), "a,b");
     server.abort();
 }
+
+/// A watch that hangs without an error (the connection open, nothing arriving) is dropped by a
+/// restart, which lists again; the progress is the highest `resourceVersion` delivered.
+#[tokio::test]
+async fn a_restart_drops_a_hung_watch_and_lists_again() {
+    let (client, mut handle) = mock_client();
+    let source = ObjectSource::kube(client);
+    let restarter = crate::feed::WatchRestarter::default();
+    let tracker = crate::feed::SyncTracker::new();
+    let shutdown = crate::shutdown::Shutdown::new();
+    let (index, _task) = crate::feed::spawn_index_restartable::<Service, Service>(
+        &source,
+        std::sync::Arc::new(Some),
+        Some(&restarter),
+        &tracker,
+        &shutdown,
+    );
+    let service = |name: &str, version: u64| {
+        json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": version.to_string()}})
+    };
+    let list = |items: Vec<Value>, version: u64| {
+        json!({"apiVersion": "v1", "kind": "ServiceList",
+            "metadata": {"resourceVersion": version.to_string()}, "items": items})
+    };
+    // The first list, then a watch that is never answered (held open).
+    let (request, send) = tokio::time::timeout(WAIT, handle.next_request()).await.unwrap().unwrap();
+    assert!(!request.uri().query().unwrap_or_default().contains("watch=true"));
+    send.send_response(json_response(StatusCode::OK, &list(vec![service("a", 5)], 5)));
+    let (request, _hung) = tokio::time::timeout(WAIT, handle.next_request()).await.unwrap().unwrap();
+    assert!(request.uri().query().unwrap_or_default().contains("watch=true"));
+    tokio::time::timeout(WAIT, tracker.wait()).await.unwrap();
+    assert_eq!(source.progress().highest("Service"), 5);
+    // Meanwhile "b" was made (version 7); only a new list can tell.
+    restarter.restart();
+    let (request, send) = tokio::time::timeout(WAIT, handle.next_request()).await.unwrap().unwrap();
+    assert!(
+        !request.uri().query().unwrap_or_default().contains("watch=true"),
+        "a restart lists again: {:?}",
+        request.uri()
+    );
+    send.send_response(json_response(
+        StatusCode::OK,
+        &list(vec![service("a", 5), service("b", 7)], 7),
+    ));
+    let deadline = std::time::Instant::now() + WAIT;
+    while index.read().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(index.read().unwrap().len(), 2);
+    assert_eq!(source.progress().highest("Service"), 7);
+}

@@ -1,5 +1,7 @@
 use ring::hmac;
 
+use std::net::IpAddr;
+
 use super::heartbeat::{TAG_LEN, VERSION_1};
 use super::*;
 
@@ -148,25 +150,25 @@ fn handover_keeps_what_it_answers_and_begins_only_on_agreement_or_bound() {
     let won: BTreeSet<IpAddr> = [ip(50), ip(51)].into();
     let answering: BTreeSet<IpAddr> = [ip(50)].into();
     // Views differ: keep .50, hold .51 back.
-    assert_eq!(h.decide(ms(0), &won, &answering, false), answering);
+    assert_eq!(h.decide(ms(0), &won, &answering, false, None), answering);
     assert_eq!(h.waiting(), 1);
     assert_eq!(h.next_deadline(), Some(ms(2000)));
-    assert_eq!(h.decide(ms(1999), &won, &answering, false), answering);
+    assert_eq!(h.decide(ms(1999), &won, &answering, false, None), answering);
     // Views agree: begin at once.
-    assert_eq!(h.decide(ms(1000), &won, &answering, true), won);
+    assert_eq!(h.decide(ms(1000), &won, &answering, true, None), won);
     assert_eq!(h.waiting(), 0);
     // Never agreeing: the bound opens it.
     let mut h = Handover::new(ms(2000));
-    h.decide(ms(0), &won, &BTreeSet::new(), false);
+    h.decide(ms(0), &won, &BTreeSet::new(), false, None);
     assert!(h.forced().is_empty());
-    assert_eq!(h.decide(ms(2000), &won, &BTreeSet::new(), false), won);
+    assert_eq!(h.decide(ms(2000), &won, &BTreeSet::new(), false, None), won);
     assert_eq!(h.forced(), &won, "begun by the bound, not by agreement");
     // An IP lost meanwhile is forgotten: won again later, it waits from then.
     let mut h = Handover::new(ms(2000));
-    h.decide(ms(0), &won, &BTreeSet::new(), false);
-    h.decide(ms(100), &BTreeSet::new(), &BTreeSet::new(), false);
+    h.decide(ms(0), &won, &BTreeSet::new(), false, None);
+    h.decide(ms(100), &BTreeSet::new(), &BTreeSet::new(), false, None);
     assert_eq!(h.waiting(), 0);
-    assert!(h.decide(ms(2000), &won, &BTreeSet::new(), false).is_empty());
+    assert!(h.decide(ms(2000), &won, &BTreeSet::new(), false, None).is_empty());
     assert_eq!(h.next_deadline(), Some(ms(4000)));
 }
 
@@ -234,7 +236,7 @@ fn skewed_views_never_give_two_answerers() {
                     BTreeSet::new()
                 };
                 let agreed = sp.m.agreed(now, sp.view);
-                sp.answering = sp.h.decide(now, &won, &sp.answering, agreed);
+                sp.answering = sp.h.decide(now, &won, &sp.answering, agreed, None);
             }
             assert!(
                 !(s[0].answering.contains(&target) && s[1].answering.contains(&target)),
