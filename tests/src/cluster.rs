@@ -27,6 +27,7 @@ use std::{
 };
 
 use crate::{
+    images::{Container, Podman},
     lab::{Lab, LabError, Ns, run, wait_until, write_file},
     routers::{Frr, Neighbor, Router, RouterKind, RouterSetup, frr_bfdd_conf, frr_bgpd_conf},
 };
@@ -146,6 +147,20 @@ pub struct LabCluster {
     /// Extra environment of every speaker started from now on (e.g.
     /// `OXELB_BFD_RESTART_WINDOW_MS`).
     pub speaker_env: Vec<(String, String)>,
+    /// When set, the controller and speakers started from now on run as the release images in
+    /// podman containers (`tests/tests/images.rs`), not as the binaries.
+    pub containers: Option<LabContainers>,
+}
+
+/// The release images the lab runs instead of the binaries: a podman with them loaded, and each
+/// workload's container settings (from `config/oxelb.yaml`).
+pub struct LabContainers {
+    /// The podman holding the images.
+    pub podman: Podman,
+    /// The controller's container.
+    pub controller: Container,
+    /// The speakers' container.
+    pub speaker: Container,
 }
 
 impl LabCluster {
@@ -289,6 +304,7 @@ impl LabCluster {
             heartbeat_key,
             probes: 0,
             speaker_env: Vec::new(),
+            containers: None,
         })
     }
 
@@ -313,6 +329,16 @@ impl LabCluster {
             .args(["--source", &format!("dir:{}", self.objects.display())])
             .args(["--metrics-addr", "127.0.0.1:9640"])
             .env("RUST_LOG", "info");
+        if let Some(containers) = &self.containers {
+            let name = format!("{}-controller", self.control.name());
+            command = containers.podman.run_in_netns(
+                &name,
+                self.control.name(),
+                &containers.controller,
+                &[self.lab.dir()],
+                &command,
+            );
+        }
         self.lab.spawn("controller", command).map(drop)
     }
 
@@ -332,6 +358,16 @@ impl LabCluster {
         );
         command.args(["--heartbeat-key-file", &self.heartbeat_key.display().to_string()]);
         command.envs(self.speaker_env.iter().map(|(k, v)| (k, v)));
+        if let Some(containers) = &self.containers {
+            let name = format!("{}-speaker", node.ns.name());
+            command = containers.podman.run_in_netns(
+                &name,
+                node.ns.name(),
+                &containers.speaker,
+                &[self.lab.dir()],
+                &command,
+            );
+        }
         self.lab
             .spawn(&format!("speaker-{}", node.name), command)
             .map(drop)
