@@ -85,7 +85,8 @@ image() {
     ${user:+--user "$user"} --label "org.opencontainers.image.title=$name" \
     --label "org.opencontainers.image.version=$version" "$ctr"
   layout=$work/$name
-  buildah commit --quiet --timestamp 0 "$ctr" "oci:$layout:$ref" >/dev/null
+  # gzip-compressed layer (buildah stores layers uncompressed unless told): what a registry serves.
+  buildah commit --quiet --timestamp 0 --disable-compression=false "$ctr" "oci:$layout:$ref" >/dev/null
   # containerd (ctr images import, kind load image-archive) names an image after
   # io.containerd.image.name; docker and podman load read the OCI ref name. Carry both.
   sed -i "s|\"org.opencontainers.image.ref.name\":|\"io.containerd.image.name\":\"docker.io/$ref\",&|" "$layout/index.json"
