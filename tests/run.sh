@@ -18,13 +18,14 @@ log() { printf '\n==> %s\n' "$*"; }
 # curl for the speaker's metrics inside a node namespace).
 # `images` build the release images without Docker or a registry (images/build.sh: musl-gcc for
 # jemalloc, buildah for the FROM scratch images) and run them (podman with runc, which works on
-# hosts with cgroups v1 and v2 side by side; tests/tests/images.rs).
+# hosts with cgroups v1 and v2 side by side; tests/tests/images.rs), and import them as kind does
+# (containerd's ctr).
 # `tools` are checkers some tests call: promtool (Debian package `prometheus`) checks and unit-tests
 # the alerting rules in config/prometheus/ (tests/tests/monitoring.rs; it reports that it skips when
 # promtool is missing outside CI).
 required=(gcc make)
 lab=(iproute2 iputils-ping arping ndisc6 tcpdump curl frr bird2 gobgpd)
-images=(musl-tools buildah podman runc)
+images=(musl-tools buildah podman runc containerd)
 tools=(prometheus)
 
 missing_from() {

@@ -281,3 +281,86 @@ fn the_dockerfile_builds_with_the_same_script() {
         assert!(cargo[0].contains(flag), "{flag} missing from {}", cargo[0]);
     }
 }
+
+/// Stops the containerd a test started and removes its directory.
+struct Containerd(std::process::Child, PathBuf);
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+/// `kind load image-archive` runs `ctr --namespace=k8s.io images import --all-platforms --digests`
+/// on each node: a containerd of the test's own (its own root, state and socket) imports both
+/// archives under the names the kubelet looks for (`docker.io/` + the manifest's image).
+#[test]
+fn containerd_imports_the_archives_as_kind_does() -> Result<(), LabError> {
+    let test = "containerd_imports_the_archives_as_kind_does";
+    let Some(archives) = archives(test) else {
+        return Ok(());
+    };
+    if run("containerd", &["--version"]).is_err() {
+        if std::env::var_os("OXELB_IMAGES_DIR").is_some() {
+            panic!("{test}: containerd is not installed (apt-get install containerd)");
+        }
+        skip(test, "containerd is not installed (apt-get install containerd)");
+        return Ok(());
+    }
+    let dir = PathBuf::from(format!("/tmp/oxctr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("containerd.sock").display().to_string();
+    let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+    let child = std::process::Command::new("containerd")
+        .args(["--root", &dir.join("root").display().to_string()])
+        .args(["--state", &dir.join("state").display().to_string()])
+        .args(["--address", &socket])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _containerd = Containerd(child, dir.clone());
+    wait_until(
+        "containerd to serve",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || run("ctr", &["--address", &socket, "version"]).map_err(|e| e.to_string()),
+    )?;
+    for archive in &archives {
+        let archive = archive.display().to_string();
+        run(
+            "ctr",
+            &[
+                "--address",
+                &socket,
+                "--namespace",
+                "k8s.io",
+                "images",
+                "import",
+                "--all-platforms",
+                "--digests",
+                &archive,
+            ],
+        )?;
+    }
+    let names = run(
+        "ctr",
+        &[
+            "--address",
+            &socket,
+            "--namespace",
+            "k8s.io",
+            "images",
+            "ls",
+            "-q",
+        ],
+    )?;
+    let (controller, speaker) = containers()?;
+    for container in [controller, speaker] {
+        let want = format!("docker.io/{}", container.image);
+        assert!(names.lines().any(|l| l == want), "{want} not imported: {names}");
+    }
+    Ok(())
+}
