@@ -27,7 +27,7 @@ use std::{
 };
 
 use crate::{
-    images::{Container, Podman},
+    images::LabContainers,
     lab::{Lab, LabError, Ns, run, wait_until, write_file},
     routers::{Frr, Neighbor, Router, RouterKind, RouterSetup, frr_bfdd_conf, frr_bgpd_conf},
 };
@@ -152,17 +152,6 @@ pub struct LabCluster {
     pub containers: Option<LabContainers>,
 }
 
-/// The release images the lab runs instead of the binaries: a podman with them loaded, and each
-/// workload's container settings (from `config/oxelb.yaml`).
-pub struct LabContainers {
-    /// The podman holding the images.
-    pub podman: Podman,
-    /// The controller's container.
-    pub controller: Container,
-    /// The speakers' container.
-    pub speaker: Container,
-}
-
 impl LabCluster {
     /// Builds the topology, starts the router and a kube-proxy stand-in per node, and copies the
     /// `*.yaml` of `manifests` into the objects directory. Starts no oxelb process yet:
@@ -188,11 +177,24 @@ impl LabCluster {
     /// `router_bfd`; its kernel protocol installs the ECMP routes). gobgpd installs no routes
     /// and is refused.
     pub fn build_on(
+        lab: Lab,
+        bins: Binaries,
+        manifests: &Path,
+        kind: RouterKind,
+        router_bfd: Option<(u32, u8)>,
+    ) -> Result<Self, LabError> {
+        Self::build_router(lab, bins, manifests, kind, router_bfd, None)
+    }
+
+    /// As [`build_on`](Self::build_on), with TCP-MD5 on every BGP session when `password` is
+    /// given: the router requires it from each node (the objects' BgpPeer must give it).
+    pub fn build_router(
         mut lab: Lab,
         bins: Binaries,
         manifests: &Path,
         kind: RouterKind,
         router_bfd: Option<(u32, u8)>,
+        password: Option<&str>,
     ) -> Result<Self, LabError> {
         let objects = lab.dir().join("objects");
         copy_manifests(manifests, &objects)?;
@@ -259,6 +261,7 @@ impl LabCluster {
             .map(|(_, ip)| Neighbor {
                 bfd: router_bfd,
                 local_address: router_bfd.map(|_| ROUTER_LAN_IP.to_owned()),
+                password: password.map(str::to_owned),
                 ..Neighbor::new(ip, NODE_AS)
             })
             .collect();

@@ -124,6 +124,17 @@ impl Container {
     }
 }
 
+/// The release images a [`crate::cluster::LabCluster`] runs instead of the binaries: a podman with
+/// them loaded, and each workload's container settings (from `config/oxelb.yaml`).
+pub struct LabContainers {
+    /// The podman holding the images.
+    pub podman: Podman,
+    /// The controller's container.
+    pub controller: Container,
+    /// The speakers' container.
+    pub speaker: Container,
+}
+
 /// A podman (as root) with an image store of its own under a directory, which [`Drop`] removes
 /// with every container it still holds.
 pub struct Podman {

@@ -17,9 +17,10 @@ use std::{
 };
 
 use oxelb_tests::{
-    cluster::{Binaries, LabCluster, LabContainers},
-    images::{ARCHIVES, Container, Podman, RUN_LIMITS, archive_dir},
+    cluster::{Binaries, LabCluster},
+    images::{ARCHIVES, Container, LabContainers, Podman, RUN_LIMITS, archive_dir},
     lab::{LabError, lab_or_skip, run, wait_until},
+    routers::RouterKind,
     workspace_root,
 };
 
@@ -27,6 +28,23 @@ use oxelb_tests::{
 /// failover figure (a lost node is replaced in about 200 ms) plus one probe timeout (100 ms). A
 /// stopping speaker says it is leaving, so the measured figure is the probe's own pace (docs/install.md).
 const SIGTERM_HANDOVER_BOUND: Duration = Duration::from_millis(300);
+
+/// The TCP-MD5 password of the lab's BGP sessions.
+const MD5_PASSWORD: &str = "oxelb-image-md5";
+/// `examples/lab/bgppeer-router.yaml` with the password from the Secret below.
+const BGP_PEER_MD5: &str = "apiVersion: network.kubesphere.io/v1alpha2
+kind: BgpPeer
+metadata: {name: lab-router}
+spec:
+  conf: {peerAs: 64513, neighborAddress: 192.0.2.1, authPasswordSecret: {name: bgp-auth}}
+  gracefulRestart: {enabled: true, restartTime: 60}
+  timers: {config: {holdTime: '9', keepaliveInterval: '3', connectRetry: '1'}}
+";
+const BGP_SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata: {name: bgp-auth, namespace: oxelb-system}
+stringData: {password: oxelb-image-md5}
+";
 
 fn skip(test: &str, why: &str) {
     use std::io::Write as _;
@@ -92,7 +110,17 @@ fn cluster(test: &str, speaker: impl FnOnce(Container) -> Container) -> Result<O
     let podman = podman(test, &archives)?;
     let (controller, speaker_container) = containers()?;
     let bins = Binaries::for_test(env!("CARGO_BIN_EXE_oxelb-lab"))?;
-    let mut cluster = LabCluster::build(lab, bins, &workspace_root().join("examples/lab"))?;
+    // TCP-MD5 on every session: FRR requires the password, the BgpPeer takes it from a Secret.
+    let mut cluster = LabCluster::build_router(
+        lab,
+        bins,
+        &workspace_root().join("examples/lab"),
+        RouterKind::Frr,
+        None,
+        Some(MD5_PASSWORD),
+    )?;
+    cluster.put_object("bgppeer-router.yaml", BGP_PEER_MD5)?;
+    cluster.put_object("secret-bgp-auth.yaml", BGP_SECRET)?;
     // The controller runs as the manifest's unprivileged user: it must reach and write the lab's
     // objects directory (its status overlays) as the binary did as root.
     let dir = cluster.lab.dir().display().to_string();
@@ -174,8 +202,8 @@ fn images_are_what_the_manifest_runs() -> Result<(), LabError> {
 }
 
 #[test]
-fn images_allocate_answer_arp_announce_bgp_and_hand_over_on_sigterm() -> Result<(), LabError> {
-    let test = "images_allocate_answer_arp_announce_bgp_and_hand_over_on_sigterm";
+fn images_allocate_answer_arp_announce_bgp_md5_and_hand_over_on_sigterm() -> Result<(), LabError> {
+    let test = "images_allocate_answer_arp_announce_bgp_md5_and_hand_over_on_sigterm";
     let Some(mut cluster) = cluster(test, |speaker| speaker)? else {
         return Ok(());
     };
@@ -194,7 +222,8 @@ fn images_allocate_answer_arp_announce_bgp_and_hand_over_on_sigterm() -> Result<
             neigh.contains(&mac),
             "the client's kernel resolved {l2} to {neigh}, not node {first}'s {mac}"
         );
-        // ... and announces by BGP: FRR installs three equal-cost paths.
+        // ... and announces by BGP over TCP-MD5 sessions (FRR requires the password): FRR installs
+        // three equal-cost paths.
         cluster.wait_kernel_paths(&bgp, 3)?;
         let routed_client = cluster.routed_client.clone();
         cluster.wait_reachable(&routed_client, &bgp)?;
