@@ -5,9 +5,11 @@
 #   docker build --target speaker    -t oxelb/oxelb-speaker:v0.1.0 .
 #
 # The tags are the ones config/oxelb.yaml refers to. Into kind: `kind load docker-image <tag>`.
-# Needs Docker with internet access (the Rust image, the musl target, crates.io); the test command
-# does not build it. The global allocator, jemalloc, is compiled from C with musl-gcc and make (both
-# in this stage), tuned by the .cargo/config.toml the build context carries.
+# Needs Docker with internet access (the Rust image, the musl target, crates.io). The build stage
+# runs images/build.sh, the one build recipe: without Docker, `sudo images/build.sh` builds the same
+# binaries the same way and the same two images with buildah, as OCI archives (the test command does
+# that and runs them with podman). The global allocator, jemalloc, is compiled from C with musl-gcc
+# and make (both in this stage), tuned by the .cargo/config.toml the build context carries.
 
 FROM rust:1-bookworm AS build
 ARG TARGETARCH
@@ -27,9 +29,7 @@ COPY . .
 ENV CARGO_TARGET_DIR=/src/target
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target "$(cat /target)" -p oxelb-controller -p oxelb-speaker \
- && mkdir /out \
- && cp "target/$(cat /target)/release/oxelb-controller" "target/$(cat /target)/release/oxelb-speaker" /out/
+    OXELB_MUSL_TARGET="$(cat /target)" images/build.sh binaries /out
 
 # The controller runs as the unprivileged user the Deployment names (65532), read-only.
 FROM scratch AS controller

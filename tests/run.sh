@@ -16,11 +16,16 @@ log() { printf '\n==> %s\n' "$*"; }
 # every test; `lab` is for the network-namespace labs, which run only as root (the real routers FRR,
 # BIRD 2 and GoBGP; ping, arping and ndisc6 as clients whose kernels resolve layer2 IPs; tcpdump;
 # curl for the speaker's metrics inside a node namespace).
+# `images` build the release images without Docker or a registry (images/build.sh: musl-gcc for
+# jemalloc, buildah for the FROM scratch images) and run them (podman with runc, which works on
+# hosts with cgroups v1 and v2 side by side; tests/tests/images.rs), and import them as kind does
+# (containerd's ctr).
 # `tools` are checkers some tests call: promtool (Debian package `prometheus`) checks and unit-tests
 # the alerting rules in config/prometheus/ (tests/tests/monitoring.rs; it reports that it skips when
 # promtool is missing outside CI).
 required=(gcc make)
 lab=(iproute2 iputils-ping arping ndisc6 tcpdump curl frr bird2 gobgpd)
+images=(musl-tools buildah podman runc containerd)
 tools=(prometheus)
 
 missing_from() {
@@ -31,7 +36,7 @@ missing_from() {
 }
 
 if [[ $(id -u) -eq 0 ]]; then
-  mapfile -t missing < <(missing_from "${required[@]}" "${lab[@]}" "${tools[@]}")
+  mapfile -t missing < <(missing_from "${required[@]}" "${lab[@]}" "${images[@]}" "${tools[@]}")
   if ((${#missing[@]})); then
     if command -v apt-get >/dev/null; then
       log "installing Debian packages: ${missing[*]}"
@@ -62,6 +67,22 @@ cargo fmt --all --check
 log "cargo clippy (all targets, warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p oxelb-crds --no-default-features --all-targets --locked -- -D warnings
+
+if [[ $(id -u) -eq 0 ]]; then
+  # The images users install, built as users build them, then run by tests/tests/images.rs.
+  musl_target=x86_64-unknown-linux-musl
+  [[ $(uname -m) == aarch64 ]] && musl_target=aarch64-unknown-linux-musl
+  if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$musl_target"; then
+    log "rustup target add $musl_target"
+    rustup target add "$musl_target"
+  fi
+  log "images/build.sh (release binaries for $musl_target, OCI archives)"
+  images_start=$(date +%s)
+  images_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/images
+  ./images/build.sh images "$images_dir"
+  echo "images built in $(($(date +%s) - images_start)) s"
+  export OXELB_IMAGES_DIR=$images_dir
+fi
 
 log "cargo test"
 # cargo prints one "test result" line per test binary, the last often a doctest run with 0 tests;

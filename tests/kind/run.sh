@@ -5,14 +5,17 @@
 # without IP changes, layer2 failover.
 #
 # Needs Docker, kind, kubectl, containerlab and internet access (it pulls kindest/node, FRR,
-# netshoot and agnhost images). It is NOT run by the test command (tests/run.sh): CI and the
-# project's machines have no container registry. Usage: sudo tests/kind/run.sh [--keep]
+# netshoot and agnhost images); oxelb's own images it builds with images/build.sh (musl-tools,
+# buildah, the Rust musl target) and loads as archives, no registry and no docker build. It is NOT
+# run by the test command (tests/run.sh): CI and the project's machines have no Docker engine and
+# no internet access for those images (the test command runs oxelb's images with podman instead,
+# tests/tests/images.rs). Usage: sudo tests/kind/run.sh [--keep]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 keep=false
 [[ ${1:-} == --keep ]] && keep=true
-for tool in docker kind kubectl containerlab; do
+for tool in docker kind kubectl containerlab buildah; do
   command -v "$tool" >/dev/null || { echo "$tool is required (see docs/install.md, 'Container images and kind')" >&2; exit 1; }
 done
 
@@ -48,11 +51,13 @@ kubectl get configmap kube-proxy -n kube-system -o yaml | sed 's/strictARP: fals
   kubectl apply -f - >/dev/null
 kubectl -n kube-system rollout restart daemonset kube-proxy >/dev/null
 
-log "images (Dockerfile) loaded into kind"
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-docker build --target controller -t "oxelb/oxelb-controller:v$version" .
-docker build --target speaker -t "oxelb/oxelb-speaker:v$version" .
-kind load docker-image --name "$cluster" "oxelb/oxelb-controller:v$version" "oxelb/oxelb-speaker:v$version"
+log "images (images/build.sh, OCI archives) loaded into kind"
+images=$(mktemp -d)
+./images/build.sh images "$images"
+for archive in "$images"/oxelb-controller.oci.tar "$images"/oxelb-speaker.oci.tar; do
+  kind load image-archive --name "$cluster" "$archive"
+done
+rm -rf "$images"
 
 log "router and client (containerlab)"
 ip link add br-oxelb type bridge 2>/dev/null || true

@@ -27,6 +27,7 @@ use std::{
 };
 
 use crate::{
+    images::LabContainers,
     lab::{Lab, LabError, Ns, run, wait_until, write_file},
     routers::{Frr, Neighbor, Router, RouterKind, RouterSetup, frr_bfdd_conf, frr_bgpd_conf},
 };
@@ -146,6 +147,9 @@ pub struct LabCluster {
     /// Extra environment of every speaker started from now on (e.g.
     /// `OXELB_BFD_RESTART_WINDOW_MS`).
     pub speaker_env: Vec<(String, String)>,
+    /// When set, the controller and speakers started from now on run as the release images in
+    /// podman containers (`tests/tests/images.rs`), not as the binaries.
+    pub containers: Option<LabContainers>,
 }
 
 impl LabCluster {
@@ -173,11 +177,24 @@ impl LabCluster {
     /// `router_bfd`; its kernel protocol installs the ECMP routes). gobgpd installs no routes
     /// and is refused.
     pub fn build_on(
+        lab: Lab,
+        bins: Binaries,
+        manifests: &Path,
+        kind: RouterKind,
+        router_bfd: Option<(u32, u8)>,
+    ) -> Result<Self, LabError> {
+        Self::build_router(lab, bins, manifests, kind, router_bfd, None)
+    }
+
+    /// As [`build_on`](Self::build_on), with TCP-MD5 on every BGP session when `password` is
+    /// given: the router requires it from each node (the objects' BgpPeer must give it).
+    pub fn build_router(
         mut lab: Lab,
         bins: Binaries,
         manifests: &Path,
         kind: RouterKind,
         router_bfd: Option<(u32, u8)>,
+        password: Option<&str>,
     ) -> Result<Self, LabError> {
         let objects = lab.dir().join("objects");
         copy_manifests(manifests, &objects)?;
@@ -244,6 +261,7 @@ impl LabCluster {
             .map(|(_, ip)| Neighbor {
                 bfd: router_bfd,
                 local_address: router_bfd.map(|_| ROUTER_LAN_IP.to_owned()),
+                password: password.map(str::to_owned),
                 ..Neighbor::new(ip, NODE_AS)
             })
             .collect();
@@ -289,6 +307,7 @@ impl LabCluster {
             heartbeat_key,
             probes: 0,
             speaker_env: Vec::new(),
+            containers: None,
         })
     }
 
@@ -313,6 +332,16 @@ impl LabCluster {
             .args(["--source", &format!("dir:{}", self.objects.display())])
             .args(["--metrics-addr", "127.0.0.1:9640"])
             .env("RUST_LOG", "info");
+        if let Some(containers) = &self.containers {
+            let name = format!("{}-controller", self.control.name());
+            command = containers.podman.run_in_netns(
+                &name,
+                self.control.name(),
+                &containers.controller,
+                &[self.lab.dir()],
+                &command,
+            );
+        }
         self.lab.spawn("controller", command).map(drop)
     }
 
@@ -332,6 +361,16 @@ impl LabCluster {
         );
         command.args(["--heartbeat-key-file", &self.heartbeat_key.display().to_string()]);
         command.envs(self.speaker_env.iter().map(|(k, v)| (k, v)));
+        if let Some(containers) = &self.containers {
+            let name = format!("{}-speaker", node.ns.name());
+            command = containers.podman.run_in_netns(
+                &name,
+                node.ns.name(),
+                &containers.speaker,
+                &[self.lab.dir()],
+                &command,
+            );
+        }
         self.lab
             .spawn(&format!("speaker-{}", node.name), command)
             .map(drop)

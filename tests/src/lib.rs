@@ -16,6 +16,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod images;
 pub mod lab;
 pub mod manifest;
 pub mod pcap;

@@ -56,8 +56,12 @@ pub enum SocketError {
         #[source]
         source: io::Error,
     },
-    /// A step of opening the socket failed (`CAP_NET_RAW` is needed for AF_PACKET).
-    #[error("{kind:?} socket on interface index {ifindex}: {step} failed: {source}")]
+    /// A step of opening the socket failed (`CAP_NET_RAW` is needed for AF_PACKET; a refusal says
+    /// so, naming the capability).
+    #[error(
+        "{kind:?} AF_PACKET socket on interface index {ifindex}: {step} failed: {source}{}",
+        needs_capability(source)
+    )]
     Open {
         /// Which socket.
         kind: Kind,
@@ -150,6 +154,17 @@ fn set_option<T>(socket: &Socket, level: libc::c_int, name: libc::c_int, value: 
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// What to add to an error of opening an AF_PACKET socket: a refusal (`EPERM`, `EACCES`) means the
+/// process lacks `CAP_NET_RAW` in its network namespace's user namespace, which the message names
+/// (a container started without it, or with `drop: [NET_RAW]`, fails here).
+fn needs_capability(source: &io::Error) -> &'static str {
+    if source.kind() == io::ErrorKind::PermissionDenied {
+        " (opening an AF_PACKET socket needs CAP_NET_RAW: grant it, e.g. securityContext.capabilities.add: [NET_RAW])"
+    } else {
+        ""
     }
 }
 
@@ -316,6 +331,29 @@ fn link_address(ifindex: u32, protocol: u16) -> SockAddr {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_socket_names_the_capability() {
+        let refused = SocketError::Open {
+            kind: Kind::Arp,
+            ifindex: 2,
+            step: "socket",
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        let message = refused.to_string();
+        assert!(
+            message.starts_with("Arp AF_PACKET socket on interface index 2: socket failed: "),
+            "{message}"
+        );
+        assert!(message.contains("needs CAP_NET_RAW"), "{message}");
+        let other = SocketError::Open {
+            kind: Kind::Arp,
+            ifindex: 2,
+            step: "bind",
+            source: io::Error::from_raw_os_error(libc::ENODEV),
+        };
+        assert!(!other.to_string().contains("CAP_NET_RAW"), "{other}");
+    }
 
     /// Runs a classic BPF program of loads, equality jumps and returns, as the kernel would.
     fn run(program: &[(u16, u8, u8, u32)], frame: &[u8]) -> u32 {
