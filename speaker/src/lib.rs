@@ -292,6 +292,11 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             layer2_metrics,
             app.shutdown().clone(),
             leases,
+            Some(layer2::staleness::SourceView {
+                progress: app.source().progress(),
+                health: app.health().clone(),
+                restarter: app.watch_restarter(),
+            }),
         )),
         tokio::spawn(bgp::manager::run(
             states,

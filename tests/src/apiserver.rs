@@ -376,11 +376,14 @@ impl ApiServer {
                 target.namespace.clone().unwrap_or_default(),
                 target.name.clone().unwrap_or_default(),
             );
-            if let Some(old) = state
+            if let Some(mut old) = state
                 .resources
                 .get_mut(&target.resource)
                 .and_then(|r| r.objects.remove(&key))
             {
+                // Its own version, as in `delete`: watches skip an event whose version they sent.
+                state.version += 1;
+                old["metadata"]["resourceVersion"] = state.version.to_string().into();
                 let _ = record(&mut state, &target.resource, "DELETED", &old);
             }
         }

@@ -10,14 +10,20 @@
 //! [`routers`] runs real FRR, BIRD and GoBGP routers in them. [`cluster`] builds on both: the whole
 //! demo topology (router, clients, three nodes running the real controller and speakers), shared
 //! by the demo (`examples/lab/demo.sh`, binary `oxelb-demo`) and the end-to-end tests. [`pcap`]
-//! reads the BGP messages out of a lab's packet capture, for benchmarks that time the wire.
-//! [`apiserver`] is a small in-memory Kubernetes API (list, watch with 410 Gone, writes) and
+//! reads the BGP messages and ARP packets out of a lab's packet capture, for benchmarks that time
+//! the wire; [`lan_claims`] tells from the ARP packets when an IP was first claimed and whether
+//! two MACs ever answered for one.
+//! [`apiserver`] is a small in-memory Kubernetes API (list, watch with 410 Gone, writes),
+//! [`freeze_proxy`] a proxy in front of it that can stop forwarding without closing (a hung
+//! watch), and
 //! [`scale`] drives the real controller and speaker against it (the `oxelb-scale` benchmark).
 
 pub mod apiserver;
 pub mod cluster;
+pub mod freeze_proxy;
 pub mod images;
 pub mod lab;
+pub mod lan_claims;
 pub mod manifest;
 pub mod pcap;
 pub mod routers;

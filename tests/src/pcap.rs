@@ -1,4 +1,5 @@
-//! BGP messages out of a lab's packet capture, with the time each one was complete on the wire.
+//! BGP messages and ARP packets out of a lab's packet capture, with the time each one was on the
+//! wire.
 //!
 //! Benchmarks capture the router's side of a lab with `tcpdump -w` and use this to tell the
 //! sender's part of a figure (how long after Established its table was on the wire) from the
@@ -82,7 +83,9 @@ struct Stream {
     pending: Vec<u8>,
 }
 
-fn parse(bytes: &[u8]) -> Result<Vec<BgpMessage>, String> {
+/// The records of a classic libpcap file of Ethernet frames: each frame with its capture time
+/// (since the Unix epoch). A record cut short (a capture still being written) ends the list.
+fn records(bytes: &[u8]) -> Result<Vec<(Duration, &[u8])>, String> {
     let header = bytes.get(..24).ok_or("shorter than the 24-octet file header")?;
     let magic = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     // Microsecond (a1b2c3d4) or nanosecond (a1b23c4d) timestamps, written little-endian on this
@@ -96,8 +99,7 @@ fn parse(bytes: &[u8]) -> Result<Vec<BgpMessage>, String> {
     if linktype != 1 {
         return Err(format!("link type {linktype}, not Ethernet (1)"));
     }
-    let mut streams: HashMap<(SocketAddrV4, SocketAddrV4), Stream> = HashMap::new();
-    let mut messages = Vec::new();
+    let mut out = Vec::new();
     let mut rest = &bytes[24..];
     while rest.len() >= 16 {
         let word = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
@@ -112,6 +114,15 @@ fn parse(bytes: &[u8]) -> Result<Vec<BgpMessage>, String> {
             break;
         };
         rest = &rest[16 + captured..];
+        out.push((at, frame));
+    }
+    Ok(out)
+}
+
+fn parse(bytes: &[u8]) -> Result<Vec<BgpMessage>, String> {
+    let mut streams: HashMap<(SocketAddrV4, SocketAddrV4), Stream> = HashMap::new();
+    let mut messages = Vec::new();
+    for (at, frame) in records(bytes)? {
         let Some(segment) = tcp_segment(frame) else {
             continue;
         };
@@ -138,6 +149,70 @@ fn parse(bytes: &[u8]) -> Result<Vec<BgpMessage>, String> {
         }
     }
     Ok(messages)
+}
+
+/// One IPv4-over-Ethernet ARP packet seen on the wire (RFC 826).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpFrame {
+    /// When it was captured (since the Unix epoch).
+    pub at: Duration,
+    /// A reply (operation 2); else a request (1).
+    pub reply: bool,
+    /// The sender hardware address.
+    pub sender_mac: [u8; 6],
+    /// The sender protocol address: the IP a reply or a gratuitous ARP claims.
+    pub sender_ip: Ipv4Addr,
+    /// The target protocol address.
+    pub target_ip: Ipv4Addr,
+}
+
+impl ArpFrame {
+    /// Whether the frame claims `sender_ip` for `sender_mac`: a reply, or a gratuitous ARP (a
+    /// request whose sender and target addresses are the same, RFC 5227 section 3).
+    pub fn is_claim(&self) -> bool {
+        self.reply || self.sender_ip == self.target_ip
+    }
+}
+
+/// Every ARP packet in the capture at `path`, in capture order.
+pub fn arp_frames(path: &Path) -> Result<Vec<ArpFrame>, PcapError> {
+    let bytes = std::fs::read(path).map_err(|source| PcapError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let records = records(&bytes).map_err(|reason| PcapError::Format {
+        path: path.display().to_string(),
+        reason,
+    })?;
+    Ok(records
+        .into_iter()
+        .filter_map(|(at, frame)| arp_frame(at, frame))
+        .collect())
+}
+
+/// An Ethernet frame's ARP packet for IPv4 (EtherType 0x0806, hardware type 1, protocol 0x0800,
+/// lengths 6 and 4).
+fn arp_frame(at: Duration, frame: &[u8]) -> Option<ArpFrame> {
+    if frame.get(12..14)? != [0x08, 0x06] {
+        return None;
+    }
+    let arp = frame.get(14..42)?;
+    if arp[0..6] != [0x00, 0x01, 0x08, 0x00, 6, 4] {
+        return None;
+    }
+    let op = u16::from_be_bytes([arp[6], arp[7]]);
+    if op != 1 && op != 2 {
+        return None;
+    }
+    let mut sender_mac = [0u8; 6];
+    sender_mac.copy_from_slice(&arp[8..14]);
+    Some(ArpFrame {
+        at,
+        reply: op == 2,
+        sender_mac,
+        sender_ip: Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]),
+        target_ip: Ipv4Addr::new(arp[24], arp[25], arp[26], arp[27]),
+    })
 }
 
 /// A TCP segment of an IPv4 packet in an Ethernet frame.

@@ -95,4 +95,25 @@ impl Writer {
             Writer::Dir(s) => s.publish_event(event).await,
         }
     }
+
+    /// Publishes an Event in the background, giving up after [`DETACHED_EVENT_TIMEOUT`]: for
+    /// loops that must never wait on the API (a layer2 announcer whose apiserver connection
+    /// hangs would otherwise stop deciding until the client's read timeout, minutes). An Event
+    /// that could not be published is logged at debug level; Events are best effort.
+    pub fn spawn_event(&self, event: EventRecord) {
+        let writer = self.clone();
+        tokio::spawn(async move {
+            let reason = event.reason.clone();
+            match tokio::time::timeout(DETACHED_EVENT_TIMEOUT, writer.publish_event(event)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%reason, %error, "Event not published"),
+                Err(_) => {
+                    tracing::debug!(%reason, "Event not published: the apiserver did not answer in time")
+                }
+            }
+        });
+    }
 }
+
+/// How long [`Writer::spawn_event`] waits for the apiserver.
+pub const DETACHED_EVENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -19,6 +19,7 @@
 //!   its IPs, and the view digest heartbeats carry.
 //! - [`liveness`]: which speakers are alive, from signed heartbeats, and what this node may answer.
 //! - [`standin`]: standing in for a peer whose API view is stuck, and when a won IP may be begun.
+//! - [`stale`]: noticing that this speaker's own API view is stale (behind its peers').
 //! - [`tiebreak`]: two-node and stuck-view tie-breaks from the API facts (per-speaker Leases).
 
 pub mod desired;
@@ -29,6 +30,7 @@ pub mod node;
 pub mod plan;
 pub mod policy;
 pub mod sessions;
+pub mod stale;
 pub mod standin;
 pub mod tiebreak;
 pub mod view;

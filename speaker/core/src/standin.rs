@@ -123,16 +123,14 @@ impl Evidence {
 
     /// The agreed path's check: no live peer may answer or want `ip`.
     pub fn clear_when_agreed(&self, ip: IpAddr) -> bool {
-        self.peers
-            .values()
-            .all(|p| !p.may_answer(ip) && !p.may_want(ip))
+        self.peers.values().all(|p| !p.may_answer(ip) && !p.may_want(ip))
     }
 
     /// The bounded path's check: no live peer may answer `ip`, none with a smaller name wants it.
     pub fn clear_when_bounded(&self, ip: IpAddr) -> bool {
         self.peers
             .iter()
-            .all(|(name, p)| !p.may_answer(ip) && !(p.may_want(ip) && name.as_str() < self.me.as_str()))
+            .all(|(name, p)| !(p.may_answer(ip) || (p.may_want(ip) && name.as_str() < self.me.as_str())))
     }
 
     /// The live peers whose claims keep `ip` from being begun (for logs).

@@ -11,7 +11,13 @@
 //! when a heartbeat changes something, and at the exact moment a peer's deadline passes (no periodic
 //! tick); the take-over announcement goes out in that same pass. A newly won IP is begun only once
 //! the peers' applied views agree ([`oxelb_speaker_core::liveness::Handover`]), so speakers that learn a change at
-//! different moments never answer one IP together. Without heartbeats a speaker counts as alive
+//! different moments never answer one IP together.
+//!
+//! **Stuck views** (issue 24): a peer whose API watch hangs keeps its heartbeats going but never
+//! learns new Services. Its claims ([`super::heartbeat::Applied`]) prove which IPs its view lacks
+//! and how far its Service watch has got; the others elect around it for those IPs
+//! ([`oxelb_speaker_core::standin`]) and answer them once the settle bound has passed, and the
+//! stuck speaker says it is stale ([`super::staleness`]). Without heartbeats a speaker counts as alive
 //! while its Node is Ready, and every node is assumed to have each pool's interface: failover is
 //! then as slow as the Node turning NotReady.
 
@@ -30,7 +36,7 @@ use oxelb_runtime::{
 };
 use oxelb_speaker_core::{
     election::{Outcome, announced_by},
-    layer2::{PeerView, layer2_outcomes, view_digest},
+    layer2::{PeerView, layer2_ips, layer2_outcomes, layer2_outcomes_standing_in, view_digest},
     liveness::{Handover, LivenessConfig, Standing},
     plan::SpeakerState,
     tiebreak::ApiFacts,
@@ -40,9 +46,11 @@ use tracing::{debug, info, warn};
 
 use crate::{
     layer2::{
+        heartbeat::Applied,
         interface::{Nic, resolve},
         metrics::Layer2Metrics,
         responder::Responder,
+        staleness::{SourceView, StaleReporter},
     },
     reach::Leases,
 };
@@ -62,7 +70,9 @@ pub struct Heartbeats {
 /// shutdown it stops answering and tells the peers it leaves (graceful hand-over). `heartbeat`:
 /// the heartbeats' settings (`None`: off). `leases`: this speaker's Lease task, the apiserver's
 /// side of the two-node tie-break ([`crate::reach`]; `None`: never reachable, so a lone speaker
-/// of two never answers).
+/// of two never answers). `source`: the object source's progress, readiness and watch restarts,
+/// for the claims and for noticing a stale view (`None`: progress unknown, never stale).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut states: watch::Receiver<Arc<SpeakerState>>,
     node_name: String,
@@ -71,16 +81,19 @@ pub async fn run(
     metrics: Layer2Metrics,
     shutdown: Shutdown,
     leases: Option<Leases>,
+    source: Option<SourceView>,
 ) {
     let mut announced: BTreeSet<IpAddr> = BTreeSet::new();
     let mut unannounceable: BTreeMap<IpAddr, String> = BTreeMap::new();
     let (serving_tx, serving_rx) = watch::channel(BTreeSet::new());
-    let (view_tx, view_rx) = watch::channel(0u64);
-    let mut handover = Handover::new(
-        heartbeat
-            .as_ref()
-            .map_or(Duration::ZERO, |h| h.timing.settle_bound),
-    );
+    let (applied_tx, applied_rx) = watch::channel(Arc::new(Applied::default()));
+    let settle_bound = heartbeat
+        .as_ref()
+        .map_or(Duration::ZERO, |h| h.timing.settle_bound);
+    let interval = heartbeat.as_ref().map_or(Duration::ZERO, |h| h.timing.interval);
+    let mut handover = Handover::new(settle_bound);
+    let mut stale = StaleReporter::new(settle_bound);
+    let mut standing_in_for: BTreeSet<IpAddr> = BTreeSet::new();
     let liveness = match heartbeat {
         Some(Heartbeats { port, key, timing }) => {
             match super::heartbeat::start(
@@ -90,7 +103,7 @@ pub async fn run(
                 timing,
                 states.clone(),
                 serving_rx,
-                view_rx,
+                applied_rx,
             )
             .await
             {
@@ -112,14 +125,23 @@ pub async fn run(
     loop {
         // The next moment the decision may change by itself: a peer's expiry, the settle gate,
         // a held-back IP's bound. Woken exactly then, not by a tick.
+        // While won IPs wait on peers' claims, look again every heartbeat interval: claims that
+        // only refresh (an IP let go, a want withdrawn) wake nobody.
         let deadline = liveness.as_ref().and_then(|l| {
             let lease = leases.as_ref().and_then(Leases::next_deadline);
-            [l.next_deadline(), handover.next_deadline()]
-                .into_iter()
-                .flatten()
-                .map(|at| l.instant(at))
-                .chain(lease)
-                .min()
+            let now = l.now();
+            let recheck = (handover.waiting() > 0).then(|| now + interval);
+            [
+                l.next_deadline(),
+                handover.next_deadline(),
+                stale.next_deadline(now),
+                recheck,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|at| l.instant(at))
+            .chain(lease)
+            .min()
         });
         tokio::select! {
             biased;
@@ -144,6 +166,8 @@ pub async fn run(
                 }
             } => {}
         }
+        // Progress before the state: the claims never say more than the view holds.
+        let progress = source.as_ref().map_or(0, SourceView::progress);
         let state = states.borrow_and_update().clone();
         // This node's NIC for each layer2 pool.
         let mut nics: BTreeMap<String, Nic> = BTreeMap::new();
@@ -178,9 +202,7 @@ pub async fn run(
                                 "node {node_name}: {message}; this node does not answer for the Eip's IPs"
                             )),
                         };
-                        if let Err(error) = writer.publish_event(event).await {
-                            debug!(%error, "Event not published");
-                        }
+                        writer.spawn_event(event);
                         warned.insert(a.pool.to_string(), message);
                     }
                 }
@@ -216,15 +238,39 @@ pub async fn run(
             }
             PeerView { alive, serving }
         });
-        let outcomes = layer2_outcomes(&state, &node_name, &my_pools, view.as_ref());
+        let evidence = liveness.as_ref().map(|l| l.evidence(progress));
+        let (outcomes, stood_in) = match &evidence {
+            Some(evidence) => {
+                layer2_outcomes_standing_in(&state, &node_name, &my_pools, view.as_ref(), evidence)
+            }
+            None => (
+                layer2_outcomes(&state, &node_name, &my_pools, view.as_ref()),
+                BTreeSet::new(),
+            ),
+        };
+        if let (Some(evidence), Some(liveness), Some(source)) = (&evidence, &liveness, &source) {
+            let peers = evidence.peers.values().map(|p| p.progress).max().unwrap_or(0);
+            stale.observe(
+                liveness.now(),
+                progress,
+                peers,
+                source,
+                &writer,
+                &node_name,
+                &metrics,
+            );
+        }
         let mut mine: BTreeMap<IpAddr, String> = announced_by(&outcomes, &node_name)
             .into_iter()
             .filter_map(|ip| Some((ip, state.announcements.get(&ip)?.pool.to_string())))
             .collect();
+        if let Some(evidence) = &evidence {
+            log_stand_ins(evidence, &stood_in, &mine, &mut standing_in_for);
+        }
         let digest = liveness
             .as_ref()
             .map(|l| view_digest(&state, &node_name, &my_pools, &l.last_serving()));
-        report_unannounceable(&writer, &state, &node_name, &outcomes, &mut unannounceable).await;
+        report_unannounceable(&writer, &state, &node_name, &outcomes, &mut unannounceable);
         if let (Some(liveness), Some(standing)) = (&liveness, standing) {
             // Alone because the peer's Lease expired, there is no peer whose view could still be
             // half-learnt: the Lease duration was the wait, so no settle time on top.
@@ -252,7 +298,21 @@ pub async fn run(
                     let agreement = liveness.agreement(view);
                     let answering: BTreeSet<IpAddr> = responders.values().flat_map(|r| r.served()).collect();
                     let won: BTreeSet<IpAddr> = mine.keys().copied().collect();
-                    let allowed = handover.decide(liveness.now(), &won, &answering, agreement.is_ok(), None);
+                    let allowed = handover.decide(
+                        liveness.now(),
+                        &won,
+                        &answering,
+                        agreement.is_ok(),
+                        evidence.as_ref(),
+                    );
+                    if !handover.blocked().is_empty() {
+                        let blocking: BTreeSet<String> = evidence
+                            .iter()
+                            .flat_map(|e| handover.blocked().iter().flat_map(|ip| e.blocking(*ip)))
+                            .collect();
+                        debug!(ips = ?handover.blocked(), peers = ?blocking,
+                            "won IPs past the settle bound wait until these peers' claims let them go");
+                    }
                     mine.retain(|ip, _| allowed.contains(ip));
                     if let (Err(peers), false) = (&agreement, handover.forced().is_empty()) {
                         warn!(ips = ?handover.forced(), peers = ?peers,
@@ -281,6 +341,8 @@ pub async fn run(
                     settling = true;
                     metrics.standing.set(0);
                     mine.clear();
+                    // Nothing is wanted either: the claims must not hold peers back.
+                    handover.decide(liveness.now(), &BTreeSet::new(), &BTreeSet::new(), false, None);
                 }
             }
         }
@@ -332,6 +394,10 @@ pub async fn run(
             let Some(a) = state.announcements.get(ip) else {
                 continue;
             };
+            if standing_in_for.contains(ip) {
+                info!(%ip, progress,
+                    "answering in place of a live peer whose API view lacks this IP and is behind (stand-in); the IP goes back when its view catches up");
+            }
             let nic = nics.get(&*a.pool).map(|n| n.name.clone()).unwrap_or_default();
             for service in &a.services {
                 let event = EventRecord {
@@ -341,20 +407,30 @@ pub async fn run(
                     action: "Announce".into(),
                     note: Some(format!("{ip} answered by node {node_name} on {nic} (ARP/NDP)")),
                 };
-                if let Err(error) = writer.publish_event(event).await {
-                    debug!(%error, "Event not published");
-                }
+                writer.spawn_event(event);
             }
         }
-        announced = now;
+        metrics
+            .standing_in
+            .set(i64::try_from(now.intersection(&standing_in_for).count()).unwrap_or(i64::MAX));
         // Only now, with the view applied (IPs it lost no longer answered), tell the peers.
         if let Some(view) = digest {
-            view_tx.send_if_modified(|v| {
-                let changed = *v != view;
-                *v = view;
+            let applied = Applied {
+                view,
+                progress,
+                known: layer2_ips(&state),
+                answering: now.clone(),
+                wanted: handover.wanted(),
+            };
+            applied_tx.send_if_modified(|a| {
+                let changed = **a != applied;
+                if changed {
+                    *a = Arc::new(applied);
+                }
                 changed
             });
         }
+        announced = now;
     }
     // Graceful hand-over: stop answering first, then tell the peers, who take over at once.
     for (_, mut responder) in std::mem::take(&mut responders) {
@@ -365,6 +441,36 @@ pub async fn run(
     {
         liveness.leave().await;
     }
+}
+
+/// Logs (debug: while a Service is being created every view is briefly behind another, and a
+/// stand-in that never begins is routine) each IP this node wins standing in for a live peer
+/// stuck without it, and the end of each stand-in; `current` holds the IPs this node stands in
+/// for. The stand-ins that begin are logged at info when they do.
+fn log_stand_ins(
+    evidence: &oxelb_speaker_core::standin::Evidence,
+    stood_in: &BTreeSet<IpAddr>,
+    mine: &BTreeMap<IpAddr, String>,
+    current: &mut BTreeSet<IpAddr>,
+) {
+    let now: BTreeSet<IpAddr> = stood_in
+        .iter()
+        .filter(|ip| mine.contains_key(ip))
+        .copied()
+        .collect();
+    for ip in now.difference(current) {
+        let stuck: Vec<&String> = evidence
+            .peers
+            .keys()
+            .filter(|peer| evidence.stuck_without(peer, *ip))
+            .collect();
+        debug!(%ip, stuck = ?stuck, progress = evidence.progress,
+            "standing in: the peer that wins this IP is alive but its API view lacks it and is behind");
+    }
+    for ip in current.difference(&now) {
+        debug!(%ip, "stand-in over: the IP goes back to its winner (its view caught up) or was removed");
+    }
+    *current = now;
 }
 
 /// What the apiserver tells this speaker for the two-node tie-break; also tells the Lease task
@@ -407,7 +513,7 @@ fn service_ref(key: &str) -> ObjectReference {
 
 /// One Warning per IP that no node may announce, published by one speaker only (the Ready node
 /// first by name), so N speakers do not say it N times.
-async fn report_unannounceable(
+fn report_unannounceable(
     writer: &Writer,
     state: &SpeakerState,
     me: &str,
@@ -442,9 +548,7 @@ async fn report_unannounceable(
                     action: "Announce".into(),
                     note: Some(format!("{ip} is not announced: {reason}")),
                 };
-                if let Err(error) = writer.publish_event(event).await {
-                    debug!(%error, "Event not published");
-                }
+                writer.spawn_event(event);
             }
         }
     }

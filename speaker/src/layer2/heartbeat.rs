@@ -6,6 +6,11 @@
 //! whether the peers' views agree, and whether this speaker has standing; it is woken the moment a
 //! heartbeat changes something ([`Liveness::changed`]) and at the next deadline
 //! ([`Liveness::next_deadline`]), never by a periodic tick.
+//!
+//! After each heartbeat goes a claims datagram ([`oxelb_speaker_core::liveness::Claims`]): what
+//! the applied view holds, what this speaker answers and wants to begin, and how far its Service
+//! watch has got. A separate datagram, so that speakers of the previous version, which do not
+//! know it, still read the heartbeats (they log it as malformed and go on).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -23,12 +28,29 @@ use tracing::{debug, info, warn};
 
 use oxelb_speaker_core::{
     liveness::{
-        Heartbeat, HeartbeatError, HeartbeatKey, LivenessConfig, Membership, Recorded, SettleGate, Standing,
-        decode, encode, name_hash,
+        Claims, Heartbeat, HeartbeatError, HeartbeatKey, LivenessConfig, Membership, Recorded, SettleGate,
+        Standing, decode, decode_claims, encode, encode_claims, is_claims, name_hash,
     },
     plan::SpeakerState,
+    standin::Evidence,
     tiebreak::ApiFacts,
 };
+
+/// What this speaker has applied, for its heartbeats and claims: set by the announcer after each
+/// decision is in force (an IP it lost is no longer answered by then).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The digest of the applied layer2 view.
+    pub view: u64,
+    /// The highest Service `resourceVersion` the view was built after (0: unknown).
+    pub progress: u64,
+    /// The layer2 IPs of the view.
+    pub known: BTreeSet<IpAddr>,
+    /// The IPs answered now.
+    pub answering: BTreeSet<IpAddr>,
+    /// The IPs won and waiting to begin.
+    pub wanted: BTreeSet<IpAddr>,
+}
 
 /// How many leaving heartbeats are sent on shutdown (datagrams may be lost), and how far apart.
 const LEAVING_REPEATS: u32 = 3;
@@ -62,7 +84,7 @@ pub struct Liveness {
     sender: Arc<Sender>,
     states: watch::Receiver<Arc<SpeakerState>>,
     serving: watch::Receiver<BTreeSet<String>>,
-    view: watch::Receiver<u64>,
+    applied: watch::Receiver<Arc<Applied>>,
 }
 
 impl Liveness {
@@ -111,6 +133,13 @@ impl Liveness {
         } else {
             Err(m.disagreeing(now, view))
         }
+    }
+
+    /// What the live peers' claims say, for the stand-in election and the begin rule;
+    /// `progress` is this speaker's own ([`oxelb_speaker_core::standin`]).
+    pub fn evidence(&self, progress: u64) -> Evidence {
+        let now = self.now();
+        self.membership().evidence(now, progress)
     }
 
     /// Whether this speaker may answer, given the speakers expected to run and what the
@@ -165,13 +194,14 @@ impl Liveness {
             *seq += 1;
             *seq
         };
+        let applied = self.applied.borrow().clone();
         let beat = Heartbeat {
             node: self.sender.node_name.clone(),
             incarnation: self.sender.incarnation,
             seq,
             serving: self.serving.borrow().clone(),
             hears,
-            view: Some(*self.view.borrow()),
+            view: Some(applied.view),
             leaving,
         };
         let bytes = match encode(&beat, &self.sender.key) {
@@ -179,6 +209,28 @@ impl Liveness {
             Err(error) => {
                 warn!(%error, "heartbeat not sent");
                 return;
+            }
+        };
+        // A leaving speaker answers nothing and is gone: its heartbeat says all.
+        let claims = if leaving {
+            None
+        } else {
+            let claims = Claims::new(
+                self.sender.node_name.clone(),
+                self.sender.incarnation,
+                seq,
+                applied.view,
+                applied.progress,
+                &applied.known,
+                &applied.answering,
+                &applied.wanted,
+            );
+            match encode_claims(&claims, &self.sender.key) {
+                Ok(bytes) => Some(bytes),
+                Err(error) => {
+                    warn!(%error, "claims not sent");
+                    None
+                }
             }
         };
         let state = self.states.borrow().clone();
@@ -205,6 +257,11 @@ impl Liveness {
             if let Err(error) = self.sender.socket.send_to(&bytes, to).await {
                 debug!(%peer, %to, %error, "heartbeat not sent");
             }
+            if let Some(claims) = &claims
+                && let Err(error) = self.sender.socket.send_to(claims, to).await
+            {
+                debug!(%peer, %to, %error, "claims not sent");
+            }
         }
     }
 
@@ -219,6 +276,21 @@ impl Liveness {
         }
         info!("told the peers this speaker is leaving");
     }
+}
+
+/// Whether a datagram from `from` that was ignored deserves a warning: at most one per sender
+/// address every [`WARN_EVERY`].
+fn should_warn(warned: &mut BTreeMap<IpAddr, Instant>, from: IpAddr) -> bool {
+    let now = Instant::now();
+    if warned
+        .get(&from)
+        .is_some_and(|at| now.duration_since(*at) < WARN_EVERY)
+    {
+        return false;
+    }
+    warned.retain(|_, at| now.duration_since(*at) < WARN_EVERY);
+    warned.insert(from, now);
+    true
 }
 
 /// `ip` as an IPv6 address: IPv4 as IPv4-mapped (RFC 4291 section 2.5.5.2), which a dual-stack
@@ -243,8 +315,9 @@ fn bind(port: u16) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// Binds the heartbeat port and starts sending and receiving; returns the shared view. `view` is
-/// the digest of the layer2 view the caller has applied; it goes into every heartbeat.
+/// Binds the heartbeat port and starts sending and receiving; returns the shared view.
+/// `applied`: what the caller has applied (its view's digest goes into every heartbeat, the rest
+/// into the claims).
 pub async fn start(
     node_name: String,
     port: u16,
@@ -252,7 +325,7 @@ pub async fn start(
     config: LivenessConfig,
     states: watch::Receiver<Arc<SpeakerState>>,
     serving: watch::Receiver<BTreeSet<String>>,
-    view: watch::Receiver<u64>,
+    applied: watch::Receiver<Arc<Applied>>,
 ) -> std::io::Result<Liveness> {
     let socket = bind(port)?;
     let incarnation = SystemTime::now()
@@ -276,7 +349,7 @@ pub async fn start(
         }),
         states,
         serving,
-        view,
+        applied,
     };
     info!(
         port,
@@ -284,22 +357,22 @@ pub async fn start(
         dead_after_ms = u64::try_from(config.dead_after.as_millis()).unwrap_or(u64::MAX),
         "heartbeats on (IPv4 and IPv6)"
     );
-    // Sender: every interval, and at once when the applied view changes (peers waiting for it
-    // to agree need not wait an interval).
+    // Sender: every interval, and at once when what is applied changes (peers waiting for the
+    // view to agree, or for an IP to be let go, need not wait an interval).
     {
         let liveness = liveness.clone();
-        let mut view = liveness.view.clone();
+        let mut applied = liveness.applied.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(config.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    changed = view.changed() => {
+                    changed = applied.changed() => {
                         if changed.is_err() {
                             return;
                         }
-                        view.borrow_and_update();
+                        applied.borrow_and_update();
                         tick.reset();
                     }
                 }
@@ -325,6 +398,21 @@ pub async fn start(
                 let Some(datagram) = buf.get(..n) else {
                     continue;
                 };
+                if is_claims(datagram) {
+                    match decode_claims(datagram, &liveness.sender.key) {
+                        Ok(claims) => {
+                            if liveness.membership().record_claims(&claims) == Recorded::Changed {
+                                liveness.changed.notify_one();
+                            }
+                        }
+                        Err(error) => {
+                            if should_warn(&mut warned, from.ip()) {
+                                warn!(%from, %error, "claims ignored");
+                            }
+                        }
+                    }
+                    continue;
+                }
                 match decode(datagram, &liveness.sender.key) {
                     Ok(beat) => {
                         let now = liveness.now();
@@ -352,19 +440,12 @@ pub async fn start(
                         }
                     }
                     Err(error) => {
-                        let from_ip = from.ip();
-                        let now = Instant::now();
-                        if warned
-                            .get(&from_ip)
-                            .is_none_or(|at| now.duration_since(*at) >= WARN_EVERY)
-                        {
+                        if should_warn(&mut warned, from.ip()) {
                             let peer = match &error {
                                 HeartbeatError::BadMac { node } => node.as_str(),
                                 HeartbeatError::Malformed(_) => "",
                             };
                             warn!(%from, peer, %error, "heartbeat ignored");
-                            warned.retain(|_, at| now.duration_since(*at) < WARN_EVERY);
-                            warned.insert(from_ip, now);
                         }
                     }
                 }

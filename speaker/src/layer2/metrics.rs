@@ -21,6 +21,8 @@ pub struct Layer2Metrics {
     pub(super) standing: Gauge,
     answering: Family<Labels, Gauge>,
     takeovers: Family<Labels, Counter>,
+    pub(super) view_stale: Gauge,
+    pub(super) standing_in: Gauge,
 }
 
 impl Layer2Metrics {
@@ -66,6 +68,16 @@ impl Layer2Metrics {
             "oxelb_layer2_takeovers",
             "IPs this node started answering (a failover, a new IP, or a restart), by eip",
             m.takeovers.clone(),
+        );
+        registry.register(
+            "oxelb_layer2_view_stale",
+            "1 while this speaker's API view is stale: a live peer has applied a Service change this speaker has not seen for longer than the settle bound (a hung watch)",
+            m.view_stale.clone(),
+        );
+        registry.register(
+            "oxelb_layer2_standing_in",
+            "IPs this node answers in place of a live peer whose API view provably lacks them (a peer with a hung watch)",
+            m.standing_in.clone(),
         );
         m
     }

@@ -7,7 +7,8 @@
 //! - [`responder`]: one NIC's responder: answers ARP/NS for the IPs given, announces take-overs,
 //!   notices foreign claims.
 //! - [`metrics`]: the layer2 metrics.
-//! - [`heartbeat`]: the speakers' UDP heartbeats (liveness and serving pools).
+//! - [`heartbeat`]: the speakers' UDP heartbeats (liveness and serving pools) and claims.
+//! - [`staleness`]: saying so when this speaker's own API view is stale.
 //! - [`frames`]: parsing requests and building replies and announcements (pure).
 //! - [`interface`]: finding the NIC an Eip's `spec.interface` names (reads `/proc` and `/sys`).
 //! - [`socket`]: AF_PACKET sockets per interface (ARP; NS behind a BPF filter) under tokio.
@@ -18,6 +19,7 @@ pub mod heartbeat;
 pub mod interface;
 pub mod metrics;
 pub mod responder;
+pub mod staleness;
 /// The layer2 raw sockets. Their code lives in the workspace's one unsafe module, [`crate::sys`]:
 /// `bind(sockaddr_ll)`, `SOL_PACKET` options and `if_nametoindex` have no safe wrapper.
 pub use crate::sys::packet as socket;

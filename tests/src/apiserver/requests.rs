@@ -348,11 +348,15 @@ impl ApiServer {
             let body = serde_json::to_vec(object).map_err(internal)?;
             return Ok((StatusCode::OK, Bytes::from(body)));
         }
-        let old = state
+        let mut old = state
             .resources
             .get_mut(&target.resource)
             .and_then(|r| r.objects.remove(&Self::key(target)))
             .unwrap_or_default();
+        // A deletion is a change of its own: a new version, which the deleted object carries
+        // (as kube-apiserver's DELETED events do); else watches skip it as already sent.
+        state.version += 1;
+        old["metadata"]["resourceVersion"] = state.version.to_string().into();
         record(&mut state, &target.resource, "DELETED", &old).map(|body| (StatusCode::OK, body))
     }
 

@@ -114,6 +114,49 @@ async fn writes_change_objects_in_place_and_watches_replay_them_in_order() {
     assert!(gone.contains("\"code\":410"), "{gone}");
 }
 
+#[tokio::test]
+async fn deletes_in_a_row_each_reach_a_watch_with_a_version_of_their_own() {
+    let api = ApiServer::start().await.unwrap();
+    let svc = |name: &str| json!({"metadata": {"name": name}});
+    for name in ["a", "b", "c"] {
+        api.insert("/api/v1/namespaces/d/services", svc(name)).unwrap();
+    }
+    // One through the API, two as a test removes them.
+    let (code, _) = call(
+        &api,
+        Method::DELETE,
+        "/api/v1/namespaces/d/services/a",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    api.remove("/api/v1/namespaces/d/services/b");
+    api.remove("/api/v1/namespaces/d/services/c");
+    let uri = "/api/v1/services?watch=1&resourceVersion=3&timeoutSeconds=0";
+    let lines = call(&api, Method::GET, uri, Value::Null).await.1;
+    let events: Vec<(String, String, String)> = lines
+        .lines()
+        .map(|l| {
+            let e: Value = serde_json::from_str(l).unwrap();
+            let o = &e["object"]["metadata"];
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                o["name"].as_str().unwrap().to_owned(),
+                o["resourceVersion"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("DELETED", "a", "4"),
+        ("DELETED", "b", "5"),
+        ("DELETED", "c", "6"),
+    ];
+    assert_eq!(
+        events,
+        want.map(|(t, n, v)| (t.to_owned(), n.to_owned(), v.to_owned()))
+    );
+}
+
 #[test]
 fn paths_parse_to_resources() {
     let t = parse_target("/api/v1/namespaces/a/services/web/status").unwrap();
