@@ -61,7 +61,11 @@ impl KubeSource {
         &self,
         view: View<K, V>,
     ) -> BoxStream<'static, Result<IndexEvent<V>, SourceError>> {
-        watch_api_viewed(Api::<Slim<K>>::all(self.client.clone()), view, self.progress.clone())
+        watch_api_viewed(
+            Api::<Slim<K>>::all(self.client.clone()),
+            view,
+            self.progress.clone(),
+        )
     }
 
     /// As [`watch_viewed`](Self::watch_viewed), for the objects in `namespace` only.

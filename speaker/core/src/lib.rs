@@ -20,6 +20,8 @@
 //! - [`liveness`]: which speakers are alive, from signed heartbeats, and what this node may answer.
 //! - [`standin`]: standing in for a peer whose API view is stuck, and when a won IP may be begun.
 //! - [`tiebreak`]: two-node and stuck-view tie-breaks from the API facts (per-speaker Leases).
+//! - [`unapplied`]: the BgpConf/BgpPeer fields set and not applied, said as a Warning and a
+//!   condition (`docs/openelb-fields.md`).
 
 pub mod desired;
 pub mod election;
@@ -31,4 +33,5 @@ pub mod policy;
 pub mod sessions;
 pub mod standin;
 pub mod tiebreak;
+pub mod unapplied;
 pub mod view;

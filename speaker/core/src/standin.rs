@@ -123,9 +123,7 @@ impl Evidence {
 
     /// The agreed path's check: no live peer may answer or want `ip`.
     pub fn clear_when_agreed(&self, ip: IpAddr) -> bool {
-        self.peers
-            .values()
-            .all(|p| !p.may_answer(ip) && !p.may_want(ip))
+        self.peers.values().all(|p| !p.may_answer(ip) && !p.may_want(ip))
     }
 
     /// The bounded path's check: no live peer may answer `ip`, none with a smaller name wants it.

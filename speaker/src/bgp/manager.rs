@@ -347,6 +347,15 @@ fn apply(
             },
         );
     }
+    // A description alone changed: the session stays, the status says the new one.
+    for (name, session) in running.iter_mut() {
+        if let Some(config) = state.sessions.sessions.get(name)
+            && session.config.description != config.description
+        {
+            session.config.description.clone_from(&config.description);
+            session.written = None;
+        }
+    }
     // Only the sessions whose route set changed hear of it (a pool's policy change touches only
     // the peers it concerns); sessions just started have theirs already.
     for (name, session) in running.iter() {
@@ -529,6 +538,8 @@ fn peer_status(config: &SessionConfig, status: &SessionStatus, bfd: Option<&Repo
             "routerId": config.router_id.to_string(),
             "sessionState": status.state.map_or("Idle", State::as_str),
             "adminState": if config.admin_down { "Down" } else { "Up" },
+            // `conf.description`, echoed as GoBGP does (null removes an old one).
+            "description": config.description,
             "messages": {"sent": counts(&status.sent), "received": counts(&status.received)},
         },
         "timersState": timers,

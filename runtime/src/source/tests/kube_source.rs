@@ -326,16 +326,25 @@ async fn a_restart_drops_a_hung_watch_and_lists_again() {
             "metadata": {"resourceVersion": version.to_string()}, "items": items})
     };
     // The first list, then a watch that is never answered (held open).
-    let (request, send) = tokio::time::timeout(WAIT, handle.next_request()).await.unwrap().unwrap();
+    let (request, send) = tokio::time::timeout(WAIT, handle.next_request())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!request.uri().query().unwrap_or_default().contains("watch=true"));
     send.send_response(json_response(StatusCode::OK, &list(vec![service("a", 5)], 5)));
-    let (request, _hung) = tokio::time::timeout(WAIT, handle.next_request()).await.unwrap().unwrap();
+    let (request, _hung) = tokio::time::timeout(WAIT, handle.next_request())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(request.uri().query().unwrap_or_default().contains("watch=true"));
     tokio::time::timeout(WAIT, tracker.wait()).await.unwrap();
     assert_eq!(source.progress().highest("Service"), 5);
     // Meanwhile "b" was made (version 7); only a new list can tell.
     restarter.restart();
-    let (request, send) = tokio::time::timeout(WAIT, handle.next_request()).await.unwrap().unwrap();
+    let (request, send) = tokio::time::timeout(WAIT, handle.next_request())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         !request.uri().query().unwrap_or_default().contains("watch=true"),
         "a restart lists again: {:?}",

@@ -130,8 +130,11 @@ impl ClaimFilter {
     /// Whether `(tag, ip)` may have been put in; `false` proves it was not.
     pub fn may_contain(&self, tag: ClaimTag, ip: IpAddr) -> bool {
         let size = self.bits.len() * 8;
-        positions(self.salt, self.hashes, tag, ip, size)
-            .all(|at| self.bits.get(at / 8).is_some_and(|byte| byte & (1 << (at % 8)) != 0))
+        positions(self.salt, self.hashes, tag, ip, size).all(|at| {
+            self.bits
+                .get(at / 8)
+                .is_some_and(|byte| byte & (1 << (at % 8)) != 0)
+        })
     }
 
     /// The filter's size in bytes.

@@ -193,6 +193,18 @@ fn a_change_touches_only_the_sessions_whose_resolved_config_changed() {
         }
     );
 
+    // A description alone restarts nothing, and is in the resolved session (for the status).
+    let described = [
+        router("r1", "198.51.100.1", 65001),
+        peer(
+            "r2",
+            json!({"conf": {"peerAs": 65002, "neighborAddress": "198.51.100.2", "description": "tor-2"}}),
+        ),
+    ];
+    let after = plan(&[conf(json!({"as": 64512}))], &described, &n);
+    assert_eq!(diff(&before, &after), Changes::default());
+    assert_eq!(after.sessions["r2"].description.as_deref(), Some("tor-2"));
+
     // BgpConf listenPort: the listener moves, no session restarts.
     let d = diff(
         &before,

@@ -52,16 +52,7 @@ fn a_filter_has_no_false_negatives_and_few_false_positives() {
         .map(|_| IpAddr::from(u32::try_from(rng.below(1 << 32)).unwrap().to_be_bytes()))
         .collect();
     let answering: BTreeSet<IpAddr> = known.iter().take(100).copied().collect();
-    let claims = Claims::new(
-        "n1".into(),
-        1,
-        7,
-        9,
-        5,
-        &known,
-        &answering,
-        &BTreeSet::new(),
-    );
+    let claims = Claims::new("n1".into(), 1, 7, 9, 5, &known, &answering, &BTreeSet::new());
     for ip in &known {
         assert!(claims.filter.may_contain(ClaimTag::Known, *ip));
     }
@@ -70,7 +61,11 @@ fn a_filter_has_no_false_negatives_and_few_false_positives() {
     }
     // Strangers: 500 items in 4,000-odd bits, three hashes: a few percent at most.
     let false_positives = (0..10_000u32)
-        .filter(|i| claims.filter.may_contain(ClaimTag::Known, IpAddr::from([198, 51, (i >> 8) as u8, *i as u8])))
+        .filter(|i| {
+            claims
+                .filter
+                .may_contain(ClaimTag::Known, IpAddr::from([198, 51, (i >> 8) as u8, *i as u8]))
+        })
         .count();
     assert!(false_positives < 500, "{false_positives} of 10,000");
     // The tag is part of the item: an answered IP is not also "wanted".
@@ -92,8 +87,14 @@ fn a_false_positive_of_one_salt_is_not_one_of_the_next() {
         !filter.may_contain(ClaimTag::Known, stranger)
     });
     let saturated = ClaimFilter::build(0, 8, known.iter().map(|ip| (ClaimTag::Known, ip)));
-    assert!(saturated.may_contain(ClaimTag::Known, stranger), "64 bits, 300 hashes: full");
-    assert!(!absent_somewhere, "a full filter proves nothing, whatever its salt");
+    assert!(
+        saturated.may_contain(ClaimTag::Known, stranger),
+        "64 bits, 300 hashes: full"
+    );
+    assert!(
+        !absent_somewhere,
+        "a full filter proves nothing, whatever its salt"
+    );
     // Sized to the items, eight salts prove a stranger absent.
     let proven = (0..8u64).any(|seq| {
         let filter = ClaimFilter::build(
@@ -170,12 +171,19 @@ fn claims_of_a_new_view_forget_the_old_proofs_and_replays_are_ignored() {
     let empty = BTreeSet::new();
     let first = Claims::new("b".into(), 1, 1, 10, 5, &empty, &empty, &empty);
     assert_eq!(m.record_claims(&first), crate::liveness::Recorded::Changed);
-    assert_eq!(m.record_claims(&first), crate::liveness::Recorded::Ignored, "a replay");
+    assert_eq!(
+        m.record_claims(&first),
+        crate::liveness::Recorded::Ignored,
+        "a replay"
+    );
     let evidence = m.evidence(ms(10), 6);
     assert!(evidence.peers["b"].lacks(ip(1)));
     assert!(evidence.stuck_without("b", ip(1)), "behind (5 < 6) and lacking");
     assert!(!m.evidence(ms(10), 5).stuck_without("b", ip(1)), "not behind");
-    assert!(!m.evidence(ms(10), 0).stuck_without("b", ip(1)), "progress unknown");
+    assert!(
+        !m.evidence(ms(10), 0).stuck_without("b", ip(1)),
+        "progress unknown"
+    );
     // It learns the IP: a new view, the old proofs are gone.
     let knows = Claims::new("b".into(), 1, 2, 11, 6, &[ip(1)].into(), &empty, &empty);
     assert_eq!(m.record_claims(&knows), crate::liveness::Recorded::Changed);
@@ -230,25 +238,52 @@ fn begin_waits_for_a_peer_that_answers_or_wants_the_ip() {
     let none = BTreeSet::new();
     // Agreed, nobody claims it: at once.
     let mut h = Handover::new(ms(2000));
-    assert_eq!(h.decide(ms(0), &won, &none, true, Some(&evidence("b", &[("a", &[], &[])]))), won);
+    assert_eq!(
+        h.decide(ms(0), &won, &none, true, Some(&evidence("b", &[("a", &[], &[])]))),
+        won
+    );
     // Agreed, but a stand-in still answers it: not until it lets go.
     let mut h = Handover::new(ms(2000));
     let standing_in = evidence("b", &[("a", &[ip(1)], &[])]);
     assert!(h.decide(ms(0), &won, &none, true, Some(&standing_in)).is_empty());
-    assert!(h.decide(ms(5000), &won, &none, true, Some(&standing_in)).is_empty());
+    assert!(
+        h.decide(ms(5000), &won, &none, true, Some(&standing_in))
+            .is_empty()
+    );
     assert_eq!(h.blocked(), &won);
     assert_eq!(h.wanted(), won, "still wanted, so listed in the claims");
-    assert_eq!(h.decide(ms(5050), &won, &none, true, Some(&evidence("b", &[("a", &[], &[])]))), won);
+    assert_eq!(
+        h.decide(
+            ms(5050),
+            &won,
+            &none,
+            true,
+            Some(&evidence("b", &[("a", &[], &[])]))
+        ),
+        won
+    );
     // Agreed, a peer wants it (about to stand in): wait.
     let mut h = Handover::new(ms(2000));
-    assert!(h.decide(ms(0), &won, &none, true, Some(&evidence("b", &[("c", &[], &[ip(1)])]))).is_empty());
+    assert!(
+        h.decide(
+            ms(0),
+            &won,
+            &none,
+            true,
+            Some(&evidence("b", &[("c", &[], &[ip(1)])]))
+        )
+        .is_empty()
+    );
     // Bounded: a smaller name that wants it goes first; a larger one does not hold us back.
     let mut h = Handover::new(ms(2000));
     let smaller = evidence("b", &[("a", &[], &[ip(1)])]);
     assert!(h.decide(ms(0), &won, &none, false, Some(&smaller)).is_empty());
     assert!(h.decide(ms(2000), &won, &none, false, Some(&smaller)).is_empty());
     let larger = evidence("b", &[("c", &[], &[ip(1)])]);
-    assert!(h.decide(ms(1999), &won, &none, false, Some(&larger)).is_empty(), "the bound first");
+    assert!(
+        h.decide(ms(1999), &won, &none, false, Some(&larger)).is_empty(),
+        "the bound first"
+    );
     assert_eq!(h.decide(ms(2000), &won, &none, false, Some(&larger)), won);
     assert_eq!(h.forced(), &won);
     // Without claims, the bound alone (the rule before claims).
@@ -301,8 +336,11 @@ fn a_stuck_winner_that_lacks_the_ip_is_stood_in_for_by_the_same_node_everywhere(
         .map(ip)
         .find(|x| {
             let world: World = [(*x, None)].into();
-            announced_by(&crate::layer2::layer2_outcomes(&state_of(&names, &world), "n1", &pools, None), "n0")
-                .contains(x)
+            announced_by(
+                &crate::layer2::layer2_outcomes(&state_of(&names, &world), "n1", &pools, None),
+                "n0",
+            )
+            .contains(x)
         })
         .unwrap();
     let world: World = [(target, None)].into();
@@ -333,7 +371,11 @@ fn a_stuck_winner_that_lacks_the_ip_is_stood_in_for_by_the_same_node_everywhere(
         assert_eq!(stood_in, [target].into());
         winners.insert(outcomes[&target].winner().unwrap().to_owned());
     }
-    assert_eq!(winners.len(), 1, "both fresh nodes elect the same stand-in: {winners:?}");
+    assert_eq!(
+        winners.len(),
+        1,
+        "both fresh nodes elect the same stand-in: {winners:?}"
+    );
     assert!(!winners.contains("n0"));
     // Ahead rather than behind (the Service was deleted, n0 saw it first): nobody stands in.
     let ahead = Claims::new("n0".into(), 1, 1, 1, 9, &empty, &empty, &empty);
@@ -437,7 +479,9 @@ fn run(scenario: &Scenario, seed: u64) -> Seen {
     let mut seen = Seen::default();
     for (v, (_, world)) in scenario.worlds.iter().enumerate() {
         for ip in world.keys() {
-            let new = v == 0 || !scenario.worlds[v - 1].1.contains_key(ip) || scenario.worlds[v - 1].1[ip] != world[ip];
+            let new = v == 0
+                || !scenario.worlds[v - 1].1.contains_key(ip)
+                || scenario.worlds[v - 1].1[ip] != world[ip];
             if new {
                 seen.first_answer.insert((v, *ip), None);
             }
@@ -476,7 +520,8 @@ fn run(scenario: &Scenario, seed: u64) -> Seen {
                 serving: sim.membership.serving(now),
             };
             let evidence = sim.membership.evidence(now, progress);
-            let (outcomes, _) = layer2_outcomes_standing_in(&state, &sim.name, &pools, Some(&view), &evidence);
+            let (outcomes, _) =
+                layer2_outcomes_standing_in(&state, &sim.name, &pools, Some(&view), &evidence);
             let won = announced_by(&outcomes, &sim.name);
             let digest = view_digest(&state, &sim.name, &pools, &sim.membership.last_serving());
             let agreed = sim.membership.agreed(now, digest);
@@ -493,12 +538,7 @@ fn run(scenario: &Scenario, seed: u64) -> Seen {
             if now >= sim.next_beat {
                 sim.next_beat = now + config.interval;
                 sim.seq += 1;
-                let hears: BTreeSet<u32> = sim
-                    .membership
-                    .hearing(now)
-                    .iter()
-                    .map(|n| name_hash(n))
-                    .collect();
+                let hears: BTreeSet<u32> = sim.membership.hearing(now).iter().map(|n| name_hash(n)).collect();
                 let beat = Heartbeat {
                     node: sim.name.clone(),
                     incarnation: 1,
@@ -632,4 +672,3 @@ fn a_frozen_view_neither_black_holes_new_ips_nor_gives_two_answerers() {
         }
     }
 }
-
