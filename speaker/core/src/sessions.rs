@@ -67,7 +67,8 @@ pub struct SessionConfig {
     pub connect_retry: u16,
     /// The families to offer (from `afiSafis`, else the neighbor's family).
     pub families: BTreeSet<Family>,
-    /// ADD-PATH send maximum per family when `afiSafis[].addPaths.config.sendMax` is set.
+    /// ADD-PATH send maximum per family when `afiSafis[].addPaths.config.sendMax` is set and not
+    /// 0 (GoBGP's "no ADD-PATH").
     pub add_path_send_max: Option<u8>,
     /// Graceful restart time to advertise (RFC 4724), when enabled on the peer or the BgpConf.
     pub graceful_restart_time: Option<u16>,
@@ -429,6 +430,7 @@ fn session(
             .as_ref()
             .and_then(|a| a.config.as_ref())
             .and_then(|c| c.send_max)
+            .filter(|max| *max != 0)
         {
             add_path_send_max = Some(u8::try_from(max).unwrap_or(u8::MAX));
         }

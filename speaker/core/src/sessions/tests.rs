@@ -93,6 +93,16 @@ fn per_peer_options() {
         (s.add_path_send_max, s.graceful_restart_time),
         (Some(4), Some(30))
     );
+    // sendMax 0 is GoBGP's "no ADD-PATH".
+    let zero = peer(
+        "zero",
+        json!({"conf": {"peerAs": 65001, "neighborAddress": "203.0.113.1"},
+            "afiSafis": [{"config": {"family": {"afi": "AFI_IP", "safi": "SAFI_UNICAST"}}, "addPaths": {"config": {"sendMax": 0}}}]}),
+    );
+    assert_eq!(
+        plan(&[conf(json!({"as": 64512}))], &[zero], &node(json!({}))).sessions["zero"].add_path_send_max,
+        None
+    );
     let multihop = peer(
         "mh",
         json!({"conf": {"peerAs": 65001, "neighborAddress": "203.0.113.1"}, "ebgpMultihop": {"enabled": true, "multihopTtl": 3}}),
