@@ -33,7 +33,7 @@ impl Drop for Speaker {
 fn speaker(dir: &Path, node: &str) -> Speaker {
     let port = free_port().unwrap();
     let log = std::fs::File::create(dir.join(format!("{node}.log"))).unwrap();
-    let speaker = Speaker(
+    Speaker(
         Command::new(env!("CARGO_BIN_EXE_oxelb-speaker"))
             .args([
                 "--node-name",
@@ -51,8 +51,7 @@ fn speaker(dir: &Path, node: &str) -> Speaker {
             .spawn()
             .unwrap(),
         port,
-    );
-    speaker
+    )
 }
 
 async fn ready(speaker: &Speaker) {

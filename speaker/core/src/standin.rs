@@ -130,7 +130,7 @@ impl Evidence {
     pub fn clear_when_bounded(&self, ip: IpAddr) -> bool {
         self.peers
             .iter()
-            .all(|(name, p)| !p.may_answer(ip) && !(p.may_want(ip) && name.as_str() < self.me.as_str()))
+            .all(|(name, p)| !(p.may_answer(ip) || (p.may_want(ip) && name.as_str() < self.me.as_str())))
     }
 
     /// The live peers whose claims keep `ip` from being begun (for logs).

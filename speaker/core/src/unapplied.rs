@@ -7,7 +7,8 @@
 //! lists agree, path by path and behaviour by behaviour, with the `no effect` and `not yet` rows of
 //! `docs/openelb-fields.md` (a test in `tests/tests/docs.rs` compares them). A field counts as set
 //! when it holds a value other than OpenELB's (GoBGP's) default: a boolean `true`, a number other
-//! than 0, a non-empty string or list; the exceptions are named in the lists' reasons.
+//! than 0, a non-empty string or list; the exceptions (e.g. `removePrivateAs: NONE`) are named in
+//! the table.
 
 use Behaviour::{NoEffect, NotYet};
 use oxelb_crds::v1alpha2::{BgpConfSpec, BgpPeerSpec, GracefulRestart};

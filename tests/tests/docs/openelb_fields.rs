@@ -196,7 +196,7 @@ fn an_object_is_applied_exactly_when_one_of_its_fields_is() {
         let consistent = if behaviour == "applied" {
             any_applied
         } else {
-            !any_applied && below.iter().any(|b| *b == behaviour)
+            !any_applied && below.contains(&behaviour)
         };
         if !consistent {
             errors.push(format!(
