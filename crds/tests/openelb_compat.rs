@@ -15,10 +15,11 @@ use std::collections::BTreeSet;
 use oxelb_crds::crd;
 use serde_json::Value;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openelb-v0.6-crds");
+#[path = "support/openelb_paths.rs"]
+mod openelb_paths;
+use openelb_paths::{IMPLICIT_ROOT_FIELDS, child, list_items, map_values};
 
-/// Root fields the apiserver validates itself; kube's derive leaves them out of the schema.
-const IMPLICIT_ROOT_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openelb-v0.6-crds");
 
 /// Deliberate differences, each with its reason (path, what).
 ///
@@ -79,7 +80,7 @@ fn compare(theirs: &Value, ours: &Value, path: &str, errors: &mut Vec<String>) {
             if path.is_empty() && IMPLICIT_ROOT_FIELDS.contains(&name.as_str()) {
                 continue;
             }
-            let child = format!("{path}.{name}");
+            let child = child(path, name);
             match ours["properties"].get(name) {
                 Some(our_prop) => compare(their_prop, our_prop, &child, errors),
                 None => errors.push(format!("{child}: missing in oxelb")),
@@ -92,7 +93,7 @@ fn compare(theirs: &Value, ours: &Value, path: &str, errors: &mut Vec<String>) {
             compare(
                 &theirs["additionalProperties"],
                 &ours["additionalProperties"],
-                &format!("{path}.<value>"),
+                &map_values(path),
                 errors,
             );
         } else {
@@ -104,7 +105,7 @@ fn compare(theirs: &Value, ours: &Value, path: &str, errors: &mut Vec<String>) {
     // Arrays.
     if theirs["items"].is_object() {
         if ours["items"].is_object() {
-            compare(&theirs["items"], &ours["items"], &format!("{path}[]"), errors);
+            compare(&theirs["items"], &ours["items"], &list_items(path), errors);
         } else {
             errors.push(format!("{at}: an array with items in OpenELB, no items in oxelb"));
         }
@@ -279,10 +280,24 @@ fn the_checker_catches_a_missing_field_and_a_wrong_type() {
     assert_eq!(
         errors,
         [
-            ".a: missing in oxelb",
-            r#".b: type Some("integer") in OpenELB, Some("string") in oxelb"#,
-            r#".c: oxelb pattern "^x$" differs from OpenELB's null"#,
+            "a: missing in oxelb",
+            r#"b: type Some("integer") in OpenELB, Some("string") in oxelb"#,
+            r#"c: oxelb pattern "^x$" differs from OpenELB's null"#,
             r#"<root>: oxelb requires "c", OpenELB leaves it optional"#,
         ]
     );
+}
+
+#[test]
+fn openelb_has_193_property_paths_in_all() {
+    // The paths every check above compares, named as `docs/openelb-fields.md` lists them (the
+    // same walker, `support/openelb_paths.rs`). A new OpenELB schema changes this count, and the
+    // table must follow.
+    let paths = openelb_paths::reference_paths(std::path::Path::new(FIXTURES));
+    assert_eq!(paths.len(), 193);
+    assert!(paths.iter().any(
+        |(kind, version, path)| (kind.as_str(), version.as_str(), path.as_str())
+            == ("BgpPeer", "v1alpha2", "spec.afiSafis[].addPaths.config.sendMax")
+    ));
+    assert!(paths.iter().any(|(_, _, path)| path == "status.used.<value>"));
 }

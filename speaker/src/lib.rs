@@ -11,6 +11,8 @@
 //! - [`layer2`]: ARP/NDP answering and announcing, heartbeats between speakers.
 //! - [`reach`]: the speaker's own Lease (the two-node tie-break's API side).
 //! - [`sys`]: the workspace's one module of raw syscalls.
+//! - [`unapplied`]: the BgpConf/BgpPeer fields set and not applied, said as a Warning Event and a
+//!   `FieldsIgnored` condition.
 
 pub mod bfd;
 pub mod bgp;
@@ -21,6 +23,7 @@ pub mod reach;
 // The workspace's one module of raw syscalls (see its docs and every SAFETY comment).
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod unapplied;
 
 use clap::Parser;
 use k8s_openapi::api::{

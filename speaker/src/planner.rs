@@ -1,7 +1,7 @@
 //! The planner task: recomputes the speaker's desired state ([`oxelb_speaker_core::plan`]) on every
 //! change of the indexes, publishes each new state to the announcers, logs what changed, writes this
-//! node's entry of `BgpConf.status.nodesConfStatus`, and says every configuration problem once as a
-//! Warning Event.
+//! node's entry of `BgpConf.status.nodesConfStatus`, says every configuration problem once as a
+//! Warning Event, and the BgpConf/BgpPeer fields that are set and not applied ([`crate::unapplied`]).
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -105,6 +105,8 @@ pub async fn run(
     // The state last published: the announcers hold the same `Arc`, not copies.
     let mut current = Arc::new(SpeakerState::default());
     let mut said: BTreeMap<(String, &'static str), String> = BTreeMap::new();
+    // The fields set and not applied, said once per object and generation.
+    let mut said_fields = crate::unapplied::Said::new();
     // The pool policies last applied: a malformed edit (no webhook in front of `dir:`) keeps them.
     let mut last_good: BTreeMap<String, PoolPolicy> = BTreeMap::new();
     let mut written_identity = None;
@@ -121,6 +123,7 @@ pub async fn run(
         let problems = problems(&next);
         metrics.record(&next, problems.len());
         report_problems(&writer, &snapshot, &problems, &mut said).await;
+        crate::unapplied::report(&writer, &snapshot, &node_name, &mut said_fields).await;
         // Not kept while waiting for the next change.
         drop(snapshot);
         if next != *current {

@@ -9,7 +9,9 @@
 //! - get, create (409 `AlreadyExists`), replace (409 on a stale `resourceVersion`), merge patch
 //!   (409 when the patch carries a stale `metadata.resourceVersion`), the `status` subresource
 //!   (writes to it change only `status`; writes to the object leave `status` alone), delete
-//!   (with finalizers: sets `deletionTimestamp`).
+//!   (with finalizers: sets `deletionTimestamp`); `metadata.generation` is 1 on create and counts
+//!   the writes that change anything but `metadata` and `status`, as kube-apiserver counts spec
+//!   changes.
 //!
 //! Like kube-apiserver in front of etcd, it refuses a write whose stored object would serialise to
 //! more than an object size limit ([`ApiServer::set_object_size_limit`], none by default) with
@@ -330,6 +332,19 @@ impl ApiServer {
     pub fn insert(&self, path: &str, object: Value) -> Result<(), String> {
         let target = parse_target(path).ok_or_else(|| format!("not a resource path: {path}"))?;
         self.create_at(&target, object).map(|_| ()).map_err(|e| e.message)
+    }
+
+    /// Merge-patches the object at `path` (e.g. `/apis/g/v1/things/x`, or `.../x/status` for its
+    /// status) as a PATCH would, without counting a request; answers the stored object.
+    pub fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, String> {
+        let target = parse_target(path).ok_or_else(|| format!("not a resource path: {path}"))?;
+        self.patch(&target, patch)
+            .and_then(|(_, body)| {
+                serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string())
+                })
+            })
+            .map_err(|e| e.message)
     }
 
     /// How many objects a collection path holds, and how many of them `matches`, looked at in

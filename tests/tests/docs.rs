@@ -18,6 +18,9 @@
 //! Links: an inline link `[text](target)` that is not a URL must name a file or directory of the
 //! repository, relative to the Markdown file, and an anchor (`#heading`, `file.md#heading`) must be
 //! the GitHub slug of a heading of that file.
+//!
+//! The field table `docs/openelb-fields.md` lists every path of OpenELB's CRD schemas with what
+//! oxelb does with it; [`openelb_fields`] checks it against the schemas and the speaker's report.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,10 @@ use serde_json::Value;
 
 mod common;
 use common::{address_violations, api_version_of, typed};
+
+/// `docs/openelb-fields.md`: every OpenELB path, what oxelb does with it.
+#[path = "docs/openelb_fields.rs"]
+mod openelb_fields;
 
 /// A fenced YAML block of a Markdown file.
 #[derive(Debug)]

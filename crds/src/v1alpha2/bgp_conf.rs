@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -92,12 +93,16 @@ pub struct GracefulRestart {
 }
 
 /// BgpConfStatus defines the observed state of BgpConf; written by speakers.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BgpConfStatus {
     /// node name -> the router id and AS that node uses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_conf_status: Option<BTreeMap<String, NodeConfStatus>>,
+    /// oxelb extension: conditions about the object as a whole, e.g. `FieldsIgnored` (the spec
+    /// sets fields oxelb accepts but does not apply; see `docs/openelb-fields.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<Condition>>,
 }
 
 /// The BGP identity one node uses.

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -317,12 +317,16 @@ pub struct AddPathsConfig {
 }
 
 /// BgpPeerStatus defines the observed state of BgpPeer; written by speakers.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BgpPeerStatus {
     /// node name -> the state of that node's session with this neighbour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes_peer_status: Option<BTreeMap<String, NodePeerStatus>>,
+    /// oxelb extension: conditions about the object as a whole, e.g. `FieldsIgnored` (the spec
+    /// sets fields oxelb accepts but does not apply; see `docs/openelb-fields.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<Condition>>,
 }
 
 /// One node's session with the neighbour.

@@ -21,6 +21,8 @@
 //! - [`standin`]: standing in for a peer whose API view is stuck, and when a won IP may be begun.
 //! - [`stale`]: noticing that this speaker's own API view is stale (behind its peers').
 //! - [`tiebreak`]: two-node and stuck-view tie-breaks from the API facts (per-speaker Leases).
+//! - [`unapplied`]: the BgpConf/BgpPeer fields set and not applied, said as a Warning and a
+//!   condition (`docs/openelb-fields.md`).
 
 pub mod desired;
 pub mod election;
@@ -33,4 +35,5 @@ pub mod sessions;
 pub mod stale;
 pub mod standin;
 pub mod tiebreak;
+pub mod unapplied;
 pub mod view;

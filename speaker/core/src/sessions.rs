@@ -67,12 +67,16 @@ pub struct SessionConfig {
     pub connect_retry: u16,
     /// The families to offer (from `afiSafis`, else the neighbor's family).
     pub families: BTreeSet<Family>,
-    /// ADD-PATH send maximum per family when `afiSafis[].addPaths.config.sendMax` is set.
+    /// ADD-PATH send maximum per family when `afiSafis[].addPaths.config.sendMax` is set and not
+    /// 0 (GoBGP's "no ADD-PATH").
     pub add_path_send_max: Option<u8>,
     /// Graceful restart time to advertise (RFC 4724), when enabled on the peer or the BgpConf.
     pub graceful_restart_time: Option<u16>,
     /// `conf.adminDown`: configured, but kept down.
     pub admin_down: bool,
+    /// `conf.description`: free text, reported in the status as GoBGP does. A change to it
+    /// alone restarts nothing ([`diff`]).
+    pub description: Option<String>,
     /// `spec.bfd` (oxelb extension) when enabled. A change to it alone restarts only the BFD
     /// session, never the BGP session ([`diff`]).
     pub bfd: Option<BfdConfig>,
@@ -426,6 +430,7 @@ fn session(
             .as_ref()
             .and_then(|a| a.config.as_ref())
             .and_then(|c| c.send_max)
+            .filter(|max| *max != 0)
         {
             add_path_send_max = Some(u8::try_from(max).unwrap_or(u8::MAX));
         }
@@ -462,6 +467,7 @@ fn session(
         add_path_send_max,
         graceful_restart_time: peer_gr.or(conf_gr),
         admin_down: conf.admin_down == Some(true),
+        description: conf.description.filter(|d| !d.trim().is_empty()),
         bfd: bfd_config(peer),
     })
 }
@@ -487,25 +493,18 @@ pub fn diff(old: &SessionPlan, new: &SessionPlan) -> Changes {
         listen_changed: old.listen != new.listen,
         ..Changes::default()
     };
+    // What the BGP session is made of: not the BFD session beside it, nor the description.
+    let bgp_only = |c: &SessionConfig| SessionConfig {
+        bfd: None,
+        description: None,
+        ..c.clone()
+    };
     for (name, config) in &new.sessions {
         match old.sessions.get(name) {
             None => changes.start.push(name.clone()),
-            Some(before) if before.bfd == config.bfd => {
-                if before != config {
-                    changes.restart.push(name.clone());
-                }
-            }
-            Some(before) => {
-                let bgp_only = |c: &SessionConfig| SessionConfig {
-                    bfd: None,
-                    ..c.clone()
-                };
-                if bgp_only(before) == bgp_only(config) {
-                    changes.bfd.push(name.clone());
-                } else {
-                    changes.restart.push(name.clone());
-                }
-            }
+            Some(before) if bgp_only(before) != bgp_only(config) => changes.restart.push(name.clone()),
+            Some(before) if before.bfd != config.bfd => changes.bfd.push(name.clone()),
+            Some(_) => {}
         }
     }
     changes.stop = old

@@ -239,7 +239,7 @@ pub async fn run(
         bfd.admin_down(Duration::from_millis(50)).await;
     }
     bfd.stop();
-    if let Some((_, _, _, task)) = listener {
+    for (_, task) in listener.map(|(_, _, sockets)| sockets).into_iter().flatten() {
         task.abort();
     }
 }
@@ -347,6 +347,15 @@ fn apply(
             },
         );
     }
+    // A description alone changed: the session stays, the status says the new one.
+    for (name, session) in running.iter_mut() {
+        if let Some(config) = state.sessions.sessions.get(name)
+            && session.config.description != config.description
+        {
+            session.config.description.clone_from(&config.description);
+            session.written = None;
+        }
+    }
     // Only the sessions whose route set changed hear of it (a pool's policy change touches only
     // the peers it concerns); sessions just started have theirs already.
     for (name, session) in running.iter() {
@@ -375,8 +384,22 @@ async fn stop_detached(name: String, session: Running) {
     stop(&name, session).await;
 }
 
-/// The listener: its settings, the MD5 keys set on it, the socket, the accept task.
-type Listener = (Listen, BTreeMap<IpAddr, String>, Arc<TcpListener>, JoinHandle<()>);
+/// The listener: its settings, the MD5 keys set on it, and a socket with its accept task per
+/// address listened on.
+type Listener = (
+    Listen,
+    BTreeMap<IpAddr, String>,
+    Vec<(Arc<TcpListener>, JoinHandle<()>)>,
+);
+
+/// The MD5 keys a socket bound to `ip` takes: an IPv4 socket only IPv4 peers' (an IPv6 one, which
+/// accepts IPv4 too when it is `::`, every peer's).
+fn keys_for(ip: IpAddr, keys: &BTreeMap<IpAddr, String>) -> BTreeMap<IpAddr, String> {
+    keys.iter()
+        .filter(|(peer, _)| ip.is_ipv6() || peer.is_ipv4())
+        .map(|(peer, key)| (*peer, key.clone()))
+        .collect()
+}
 
 /// (Re)binds the listener when the BgpConf listen settings changed, and keeps its MD5 keys current.
 async fn relisten(current: Option<Listener>, state: &SpeakerState, inbound: &Inbound) -> Option<Listener> {
@@ -387,37 +410,47 @@ async fn relisten(current: Option<Listener>, state: &SpeakerState, inbound: &Inb
         .filter_map(|s| Some((s.neighbor, s.md5_password.clone()?)))
         .collect();
     let wanted = state.sessions.listen.clone();
-    if let Some((listen, old_keys, socket, task)) = current {
+    if let Some((listen, old_keys, sockets)) = current {
         if wanted.as_ref() == Some(&listen) {
-            if old_keys != keys
-                && let Err(error) = update_listener_keys(&socket, &old_keys, &keys)
-            {
-                warn!(%error, "cannot update the listener's TCP-MD5 keys");
+            if old_keys != keys {
+                for (socket, _) in &sockets {
+                    let Ok(local) = socket.local_addr() else { continue };
+                    let (old, new) = (keys_for(local.ip(), &old_keys), keys_for(local.ip(), &keys));
+                    if let Err(error) = update_listener_keys(socket, &old, &new) {
+                        warn!(%local, %error, "cannot update the listener's TCP-MD5 keys");
+                    }
+                }
             }
-            return Some((listen, keys, socket, task));
+            return Some((listen, keys, sockets));
         }
-        task.abort();
+        for (_, task) in sockets {
+            task.abort();
+        }
     }
     let wanted = wanted?;
-    // Without listenAddresses, `::` (Linux' dual-stack sockets accept IPv4 too); else the first.
-    let ip = wanted
-        .addresses
-        .first()
-        .copied()
-        .unwrap_or(IpAddr::from([0u8; 16]));
-    let addr = SocketAddr::new(ip, wanted.port);
-    match listen(addr, &keys) {
-        Ok(socket) => {
-            info!(%addr, "accepting BGP connections");
-            let socket = Arc::new(socket);
-            let task = tokio::spawn(accept_loop(socket.clone(), inbound.clone()));
-            Some((wanted, keys, socket, task))
-        }
-        Err(error) => {
-            warn!(%addr, %error, "cannot listen for BGP connections (BgpConf spec.listenPort); routers must be dialled");
-            None
+    // Without listenAddresses, `::` (Linux' dual-stack sockets accept IPv4 too); else each one.
+    let ips = if wanted.addresses.is_empty() {
+        vec![IpAddr::from([0u8; 16])]
+    } else {
+        wanted.addresses.clone()
+    };
+    let mut sockets = Vec::with_capacity(ips.len());
+    for ip in ips {
+        let addr = SocketAddr::new(ip, wanted.port);
+        match listen(addr, &keys_for(ip, &keys)) {
+            Ok(socket) => {
+                info!(%addr, "accepting BGP connections");
+                let socket = Arc::new(socket);
+                let task = tokio::spawn(accept_loop(socket.clone(), inbound.clone()));
+                sockets.push((socket, task));
+            }
+            Err(error) => {
+                warn!(%addr, %error, "cannot listen for BGP connections here (BgpConf spec.listenPort, spec.listenAddresses); routers must dial another address or be dialled");
+            }
         }
     }
+    // None bound: tried again on the next change.
+    (!sockets.is_empty()).then_some((wanted, keys, sockets))
 }
 
 async fn accept_loop(socket: Arc<TcpListener>, inbound: Inbound) {
@@ -529,6 +562,8 @@ fn peer_status(config: &SessionConfig, status: &SessionStatus, bfd: Option<&Repo
             "routerId": config.router_id.to_string(),
             "sessionState": status.state.map_or("Idle", State::as_str),
             "adminState": if config.admin_down { "Down" } else { "Up" },
+            // `conf.description`, echoed as GoBGP does (null removes an old one).
+            "description": config.description,
             "messages": {"sent": counts(&status.sent), "received": counts(&status.received)},
         },
         "timersState": timers,

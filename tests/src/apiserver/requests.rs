@@ -220,6 +220,7 @@ impl ApiServer {
         object["metadata"]["resourceVersion"] = version.to_string().into();
         object["metadata"]["uid"] = format!("00000000-0000-4000-8000-{version:012}").into();
         object["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z".into();
+        object["metadata"]["generation"] = 1.into();
         check_size(state.object_limit, &object)?;
         let body = record(&mut state, &target.resource, "ADDED", &object)?;
         if let Some(r) = state.resources.get_mut(&target.resource) {
@@ -285,11 +286,13 @@ impl ApiServer {
         if target.status {
             old["status"] = body["status"].take();
         } else {
-            for field in ["uid", "creationTimestamp", "namespace"] {
+            for field in ["uid", "creationTimestamp", "namespace", "generation"] {
                 body["metadata"][field] = old["metadata"][field].take();
             }
             body["status"] = old["status"].take();
+            let generation = next_generation(old, &body);
             *old = body;
+            old["metadata"]["generation"] = generation.into();
         }
         Self::fits(old, limit, before)?;
         Self::commit(&mut state, target)
@@ -310,7 +313,8 @@ impl ApiServer {
         } else {
             // The object's own fields and its status are not the patch's to change.
             let status = object["status"].take();
-            let kept: Vec<(&str, Value)> = ["uid", "creationTimestamp", "name", "namespace"]
+            let unpatched = object.clone();
+            let kept: Vec<(&str, Value)> = ["uid", "creationTimestamp", "name", "namespace", "generation"]
                 .into_iter()
                 .map(|field| (field, object["metadata"][field].clone()))
                 .collect();
@@ -319,6 +323,8 @@ impl ApiServer {
             for (field, value) in kept {
                 object["metadata"][field] = value;
             }
+            let generation = next_generation(&unpatched, object);
+            object["metadata"]["generation"] = generation.into();
         }
         Self::fits(object, limit, before)?;
         Self::commit(&mut state, target)
@@ -430,5 +436,24 @@ impl ApiServer {
             .header("content-type", "application/json")
             .body(Body::from_stream(stream))
             .unwrap_or_default()
+    }
+}
+
+/// `metadata.generation` after a write of the object (not its status) from `old` to `new`: one
+/// more when anything but `metadata` and `status` changed, as kube-apiserver counts spec changes.
+fn next_generation(old: &Value, new: &Value) -> i64 {
+    let content = |v: &Value| -> Value {
+        let mut v = v.clone();
+        if let Some(map) = v.as_object_mut() {
+            map.remove("metadata");
+            map.remove("status");
+        }
+        v
+    };
+    let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+    if content(old) == content(new) {
+        generation
+    } else {
+        generation + 1
     }
 }

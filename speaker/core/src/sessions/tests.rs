@@ -93,6 +93,16 @@ fn per_peer_options() {
         (s.add_path_send_max, s.graceful_restart_time),
         (Some(4), Some(30))
     );
+    // sendMax 0 is GoBGP's "no ADD-PATH".
+    let zero = peer(
+        "zero",
+        json!({"conf": {"peerAs": 65001, "neighborAddress": "203.0.113.1"},
+            "afiSafis": [{"config": {"family": {"afi": "AFI_IP", "safi": "SAFI_UNICAST"}}, "addPaths": {"config": {"sendMax": 0}}}]}),
+    );
+    assert_eq!(
+        plan(&[conf(json!({"as": 64512}))], &[zero], &node(json!({}))).sessions["zero"].add_path_send_max,
+        None
+    );
     let multihop = peer(
         "mh",
         json!({"conf": {"peerAs": 65001, "neighborAddress": "203.0.113.1"}, "ebgpMultihop": {"enabled": true, "multihopTtl": 3}}),
@@ -192,6 +202,18 @@ fn a_change_touches_only_the_sessions_whose_resolved_config_changed() {
             ..Changes::default()
         }
     );
+
+    // A description alone restarts nothing, and is in the resolved session (for the status).
+    let described = [
+        router("r1", "198.51.100.1", 65001),
+        peer(
+            "r2",
+            json!({"conf": {"peerAs": 65002, "neighborAddress": "198.51.100.2", "description": "tor-2"}}),
+        ),
+    ];
+    let after = plan(&[conf(json!({"as": 64512}))], &described, &n);
+    assert_eq!(diff(&before, &after), Changes::default());
+    assert_eq!(after.sessions["r2"].description.as_deref(), Some("tor-2"));
 
     // BgpConf listenPort: the listener moves, no session restarts.
     let d = diff(
