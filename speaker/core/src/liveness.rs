@@ -58,7 +58,7 @@ use std::{
     time::Duration,
 };
 
-mod claims;
+pub(crate) mod claims;
 mod heartbeat;
 
 pub use claims::{ClaimFilter, ClaimTag, Claims, MAX_FILTER, decode_claims, encode_claims, is_claims};

@@ -63,8 +63,11 @@ use std::{
 
 use crate::{
     election::{Candidate, Contest, Outcome, elect_one},
-    liveness::{ClaimFilter, ClaimTag},
+    liveness::claims::{ClaimFilter, ClaimTag},
 };
+
+/// The false-positive rate above which a peer's claims are too full to hold IPs back.
+pub const SATURATED: f64 = 0.05;
 
 /// What a live peer's claims say.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +99,15 @@ impl PeerEvidence {
     pub fn may_want(&self, ip: IpAddr) -> bool {
         self.latest.may_contain(ClaimTag::Intent, ip)
     }
+
+    /// Its latest filter holds too many items for its size (more than [`SATURATED`] false
+    /// positives): its "may answer" and "may want" would hold back nearly every IP, forever. A
+    /// saturated peer's claims still prove what its view lacks (a Bloom filter has no false
+    /// negatives), but the begin checks leave them out and fall back to the rule before claims
+    /// (agreement, or the bound). One datagram's filter holds about 700 tagged IPs at 1 %.
+    pub fn saturated(&self) -> bool {
+        self.latest.false_positive_rate() > SATURATED
+    }
 }
 
 /// What this speaker knows of its live peers' claims.
@@ -121,15 +133,22 @@ impl Evidence {
                 .is_some_and(|p| p.progress < self.progress && p.lacks(ip))
     }
 
-    /// The agreed path's check: no live peer may answer or want `ip`.
+    /// The agreed path's check: no live peer may answer or want `ip`. Saturated claims are
+    /// left out ([`PeerEvidence::saturated`]): for those peers agreement alone decides, as it
+    /// did before claims existed.
     pub fn clear_when_agreed(&self, ip: IpAddr) -> bool {
-        self.peers.values().all(|p| !p.may_answer(ip) && !p.may_want(ip))
+        self.peers
+            .values()
+            .filter(|p| !p.saturated())
+            .all(|p| !p.may_answer(ip) && !p.may_want(ip))
     }
 
-    /// The bounded path's check: no live peer may answer `ip`, none with a smaller name wants it.
+    /// The bounded path's check: no live peer may answer `ip`, none with a smaller name wants it
+    /// (saturated claims left out, as in [`clear_when_agreed`](Self::clear_when_agreed)).
     pub fn clear_when_bounded(&self, ip: IpAddr) -> bool {
         self.peers
             .iter()
+            .filter(|(_, p)| !p.saturated())
             .all(|(name, p)| !(p.may_answer(ip) || (p.may_want(ip) && name.as_str() < self.me.as_str())))
     }
 

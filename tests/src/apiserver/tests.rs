@@ -16,6 +16,22 @@ async fn call(api: &ApiServer, method: Method, uri: &str, body: Value) -> (Statu
     (code, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
+/// A watch's lines as (type, name, resourceVersion).
+fn watch_events(lines: &str) -> Vec<(String, String, String)> {
+    lines
+        .lines()
+        .map(|l| {
+            let e: Value = serde_json::from_str(l).unwrap();
+            let o = &e["object"]["metadata"];
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                o["name"].as_str().unwrap().to_owned(),
+                o["resourceVersion"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn writes_change_objects_in_place_and_watches_replay_them_in_order() {
     let api = ApiServer::start().await.unwrap();
@@ -85,19 +101,7 @@ async fn writes_change_objects_in_place_and_watches_replay_them_in_order() {
         let uri = "/api/v1/services?watch=1&resourceVersion=1&timeoutSeconds=0";
         call(&api, Method::GET, uri, Value::Null).await.1
     };
-    let lines = watch_from_1().await;
-    let events: Vec<(String, String, String)> = lines
-        .lines()
-        .map(|l| {
-            let e: Value = serde_json::from_str(l).unwrap();
-            let o = &e["object"]["metadata"];
-            (
-                e["type"].as_str().unwrap().to_owned(),
-                o["name"].as_str().unwrap().to_owned(),
-                o["resourceVersion"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let events = watch_events(&watch_from_1().await);
     let want = [
         ("ADDED", "y", "2"),
         ("MODIFIED", "x", "3"),
@@ -133,19 +137,7 @@ async fn deletes_in_a_row_each_reach_a_watch_with_a_version_of_their_own() {
     api.remove("/api/v1/namespaces/d/services/b");
     api.remove("/api/v1/namespaces/d/services/c");
     let uri = "/api/v1/services?watch=1&resourceVersion=3&timeoutSeconds=0";
-    let lines = call(&api, Method::GET, uri, Value::Null).await.1;
-    let events: Vec<(String, String, String)> = lines
-        .lines()
-        .map(|l| {
-            let e: Value = serde_json::from_str(l).unwrap();
-            let o = &e["object"]["metadata"];
-            (
-                e["type"].as_str().unwrap().to_owned(),
-                o["name"].as_str().unwrap().to_owned(),
-                o["resourceVersion"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let events = watch_events(&call(&api, Method::GET, uri, Value::Null).await.1);
     let want = [
         ("DELETED", "a", "4"),
         ("DELETED", "b", "5"),

@@ -137,6 +137,19 @@ impl ClaimFilter {
         })
     }
 
+    /// The chance that an item never put in reads as present: the share of bits set, to the
+    /// power of the hash count (the standard estimate, exact enough to tell a useful filter
+    /// from a saturated one).
+    pub fn false_positive_rate(&self) -> f64 {
+        let total = self.bits.len() * 8;
+        if total == 0 {
+            return 1.0;
+        }
+        let set: u32 = self.bits.iter().map(|b| b.count_ones()).sum();
+        let fill = f64::from(set) / total as f64;
+        fill.powi(i32::from(self.hashes))
+    }
+
     /// The filter's size in bytes.
     pub fn len(&self) -> usize {
         self.bits.len()

@@ -13,7 +13,8 @@ use crate::{
     election::announced_by,
     layer2::{PeerView, layer2_ips, layer2_outcomes_standing_in, view_digest},
     liveness::{
-        Claims, Heartbeat, HeartbeatKey, LivenessConfig, Membership, decode_claims, encode_claims, name_hash,
+        Claims, Heartbeat, HeartbeatKey, LivenessConfig, MAX_FILTER, Membership, decode_claims,
+        encode_claims, name_hash,
     },
     node::NodeFacts,
     plan::SpeakerState,
@@ -290,6 +291,60 @@ fn begin_waits_for_a_peer_that_answers_or_wants_the_ip() {
     let mut h = Handover::new(ms(2000));
     h.decide(ms(0), &won, &none, false, None);
     assert_eq!(h.decide(ms(2000), &won, &none, false, None), won);
+}
+
+#[test]
+fn saturated_claims_prove_what_they_lack_but_hold_nothing_back() {
+    // 10,000 IPs in one datagram's filter: nearly every bit set.
+    let many: BTreeSet<IpAddr> = (0..10_000u32)
+        .map(|i| IpAddr::from([198, 18, (i >> 8) as u8, i as u8]))
+        .collect();
+    let answering: BTreeSet<IpAddr> = many.iter().take(3_000).copied().collect();
+    let full = Claims::new("a".into(), 1, 1, 1, 1, &many, &answering, &BTreeSet::new());
+    assert_eq!(full.filter.len(), MAX_FILTER);
+    assert!(
+        full.filter.false_positive_rate() > 0.9,
+        "{}",
+        full.filter.false_positive_rate()
+    );
+    let small = Claims::new(
+        "a".into(),
+        1,
+        1,
+        1,
+        1,
+        &[ip(1)].into(),
+        &[ip(1)].into(),
+        &BTreeSet::new(),
+    );
+    assert!(small.filter.false_positive_rate() < 0.001);
+    let peer = |claims: &Claims| PeerEvidence {
+        view: 1,
+        progress: 1,
+        latest: claims.filter.clone(),
+        proofs: vec![claims.filter.clone()],
+    };
+    let saturated = peer(&full);
+    assert!(saturated.saturated());
+    assert!(!peer(&small).saturated());
+    // A stranger reads as answered in the saturated filter...
+    let stranger = ip(200);
+    assert!(saturated.may_answer(stranger));
+    // ...but the begin checks leave that peer out, as they would a peer without claims.
+    let evidence = Evidence {
+        me: "b".into(),
+        progress: 2,
+        peers: [("a".to_owned(), saturated)].into(),
+        legacy: BTreeSet::new(),
+    };
+    assert!(evidence.clear_when_agreed(stranger));
+    assert!(evidence.clear_when_bounded(stranger));
+    let won: BTreeSet<IpAddr> = [stranger].into();
+    let mut h = Handover::new(ms(2000));
+    assert_eq!(
+        h.decide(ms(0), &won, &BTreeSet::new(), true, Some(&evidence)),
+        won
+    );
 }
 
 fn node(name: &str) -> NodeFacts {
