@@ -40,6 +40,18 @@ impl FreezeProxy {
         })
         .join()
         .map_err(|_| std::io::Error::other("the namespace thread panicked"))??;
+        Self::serve(listener, upstream)
+    }
+
+    /// Listens on a free loopback port of the calling process's own namespace and forwards
+    /// each connection to `upstream`. Must be called inside a tokio runtime.
+    pub fn start_here(upstream: SocketAddr) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        Self::serve(listener, upstream)
+    }
+
+    fn serve(listener: std::net::TcpListener, upstream: SocketAddr) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let listener = TcpListener::from_std(listener)?;
         let frozen = Arc::new(watch::Sender::new(false));

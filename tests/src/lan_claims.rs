@@ -79,6 +79,37 @@ impl LanClaims {
         out
     }
 
+    /// The requests from `asker` in `[from, to)` for which `counts(ip, at)` holds, and how many
+    /// of them got a reply before the asker's next request for the same IP.
+    pub fn answered(
+        &self,
+        asker: Ipv4Addr,
+        from: Duration,
+        to: Duration,
+        counts: impl Fn(Ipv4Addr, Duration) -> bool,
+    ) -> (u64, u64) {
+        let mut open: std::collections::BTreeMap<Ipv4Addr, bool> = std::collections::BTreeMap::new();
+        let (mut sent, mut answered) = (0u64, 0u64);
+        for f in &self.frames {
+            if !f.reply && f.sender_ip == asker && f.target_ip != asker {
+                if let Some(replied) = open.remove(&f.target_ip) {
+                    answered += u64::from(replied);
+                }
+                if f.at >= from && f.at < to && counts(f.target_ip, f.at) {
+                    sent += 1;
+                    open.insert(f.target_ip, false);
+                }
+            } else if f.reply
+                && f.target_ip == asker
+                && let Some(replied) = open.get_mut(&f.sender_ip)
+            {
+                *replied = true;
+            }
+        }
+        answered += open.values().map(|r| u64::from(*r)).sum::<u64>();
+        (sent, answered)
+    }
+
     /// How often the MAC claiming `ip` changed in `[from, to)` (claims in capture order).
     pub fn moves(&self, ip: Ipv4Addr, from: Duration, to: Duration) -> usize {
         let mut last: Option<Mac> = None;
@@ -170,6 +201,14 @@ mod tests {
         ]);
         assert!(claims.double_answers(ASKER).is_empty());
         assert_eq!(claims.moves(IP, ms(0), ms(300)), 1);
+        assert_eq!(claims.answered(ASKER, ms(0), ms(300), |_, _| true), (3, 3));
+        assert_eq!(claims.answered(ASKER, ms(50), ms(300), |_, _| true), (2, 2));
+        assert_eq!(
+            claims.answered(ASKER, ms(0), ms(300), |_, at| at < ms(150)),
+            (2, 2)
+        );
+        let unanswered = LanClaims::new(vec![request(0), request(100), reply(101, A)]);
+        assert_eq!(unanswered.answered(ASKER, ms(0), ms(300), |_, _| true), (2, 1));
         assert_eq!(claims.claimants(IP, ms(0), ms(300)), BTreeSet::from([A, B]));
         assert_eq!(claims.claimants(IP, ms(150), ms(300)), BTreeSet::from([B]));
     }

@@ -13,12 +13,14 @@
 //! reads the BGP messages and ARP packets out of a lab's packet capture, for benchmarks that time
 //! the wire; [`lan_claims`] tells from the ARP packets when an IP was first claimed and whether
 //! two MACs ever answered for one.
-//! [`apiserver`] is a small in-memory Kubernetes API (list, watch with 410 Gone, writes),
+//! [`chaos`] injects overlapping faults into a whole cluster and checks its invariants (the
+//! `oxelb-chaos` binary). [`apiserver`] is a small in-memory Kubernetes API (list, watch with 410 Gone, writes),
 //! [`freeze_proxy`] a proxy in front of it that can stop forwarding without closing (a hung
 //! watch), and
 //! [`scale`] drives the real controller and speaker against it (the `oxelb-scale` benchmark).
 
 pub mod apiserver;
+pub mod chaos;
 pub mod cluster;
 pub mod freeze_proxy;
 pub mod images;

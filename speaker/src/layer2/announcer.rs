@@ -91,6 +91,15 @@ pub async fn run(
         .as_ref()
         .map_or(Duration::ZERO, |h| h.timing.settle_bound);
     let interval = heartbeat.as_ref().map_or(Duration::ZERO, |h| h.timing.interval);
+    // How long a decision holds without renewal (see `super::responder`): ends before any peer
+    // could count this speaker dead (its last heartbeat plus the detection time), with a heartbeat
+    // interval to spare for scheduling; renewed every interval.
+    let validity = heartbeat.as_ref().map(|h| {
+        h.timing
+            .dead_after
+            .saturating_sub(h.timing.interval * 2)
+            .max(h.timing.interval)
+    });
     let mut handover = Handover::new(settle_bound);
     let mut stale = StaleReporter::new(settle_bound);
     let mut standing_in_for: BTreeSet<IpAddr> = BTreeSet::new();
@@ -165,6 +174,24 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             } => {}
+            // Renewal of what is answered, every interval: when nothing is due (no peer's
+            // deadline has passed), the decision stands and only its deadline moves.
+            () = async {
+                match (&liveness, responders.is_empty()) {
+                    (Some(_), false) => tokio::time::sleep(interval).await,
+                    _ => std::future::pending().await,
+                }
+            } => {
+                if let Some(l) = &liveness
+                    && l.next_deadline().is_none_or(|at| at > l.now())
+                {
+                    let until = validity.map(|v| std::time::Instant::now() + v);
+                    for responder in responders.values() {
+                        responder.renew(until);
+                    }
+                    continue;
+                }
+            }
         }
         // Progress before the state: the claims never say more than the view holds.
         let progress = source.as_ref().map_or(0, SourceView::progress);
@@ -383,6 +410,10 @@ pub async fn run(
             if let Some(responder) = responders.get_mut(&name) {
                 responder.update(ips);
             }
+        }
+        let until = validity.map(|v| std::time::Instant::now() + v);
+        for responder in responders.values() {
+            responder.renew(until);
         }
         // Newly announced IPs: an Event on each of their Services.
         let now: BTreeSet<IpAddr> = responders.values().flat_map(|r| r.served()).collect();

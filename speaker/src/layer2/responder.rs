@@ -2,12 +2,18 @@
 //! announces each newly given IP (gratuitous ARP and unsolicited NA, repeated), and notices
 //! another MAC claiming one of them. Which IPs it is given is decided elsewhere
 //! ([`oxelb_speaker_core::layer2`], by the announcer).
+//!
+//! With heartbeats on, the announcer's decision holds only until a deadline it renews every
+//! heartbeat interval ([`Responder::renew`]): a speaker whose process was frozen (SIGSTOP, a VM
+//! paused, a node starved of CPU) longer than the detection time may have lost its IPs to a peer
+//! meanwhile, and must not answer a request queued during the freeze before its announcer has
+//! looked at the peers again.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     sync::{Arc, RwLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::task::JoinHandle;
@@ -54,6 +60,7 @@ pub fn foreign_claim(
 pub(super) struct Responder {
     nic: Nic,
     served: Arc<RwLock<BTreeSet<IpAddr>>>,
+    valid_until: Arc<RwLock<Option<Instant>>>,
     tasks: Vec<JoinHandle<()>>,
     v6: Option<Arc<PacketSocket>>,
     arp: Arc<PacketSocket>,
@@ -79,17 +86,24 @@ impl Responder {
             }
         };
         let served: Arc<RwLock<BTreeSet<IpAddr>>> = Arc::default();
+        let valid_until: Arc<RwLock<Option<Instant>>> = Arc::default();
         let mac = frames::MacAddr::from(nic.mac);
         let mut tasks = vec![tokio::spawn(answer(
             arp.clone(),
-            served.clone(),
+            Answering {
+                served: served.clone(),
+                valid_until: valid_until.clone(),
+            },
             mac,
             metrics.clone(),
         ))];
         if let Some(v6) = &v6 {
             tasks.push(tokio::spawn(answer(
                 v6.clone(),
-                served.clone(),
+                Answering {
+                    served: served.clone(),
+                    valid_until: valid_until.clone(),
+                },
                 mac,
                 metrics.clone(),
             )));
@@ -98,6 +112,7 @@ impl Responder {
         Ok(Self {
             nic,
             served,
+            valid_until,
             tasks,
             v6,
             arp,
@@ -108,6 +123,12 @@ impl Responder {
     /// The IPs answered now.
     pub(super) fn served(&self) -> BTreeSet<IpAddr> {
         self.served.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The decision holds until `until` (`None`: until the next update, heartbeats off): past it,
+    /// nothing is answered or announced until the next renewal.
+    pub(super) fn renew(&self, until: Option<Instant>) {
+        *self.valid_until.write().unwrap_or_else(|e| e.into_inner()) = until;
     }
 
     /// Answers exactly `ips` from now on; announces the new ones.
@@ -140,18 +161,28 @@ impl Responder {
                 IpAddr::V4(_) => Some(self.arp.clone()),
                 IpAddr::V6(_) => self.v6.clone(),
             };
-            let (Some(socket), served, ip, metrics) =
-                (socket, self.served.clone(), *won, self.metrics.clone())
-            else {
+            let (Some(socket), served, ip, metrics) = (
+                socket,
+                Answering {
+                    served: self.served.clone(),
+                    valid_until: self.valid_until.clone(),
+                },
+                *won,
+                self.metrics.clone(),
+            ) else {
                 continue;
             };
             self.tasks.push(tokio::spawn(async move {
                 let start = tokio::time::Instant::now();
                 for at in ANNOUNCE_AT {
                     tokio::time::sleep_until(start + at).await;
-                    // Stop at once when the IP is lost meanwhile.
-                    if !served.read().unwrap_or_else(|e| e.into_inner()).contains(&ip) {
+                    // Stop at once when the IP is lost meanwhile; skip a repeat while the
+                    // decision is past its deadline (a frozen process).
+                    if !served.ips().contains(&ip) {
                         return;
+                    }
+                    if !served.valid() {
+                        continue;
                     }
                     match socket.send(&frame).await {
                         Ok(()) => {
@@ -166,14 +197,29 @@ impl Responder {
     }
 }
 
-/// Answers requests for served IPs on one socket; warns (at most every 10 s per IP and MAC) when
-/// another MAC claims one of them.
-async fn answer(
-    socket: Arc<PacketSocket>,
+/// What a responder's tasks share: the IPs to answer and until when the decision holds.
+#[derive(Clone)]
+struct Answering {
     served: Arc<RwLock<BTreeSet<IpAddr>>>,
-    mac: frames::MacAddr,
-    metrics: Layer2Metrics,
-) {
+    valid_until: Arc<RwLock<Option<Instant>>>,
+}
+
+impl Answering {
+    fn ips(&self) -> BTreeSet<IpAddr> {
+        self.served.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn valid(&self) -> bool {
+        self.valid_until
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|until| Instant::now() < until)
+    }
+}
+
+/// Answers requests for served IPs on one socket while the decision holds; warns (at most every
+/// 10 s per IP and MAC) when another MAC claims one of them.
+async fn answer(socket: Arc<PacketSocket>, served: Answering, mac: frames::MacAddr, metrics: Layer2Metrics) {
     let mut buf = vec![0u8; 2048];
     let mut warned: BTreeMap<(IpAddr, frames::MacAddr), tokio::time::Instant> = BTreeMap::new();
     loop {
@@ -186,7 +232,7 @@ async fn answer(
             }
         };
         let Some(frame) = buf.get(..n) else { continue };
-        let current = served.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let current = served.ips();
         let (ip, reply) = match frames::parse(frame) {
             Ok(frames::Request::Arp(request)) if current.contains(&IpAddr::V4(request.target_ip)) => {
                 (IpAddr::V4(request.target_ip), frames::arp_reply(&request, mac))
@@ -211,6 +257,10 @@ async fn answer(
             }
         };
         metrics.requests.get_or_create(&Layer2Metrics::family(ip)).inc();
+        if !served.valid() {
+            debug!(%ip, "request not answered: this node's decision is past its deadline (was the process frozen?)");
+            continue;
+        }
         match socket.send(&reply).await {
             Ok(()) => {
                 metrics.replies.get_or_create(&Layer2Metrics::family(ip)).inc();
