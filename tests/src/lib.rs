@@ -13,6 +13,8 @@
 //! reads the BGP messages out of a lab's packet capture, for benchmarks that time the wire.
 //! [`apiserver`] is a small in-memory Kubernetes API (list, watch with 410 Gone, writes) and
 //! [`scale`] drives the real controller and speaker against it (the `oxelb-scale` benchmark).
+//! [`images`] runs the release images with podman; [`webhook_client`] calls the controller's
+//! admission webhook over TLS as the API server does.
 
 pub mod apiserver;
 pub mod cluster;
@@ -23,5 +25,6 @@ pub mod pcap;
 pub mod routers;
 pub mod scale;
 pub mod schema;
+pub mod webhook_client;
 
 pub use manifest::{Document, LoadError, RoundTripError, load_documents, round_trip, workspace_root};
