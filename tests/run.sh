@@ -18,8 +18,8 @@ log() { printf '\n==> %s\n' "$*"; }
 # curl for the speaker's metrics inside a node namespace).
 # `images` build the release images without Docker or a registry (images/build.sh: musl-gcc for
 # jemalloc, buildah for the FROM scratch images) and run them (podman with runc, which works on
-# hosts with cgroups v1 and v2 side by side; tests/tests/images.rs), and import them as kind does
-# (containerd's ctr).
+# hosts with cgroups v1 and v2 side by side; tests/tests/images.rs and images_controller.rs), and
+# import them as kind does (containerd's ctr).
 # `tools` are checkers some tests call: promtool (Debian package `prometheus`) checks and unit-tests
 # the alerting rules in config/prometheus/ (tests/tests/monitoring.rs; it reports that it skips when
 # promtool is missing outside CI).
@@ -69,7 +69,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p oxelb-crds --no-default-features --all-targets --locked -- -D warnings
 
 if [[ $(id -u) -eq 0 ]]; then
-  # The images users install, built as users build them, then run by tests/tests/images.rs.
+  # The images users install, built as users build them, then run by tests/tests/images*.rs.
   musl_target=x86_64-unknown-linux-musl
   [[ $(uname -m) == aarch64 ]] && musl_target=aarch64-unknown-linux-musl
   if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$musl_target"; then

@@ -19,9 +19,7 @@ use oxelb_runtime::{
     feed::SharedIndex,
     test_util::{MockApi, json_response, mock_client, status_failure},
 };
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type ApiHandle = MockApi;
 
@@ -225,6 +223,8 @@ async fn ca_bundle_is_patched_by_name_only_when_it_differs() {
         .unwrap();
 }
 
+/// One POST over TLS with the client the image test uses too (`oxelb_tests::webhook_client`),
+/// trusting only `bundle`'s CA.
 async fn post_over_tls(
     addr: std::net::SocketAddr,
     bundle: &CertBundle,
@@ -232,29 +232,10 @@ async fn post_over_tls(
     path: &str,
     body: &str,
 ) -> (rustls::ProtocolVersion, String) {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(bundle.ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("oxelb-webhook.oxelb-system.svc").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    let version = tls.get_ref().1.protocol_version().unwrap();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: oxelb-webhook.oxelb-system.svc\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tls.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw).await;
-    (version, String::from_utf8_lossy(&raw).into_owned())
+    let answer = oxelb_tests::webhook_client::post_over_tls(addr, &bundle.ca_pem, versions, path, body)
+        .await
+        .unwrap();
+    (answer.version.unwrap(), answer.raw)
 }
 
 #[tokio::test]

@@ -3,10 +3,12 @@
 //! repeated here). [`Podman`] is a podman whose image store is a directory of its own, removed with
 //! it (with every container still in it), so a test touches no other image or container of the
 //! machine; [`Container`] is one workload's container as the manifest describes it.
+//! [`archives_or_skip`] and [`podman_with`] are how each image test starts (or says it skips).
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    sync::atomic::{AtomicU32, Ordering},
 };
 
 use serde_json::Value;
@@ -48,6 +50,8 @@ pub struct Container {
     pub read_only: bool,
     /// `allowPrivilegeEscalation` (`None`: not set, Kubernetes' default allows it).
     pub allow_privilege_escalation: Option<bool>,
+    /// `args` (after the image's entrypoint).
+    pub args: Vec<String>,
 }
 
 impl Container {
@@ -88,6 +92,7 @@ impl Container {
             cap_drop: strings(&security["capabilities"]["drop"]),
             read_only: security["readOnlyRootFilesystem"].as_bool().unwrap_or(false),
             allow_privilege_escalation: security["allowPrivilegeEscalation"].as_bool(),
+            args: strings(&container["args"]),
         })
     }
 
@@ -115,13 +120,64 @@ impl Container {
             options.extend(["--cap-add".into(), cap.clone()]);
         }
         if self.read_only {
-            options.push("--read-only".into());
+            // As Kubernetes: nothing writable, not even the tmpfs podman mounts on /tmp and /run.
+            options.extend(["--read-only".into(), "--read-only-tmpfs=false".into()]);
         }
         if self.allow_privilege_escalation == Some(false) {
             options.extend(["--security-opt".into(), "no-new-privileges".into()]);
         }
         options
     }
+}
+
+/// Prints that `test` skips, and why (the line every skipping test prints).
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// The archives of [`ARCHIVES`] in [`archive_dir`], or `None` after reporting why `test` skips:
+/// not root, no podman, an archive missing. With `OXELB_IMAGES_DIR` set (the test command builds
+/// the archives and sets it) each of those is an error instead: the test fails.
+pub fn archives_or_skip(test: &str) -> Result<Option<Vec<PathBuf>>, LabError> {
+    let required = std::env::var_os("OXELB_IMAGES_DIR").is_some();
+    let dir = archive_dir();
+    let paths: Vec<PathBuf> = ARCHIVES.iter().map(|a| dir.join(a)).collect();
+    let why = if run("id", &["-u"]).map(|u| u.trim() != "0").unwrap_or(true) {
+        Some("needs root (podman runs the images as root: the speaker with NET_RAW and NET_ADMIN)".to_owned())
+    } else if run("podman", &["--version"]).is_err() {
+        Some("podman is not installed (apt-get install podman)".to_owned())
+    } else {
+        paths
+            .iter()
+            .find(|p| !p.is_file())
+            .map(|missing| format!("{} is missing: run `sudo images/build.sh`", missing.display()))
+    };
+    match why {
+        Some(why) if required => Err(LabError::Unexpected(format!(
+            "{test}: OXELB_IMAGES_DIR is set but {why}"
+        ))),
+        Some(why) => {
+            skip(test, &why);
+            Ok(None)
+        }
+        None => Ok(Some(paths)),
+    }
+}
+
+/// A [`Podman`] with a store of its own (under `/tmp`, named after the process) holding the images
+/// of `archives`, loaded.
+pub fn podman_with(test: &str, archives: &[PathBuf]) -> Result<Podman, LabError> {
+    // Short: podman refuses a run root of more than 50 characters.
+    static STORES: AtomicU32 = AtomicU32::new(0);
+    let n = STORES.fetch_add(1, Ordering::Relaxed);
+    let dir = PathBuf::from(format!("/tmp/oxpod-{}-{n}", std::process::id()));
+    eprintln!("{test}: podman store {}", dir.display());
+    let podman = Podman::new(&dir)?;
+    for archive in archives {
+        podman.load(archive)?;
+    }
+    Ok(podman)
 }
 
 /// The release images a [`crate::cluster::LabCluster`] runs instead of the binaries: a podman with

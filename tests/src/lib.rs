@@ -18,6 +18,8 @@
 //! [`freeze_proxy`] a proxy in front of it that can stop forwarding without closing (a hung
 //! watch), and
 //! [`scale`] drives the real controller and speaker against it (the `oxelb-scale` benchmark).
+//! [`images`] runs the release images with podman; [`webhook_client`] calls the controller's
+//! admission webhook over TLS as the API server does.
 
 pub mod apiserver;
 pub mod chaos;
@@ -31,5 +33,6 @@ pub mod pcap;
 pub mod routers;
 pub mod scale;
 pub mod schema;
+pub mod webhook_client;
 
 pub use manifest::{Document, LoadError, RoundTripError, load_documents, round_trip, workspace_root};

@@ -10,15 +10,11 @@
 //! skips. podman's store is a directory of the test's own, removed with every container in it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{
-    path::PathBuf,
-    sync::atomic::{AtomicU32, Ordering},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use oxelb_tests::{
     cluster::{Binaries, LabCluster},
-    images::{ARCHIVES, Container, LabContainers, Podman, RUN_LIMITS, archive_dir},
+    images::{Container, LabContainers, RUN_LIMITS, archives_or_skip, podman_with, skip},
     lab::{LabError, lab_or_skip, run, wait_until},
     routers::RouterKind,
     workspace_root,
@@ -46,51 +42,6 @@ metadata: {name: bgp-auth, namespace: oxelb-system}
 stringData: {password: oxelb-image-md5}
 ";
 
-fn skip(test: &str, why: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
-}
-
-/// The archives, or `None` after reporting why the test skips. With `OXELB_IMAGES_DIR` set (the
-/// test command), missing archives or a missing podman fail instead.
-fn archives(test: &str) -> Option<Vec<PathBuf>> {
-    let required = std::env::var_os("OXELB_IMAGES_DIR").is_some();
-    let dir = archive_dir();
-    let paths: Vec<PathBuf> = ARCHIVES.iter().map(|a| dir.join(a)).collect();
-    let why = if run("id", &["-u"]).map(|u| u.trim() != "0").unwrap_or(true) {
-        Some("needs root (podman runs the speaker with NET_RAW and NET_ADMIN in lab namespaces)".to_owned())
-    } else if run("podman", &["--version"]).is_err() {
-        Some("podman is not installed (apt-get install podman)".to_owned())
-    } else {
-        paths
-            .iter()
-            .find(|p| !p.is_file())
-            .map(|missing| format!("{} is missing: run `sudo images/build.sh`", missing.display()))
-    };
-    match why {
-        Some(why) if required => panic!("{test}: OXELB_IMAGES_DIR is set but {why}"),
-        Some(why) => {
-            skip(test, &why);
-            None
-        }
-        None => Some(paths),
-    }
-}
-
-/// A podman with a store of its own (under the system's temporary directory) holding both images.
-fn podman(test: &str, archives: &[PathBuf]) -> Result<Podman, LabError> {
-    // Short: podman refuses a run root of more than 50 characters.
-    static STORES: AtomicU32 = AtomicU32::new(0);
-    let n = STORES.fetch_add(1, Ordering::Relaxed);
-    let dir = PathBuf::from(format!("/tmp/oxpod-{}-{n}", std::process::id()));
-    eprintln!("{test}: podman store {}", dir.display());
-    let podman = Podman::new(&dir)?;
-    for archive in archives {
-        podman.load(archive)?;
-    }
-    Ok(podman)
-}
-
 fn containers() -> Result<(Container, Container), LabError> {
     Ok((
         Container::from_manifest("Deployment", "oxelb-controller")?,
@@ -101,13 +52,13 @@ fn containers() -> Result<(Container, Container), LabError> {
 /// The lab cluster on `examples/lab/` with the controller and speakers as containers of the
 /// images (the speakers as `speaker` says), started; `None` when it cannot run here (reported).
 fn cluster(test: &str, speaker: impl FnOnce(Container) -> Container) -> Result<Option<LabCluster>, LabError> {
-    let Some(archives) = archives(test) else {
+    let Some(archives) = archives_or_skip(test)? else {
         return Ok(None);
     };
     let Some(lab) = lab_or_skip(test)? else {
         return Ok(None);
     };
-    let podman = podman(test, &archives)?;
+    let podman = podman_with(test, &archives)?;
     let (controller, speaker_container) = containers()?;
     let bins = Binaries::for_test(env!("CARGO_BIN_EXE_oxelb-lab"))?;
     // TCP-MD5 on every session: FRR requires the password, the BgpPeer takes it from a Secret.
@@ -144,10 +95,10 @@ fn with_logs(cluster: &LabCluster, result: Result<(), LabError>) -> Result<(), L
 #[test]
 fn images_are_what_the_manifest_runs() -> Result<(), LabError> {
     let test = "images_are_what_the_manifest_runs";
-    let Some(archives) = archives(test) else {
+    let Some(archives) = archives_or_skip(test)? else {
         return Ok(());
     };
-    let podman = podman(test, &archives)?;
+    let podman = podman_with(test, &archives)?;
     let (controller, speaker) = containers()?;
     for (container, binary) in [(&controller, "/oxelb-controller"), (&speaker, "/oxelb-speaker")] {
         // The manifest's image name is what the archive loaded as (docker.io/ is implied).
@@ -328,7 +279,7 @@ impl Drop for Containerd {
 #[test]
 fn containerd_imports_the_archives_as_kind_does() -> Result<(), LabError> {
     let test = "containerd_imports_the_archives_as_kind_does";
-    let Some(archives) = archives(test) else {
+    let Some(archives) = archives_or_skip(test)? else {
         return Ok(());
     };
     if run("containerd", &["--version"]).is_err() {
