@@ -291,7 +291,8 @@ impl Cluster {
             &format!("kubeconfig-c{j}"),
             &self.controller_proxies[j].kubeconfig(),
         )?;
-        let port = 19640 + u16::try_from(j).unwrap_or(0);
+        // A free port each start: two harnesses may run side by side on one host.
+        let port = crate::scale::free_port().map_err(|e| LabError::Skip(e.to_string()))?;
         let mut command = std::process::Command::new(&self.options.controller);
         command
             .args(["--source=kube", "--webhook=false"])

@@ -44,3 +44,19 @@ fn another_mac_claiming_our_ip_is_noticed() {
     );
     assert_eq!(foreign_claim(&reply[..25], &served, ours), None, "truncated");
 }
+
+#[test]
+fn a_decision_past_its_deadline_answers_nothing_until_renewed() {
+    let answering = Answering {
+        served: Arc::new(RwLock::new([IpAddr::from([192, 0, 2, 50])].into())),
+        valid_until: Arc::default(),
+    };
+    // No deadline (heartbeats off): always valid.
+    assert!(answering.valid());
+    *answering.valid_until.write().unwrap() = Some(Instant::now() + Duration::from_secs(60));
+    assert!(answering.valid());
+    // A process frozen past its deadline: not valid until the announcer renews it.
+    *answering.valid_until.write().unwrap() = Some(Instant::now() - Duration::from_millis(1));
+    assert!(!answering.valid());
+    assert_eq!(answering.ips().len(), 1, "the IPs stay; only answering waits");
+}
