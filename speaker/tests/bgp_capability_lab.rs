@@ -11,6 +11,10 @@
 //! - `transport.tcpMss` is the MSS option of the speaker's SYN, and `mtuDiscovery: false` clears
 //!   its DF bit, as a capture on the router's side shows.
 //!
+//! Of the three routers only FRR sends 2/7 here: BIRD 2.0.12 can require only the BGP role
+//! (`require roles`, refused with 2/11, RFC 9234), and gobgpd 3.10 with no family in common
+//! comes up carrying none rather than refusing.
+//!
 //! Addresses: the LAN is 198.51.100.0/24, the Service IP 203.0.113.5.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,13 +33,13 @@ const ROUTER: &str = "198.51.100.1";
 const N1: &str = "198.51.100.2";
 const IP_V4: &str = "203.0.113.5";
 
-/// The objects: Node n1, the Eip, BgpConf (AS 64512, no listener), BgpPeer `router` with the
+/// The objects: Node n1, the Eip, BgpConf (AS 64512, `listen_port`), BgpPeer `router` with the
 /// `extra` spec fields (inline YAML ending in `, `), the Service.
-fn objects(extra: &str) -> String {
+fn objects(listen_port: i32, extra: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Node\nmetadata: {{name: n1, labels: {{kubernetes.io/hostname: n1}}}}\n---\n\
          apiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {{name: v4}}\nspec: {{address: 203.0.113.0/28}}\n---\n\
-         apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {{name: default}}\nspec: {{as: 64512, listenPort: -1}}\n---\n\
+         apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\nmetadata: {{name: default}}\nspec: {{as: 64512, listenPort: {listen_port}}}\n---\n\
          apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {{name: router}}\nspec: {{{extra}conf: {{peerAs: 64513, neighborAddress: '{ROUTER}'}}, timers: {{config: {{connectRetry: '1'}}}}}}\n---\n\
          apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: default, annotations: {{lb.kubesphere.io/v1alpha1: openelb}}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
     )
@@ -53,8 +57,13 @@ fn start(test: &str, frr_extra: &str) -> Result<Option<(Lab, Frr, Ns)>, LabError
     Ok(Some((lab, frr, node_ns.remove(0))))
 }
 
+/// The speaker of n1 without a listener, its BgpPeer with `extra`.
 fn speaker(lab: &mut Lab, ns: &Ns, extra: &str) -> Result<(), LabError> {
-    let dir = objects_dir(lab, &objects(extra), &[("n1", N1)], &[IP_V4]);
+    speaker_listening(lab, ns, -1, extra)
+}
+
+fn speaker_listening(lab: &mut Lab, ns: &Ns, listen_port: i32, extra: &str) -> Result<(), LabError> {
+    let dir = objects_dir(lab, &objects(listen_port, extra), &[("n1", N1)], &[IP_V4]);
     start_speaker(lab, ns, "n1", &dir)
 }
 
@@ -195,6 +204,42 @@ fn tcp_mss_is_in_the_syn_and_mtu_discovery_off_clears_df() -> Result<(), LabErro
         syns.iter()
             .any(|s| s.ack && s.to.ip().to_string() == N1 && s.mss != Some(1200)),
         "{syns:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn tcp_mss_of_a_passive_session_is_the_listeners_syn_ack() -> Result<(), LabError> {
+    let Some((mut lab, frr, ns)) = start("tcp_mss_passive", "")? else {
+        return Ok(());
+    };
+    let router_ns = frr.ns().clone();
+    let capture = lab.capture("syn-capture", &router_ns, "lan-n1", "tcp port 179")?;
+    // FRR dials the node (its connect retry is 1 s); the speaker only listens.
+    speaker_listening(
+        &mut lab,
+        &ns,
+        179,
+        "transport: {passiveMode: true, tcpMss: 1300}, ",
+    )?;
+    established(&frr, &lab)?;
+    std::thread::sleep(Duration::from_millis(300));
+    lab.stop("syn-capture", Duration::from_secs(2));
+    let syns = pcap::tcp_syns(&capture).map_err(|e| LabError::Unexpected(e.to_string()))?;
+    let answers: Vec<&pcap::TcpSyn> = syns
+        .iter()
+        .filter(|s| s.ack && s.from.ip().to_string() == N1 && s.from.port() == 179)
+        .collect();
+    assert!(
+        !answers.is_empty(),
+        "no SYN-ACK from the speaker's listener: {syns:?}"
+    );
+    for syn_ack in &answers {
+        assert_eq!(syn_ack.mss, Some(1300), "{syn_ack:?}");
+    }
+    assert!(
+        !syns.iter().any(|s| !s.ack && s.from.ip().to_string() == N1),
+        "a passive session never dials: {syns:?}"
     );
     Ok(())
 }

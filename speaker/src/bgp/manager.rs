@@ -401,7 +401,8 @@ fn keys_for(ip: IpAddr, keys: &BTreeMap<IpAddr, String>) -> BTreeMap<IpAddr, Str
         .collect()
 }
 
-/// (Re)binds the listener when the BgpConf listen settings changed, and keeps its MD5 keys current.
+/// (Re)binds the listener when the BgpConf listen settings changed, and keeps its MD5 keys and its
+/// MSS (the smallest `transport.tcpMss` of the sessions) current.
 async fn relisten(current: Option<Listener>, state: &SpeakerState, inbound: &Inbound) -> Option<Listener> {
     let keys: BTreeMap<IpAddr, String> = state
         .sessions
@@ -452,9 +453,8 @@ async fn relisten(current: Option<Listener>, state: &SpeakerState, inbound: &Inb
     let mut sockets = Vec::with_capacity(ips.len());
     for ip in ips {
         let addr = SocketAddr::new(ip, wanted.port);
-        match listen(addr, &keys_for(ip, &keys)) {
+        match listen(addr, &keys_for(ip, &keys), mss.iter().copied().min()) {
             Ok(socket) => {
-                follow_mss(&socket);
                 info!(%addr, "accepting BGP connections");
                 let socket = Arc::new(socket);
                 let task = tokio::spawn(accept_loop(socket.clone(), inbound.clone()));

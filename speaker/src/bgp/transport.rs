@@ -121,8 +121,13 @@ pub async fn connect(dial: &Dial, timeout: Duration) -> Result<TcpStream, Transp
 }
 
 /// Listens on `addr` for routers that connect to us, with each peer's MD5 key (connections from a
-/// peer with a key must be signed with it).
-pub fn listen(addr: SocketAddr, passwords: &BTreeMap<IpAddr, String>) -> Result<TcpListener, TransportError> {
+/// peer with a key must be signed with it) and the MSS of its SYN-ACKs (`mss`: the smallest
+/// `tcpMss` of the sessions, set before the first SYN can arrive; see [`set_listener_mss`]).
+pub fn listen(
+    addr: SocketAddr,
+    passwords: &BTreeMap<IpAddr, String>,
+    mss: Option<u16>,
+) -> Result<TcpListener, TransportError> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -134,6 +139,9 @@ pub fn listen(addr: SocketAddr, passwords: &BTreeMap<IpAddr, String>) -> Result<
         .map_err(io_error(addr, "SO_REUSEADDR"))?;
     for (peer, password) in passwords {
         set_tcp_md5(socket.as_fd(), *peer, Some(password.as_bytes()))?;
+    }
+    if let Some(mss) = mss {
+        set_mss(&socket, addr, mss)?;
     }
     socket.bind(addr).map_err(io_error(addr, "bind"))?;
     socket.listen(64).map_err(io_error(addr, "listen"))
