@@ -347,6 +347,14 @@ fn bgp_peer_rules() {
         spec["bfd"] = bfd;
         assert_eq!(check(spec), Ok(()));
     }
+    // transport.tcpMss: unset or 0 (the kernel's), or what Linux accepts for TCP_MAXSEG; and
+    // mtuDiscovery either way.
+    for mss in [0, 88, 1400, 32767] {
+        let mut spec = good.clone();
+        spec["transport"]["tcpMss"] = json!(mss);
+        spec["transport"]["mtuDiscovery"] = json!(mss % 2 == 0);
+        assert_eq!(check(spec), Ok(()), "tcpMss {mss}");
+    }
     let with = |pointer: &str, value: Value| {
         let mut spec = good.clone();
         *spec.pointer_mut(pointer).unwrap() = value;
@@ -385,6 +393,14 @@ fn bgp_peer_rules() {
         (
             with("/transport/remotePort", json!(70000)),
             "spec.transport.remotePort: 70000",
+        ),
+        (
+            with("/transport", json!({"tcpMss": 87})),
+            "spec.transport.tcpMss: 87 is not in 88..=32767",
+        ),
+        (
+            with("/transport", json!({"tcpMss": 65495})),
+            "spec.transport.tcpMss: 65495 is not in 88..=32767",
         ),
         (
             with("/ebgpMultihop/multihopTtl", json!(256)),

@@ -26,6 +26,8 @@ fn client_in_namespace() {
         local: None,
         md5_password: std::env::var("OXELB_DIAL_MD5").ok(),
         ttl: 1,
+        tcp_mss: std::env::var("OXELB_DIAL_MSS").ok().and_then(|m| m.parse().ok()),
+        mtu_discovery: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

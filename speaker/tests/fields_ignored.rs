@@ -126,7 +126,7 @@ async fn unapplied_fields_are_said_once_per_generation_by_one_speaker() {
         json!({"apiVersion": "network.kubesphere.io/v1alpha2", "kind": "BgpPeer",
             "metadata": {"name": "odd"},
             "spec": {"conf": {"neighborAddress": "192.0.2.1", "peerAs": 64513, "adminDown": true, "vrf": "blue"},
-                "transport": {"tcpMss": 1400}}}),
+                "transport": {"remoteAddress": "192.0.2.9"}}}),
     )
     .unwrap();
     api.create(
@@ -151,7 +151,7 @@ async fn unapplied_fields_are_said_once_per_generation_by_one_speaker() {
     let message = odd["message"].as_str().unwrap();
     assert!(
         message.starts_with("spec.conf.vrf (not yet): ")
-            && message.contains("; spec.transport.tcpMss (not yet): "),
+            && message.contains("; spec.transport.remoteAddress (not yet): "),
         "{message}"
     );
     until("default's FieldsIgnored condition", || {
@@ -194,7 +194,7 @@ async fn unapplied_fields_are_said_once_per_generation_by_one_speaker() {
     assert_eq!(warnings(&api, "default").len(), 1);
     assert!(warnings(&api, "plain").is_empty());
 
-    // A new generation without vrf: said again, naming only tcpMss.
+    // A new generation without vrf: said again, naming only remoteAddress.
     api.merge_patch(&format!("{PEERS}/odd"), &json!({"spec": {"conf": {"vrf": null}}}))
         .unwrap();
     until("odd's condition for generation 2", || {
@@ -206,7 +206,7 @@ async fn unapplied_fields_are_said_once_per_generation_by_one_speaker() {
         odd["message"]
             .as_str()
             .unwrap()
-            .starts_with("spec.transport.tcpMss (not yet): "),
+            .starts_with("spec.transport.remoteAddress (not yet): "),
         "{odd}"
     );
     until("a second Warning for odd", || warnings(&api, "odd").len() == 2).await;
@@ -214,7 +214,7 @@ async fn unapplied_fields_are_said_once_per_generation_by_one_speaker() {
     // Nothing unapplied left: the condition turns False, without a Warning.
     api.merge_patch(
         &format!("{PEERS}/odd"),
-        &json!({"spec": {"transport": {"tcpMss": null}}}),
+        &json!({"spec": {"transport": {"remoteAddress": null}}}),
     )
     .unwrap();
     until("odd's condition False", || {

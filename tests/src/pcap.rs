@@ -151,6 +151,64 @@ fn parse(bytes: &[u8]) -> Result<Vec<BgpMessage>, String> {
     Ok(messages)
 }
 
+/// A TCP segment with SYN set (a connection's first segment, or its SYN-ACK) and the MSS
+/// option it carries (RFC 9293 section 3.7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSyn {
+    /// When it was captured (since the Unix epoch).
+    pub at: Duration,
+    /// Sender.
+    pub from: SocketAddrV4,
+    /// Receiver.
+    pub to: SocketAddrV4,
+    /// ACK set too: the SYN-ACK.
+    pub ack: bool,
+    /// The Maximum Segment Size option (kind 2), when present.
+    pub mss: Option<u16>,
+    /// The IPv4 Don't Fragment bit (set under path MTU discovery, RFC 1191).
+    pub dont_fragment: bool,
+}
+
+/// Every IPv4 TCP SYN and SYN-ACK in the capture at `path`, in capture order.
+pub fn tcp_syns(path: &Path) -> Result<Vec<TcpSyn>, PcapError> {
+    let bytes = std::fs::read(path).map_err(|source| PcapError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let records = records(&bytes).map_err(|reason| PcapError::Format {
+        path: path.display().to_string(),
+        reason,
+    })?;
+    Ok(records
+        .into_iter()
+        .filter_map(|(at, frame)| {
+            let segment = tcp_segment(frame)?;
+            (segment.flags & 0x02 != 0).then(|| TcpSyn {
+                at,
+                from: segment.from,
+                to: segment.to,
+                ack: segment.flags & 0x10 != 0,
+                mss: mss_option(segment.options),
+                dont_fragment: segment.dont_fragment,
+            })
+        })
+        .collect())
+}
+
+/// The MSS option among TCP `options` (RFC 9293 section 3.2: kind 0 ends the list, kind 1 is
+/// one octet of padding, every other kind has a length octet).
+fn mss_option(mut options: &[u8]) -> Option<u16> {
+    loop {
+        match options {
+            [] | [0, ..] => return None,
+            [1, rest @ ..] => options = rest,
+            [2, 4, a, b, ..] => return Some(u16::from_be_bytes([*a, *b])),
+            [_, len, ..] if *len >= 2 => options = options.get(usize::from(*len)..)?,
+            _ => return None,
+        }
+    }
+}
+
 /// One IPv4-over-Ethernet ARP packet seen on the wire (RFC 826).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArpFrame {
@@ -220,6 +278,12 @@ struct Segment<'a> {
     from: SocketAddrV4,
     to: SocketAddrV4,
     seq: u32,
+    /// The flags octet (CWR ECE URG ACK PSH RST SYN FIN).
+    flags: u8,
+    /// The IPv4 header's DF bit.
+    dont_fragment: bool,
+    /// The options between the fixed header and the payload.
+    options: &'a [u8],
     payload: &'a [u8],
 }
 
@@ -242,6 +306,9 @@ fn tcp_segment(frame: &[u8]) -> Option<Segment<'_>> {
         from: SocketAddrV4::new(source, u16::from_be_bytes([tcp[0], tcp[1]])),
         to: SocketAddrV4::new(destination, u16::from_be_bytes([tcp[2], tcp[3]])),
         seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        flags: *tcp.get(13)?,
+        dont_fragment: ip[6] & 0x40 != 0,
+        options: tcp.get(20..offset)?,
         payload: tcp.get(offset..)?,
     })
 }
@@ -407,5 +474,28 @@ mod tests {
         let messages = parse_frames(&[(1, frame(1, &broken))]);
         assert_eq!(messages.len(), 1);
         assert_eq!((messages[0].announced, messages[0].end_of_rib), (0, false));
+    }
+
+    #[test]
+    fn syns_and_their_mss_option() {
+        // A SYN with options NOP, NOP, SACK permitted (4, 2), MSS 1200, then window scale.
+        let mut syn = frame(1, &[]);
+        syn[14 + 3] = 52; // IPv4 total length: 20 + 32.
+        syn[14 + 20 + 12] = 0x80; // Data offset 8 words.
+        syn[14 + 20 + 13] = 0x02; // SYN.
+        syn.extend_from_slice(&[1, 1, 4, 2, 2, 4, 0x04, 0xb0, 3, 3, 7, 0]);
+        let mut syn_ack = syn.clone();
+        syn_ack[14 + 20 + 13] = 0x12;
+        let data = frame(2, &message(KEEPALIVE, &[]));
+        let file = std::env::temp_dir().join(format!("oxelb-pcap-syn-{}.pcap", std::process::id()));
+        std::fs::write(&file, capture(&[(1, syn), (2, syn_ack), (3, data)])).expect("written");
+        let syns = tcp_syns(&file).expect("read");
+        let _ = std::fs::remove_file(&file);
+        let summary: Vec<_> = syns.iter().map(|s| (s.at.as_secs(), s.ack, s.mss)).collect();
+        assert_eq!(summary, [(1, false, Some(1200)), (2, true, Some(1200))]);
+        assert!(!syns[0].dont_fragment);
+        assert_eq!(mss_option(&[1, 0, 2, 4, 0, 1]), None, "after the end of the list");
+        assert_eq!(mss_option(&[3, 0]), None, "a length below 2 ends the walk");
+        assert_eq!(mss_option(&[8, 10, 0, 0]), None, "an option past the end");
     }
 }

@@ -15,7 +15,8 @@
 //!   IPv4 address; `listenPort` in 1..=65535 or -1; `asPerRack` ASes in range.
 //! - BgpPeer: `conf.neighborAddress` an IP; `conf.peerAs` (and `localAs`) in range; timers numeric
 //!   strings, hold time 0 or >= 3 (RFC 4271 section 4.2), keepalive below the hold time;
-//!   `transport.remotePort` in 1..=65535; `ebgpMultihop.multihopTtl` in 1..=255;
+//!   `transport.remotePort` in 1..=65535; `transport.tcpMss` 0 or in 88..=32767 (what Linux
+//!   accepts for `TCP_MAXSEG`); `ebgpMultihop.multihopTtl` in 1..=255;
 //!   `conf.authPasswordSecret` (extension) a Secret name, not set together with `authPassword`;
 //!   `bfd` (extension) intervals in 50..=60000 ms and a multiplier in 2..=255.
 
@@ -24,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use oxelb_crds::{
     address::IpRange,
     names,
-    v1alpha2::{BgpConf, BgpPeer, Eip},
+    v1alpha2::{BgpConf, BgpPeer, Eip, Transport},
 };
 
 /// One violation: the field path and what is wrong with it.
@@ -379,6 +380,19 @@ pub fn validate_bgp_peer(peer: &BgpPeer) -> Vec<Violation> {
         out.push(violation(
             "spec.ebgpMultihop.multihopTtl",
             format!("{ttl} is not in 1..=255"),
+        ));
+    }
+    if let Some(mss) = peer.spec.transport.as_ref().and_then(|t| t.tcp_mss)
+        && mss != 0
+        && !Transport::TCP_MSS.contains(&mss)
+    {
+        out.push(violation(
+            "spec.transport.tcpMss",
+            format!(
+                "{mss} is not in {}..={} (the TCP maximum segment sizes Linux accepts; 0 or unset: the kernel's)",
+                Transport::TCP_MSS.start(),
+                Transport::TCP_MSS.end()
+            ),
         ));
     }
     if let Some(bfd) = &peer.spec.bfd {

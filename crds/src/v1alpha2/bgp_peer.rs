@@ -238,6 +238,12 @@ pub struct Transport {
     pub tcp_mss: Option<u32>,
 }
 
+impl Transport {
+    /// The `tcpMss` values Linux accepts for `TCP_MAXSEG` (`TCP_MIN_MSS` to `MAX_TCP_WINDOW`);
+    /// 0 means unset (GoBGP's default: the kernel's MSS).
+    pub const TCP_MSS: std::ops::RangeInclusive<u32> = 88..=32_767;
+}
+
 /// One address family of the session (GoBGP `AfiSafi`).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -15,14 +15,22 @@
 //! - **Errors**: a bad header, OPEN or FSM event is answered with the NOTIFICATION of RFC 4271
 //!   section 6 and the session resets; path-attribute errors in received UPDATEs are
 //!   treat-as-withdraw (RFC 7606), which for a speaker that keeps no received routes means ignore.
+//! - **Capability fallback**: a NOTIFICATION 2/7 (Unsupported Capability, RFC 5492 section 5)
+//!   in answer to our OPEN leaves the capabilities it names out of every later OPEN of this
+//!   session ([`fallback`]: bounded, each refusal can only shrink the offer); the session retries
+//!   on the ConnectRetry timer like after any other reset.
 //! - **Automatic restart**: after any reset the session starts again when the ConnectRetry timer
 //!   fires (RFC 4271 section 8.1.1, AutomaticStart), until [`Input::Stop`].
 
+pub mod fallback;
 mod interface;
 
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
-pub use self::interface::{Input, MessageCounts, Negotiated, Output, SessionConfig, State, Timer};
+pub use self::{
+    fallback::{Capability, Fallback},
+    interface::{Input, MessageCounts, Negotiated, Output, SessionConfig, State, Timer},
+};
 use crate::wire::{self, Family, OpenParams, Prefix, Received, Routes, UpdateParams, WireError};
 
 /// One session.
@@ -38,6 +46,8 @@ pub struct Session {
     advertised: Routes,
     table_ready: bool,
     initial_sent: bool,
+    /// Capabilities peers refused (2/7): left out of our OPENs for the session's life.
+    left_out: BTreeSet<Capability>,
     /// Messages sent.
     pub sent: MessageCounts,
     /// Messages received.
@@ -65,6 +75,7 @@ impl Session {
             advertised: Routes::new(),
             table_ready: false,
             initial_sent: false,
+            left_out: BTreeSet::new(),
             sent: MessageCounts::default(),
             received: MessageCounts::default(),
         }
@@ -83,6 +94,53 @@ impl Session {
     /// The routes the peer has from us.
     pub fn advertised(&self) -> &Routes {
         &self.advertised
+    }
+
+    /// The capabilities our OPENs leave out because a peer refused them (NOTIFICATION 2/7).
+    pub fn left_out(&self) -> &BTreeSet<Capability> {
+        &self.left_out
+    }
+
+    /// Every capability the configuration offers, before any is left out.
+    fn configured_capabilities(&self) -> BTreeSet<Capability> {
+        fallback::offered(
+            &self.config.families,
+            self.config.graceful_restart.is_some(),
+            self.config.add_path_send,
+        )
+    }
+
+    /// Whether our OPEN offers `c` (configured, and not refused by the peer).
+    fn offers(&self, c: Capability) -> bool {
+        !self.left_out.contains(&c) && self.configured_capabilities().contains(&c)
+    }
+
+    /// The families our OPEN offers.
+    fn offered_families(&self) -> BTreeSet<Family> {
+        self.config
+            .families
+            .iter()
+            .copied()
+            .filter(|f| !self.left_out.contains(&Capability::Multiprotocol(*f)))
+            .collect()
+    }
+
+    /// Our OPEN: the configuration less what peers refused (RFC 5492 section 5).
+    fn open_params(&self) -> OpenParams {
+        OpenParams {
+            local_as: self.config.local_as,
+            hold_time: self.config.hold_time,
+            router_id: self.config.router_id,
+            families: self.offered_families(),
+            graceful_restart: self
+                .config
+                .graceful_restart
+                .filter(|_| self.offers(Capability::GracefulRestart))
+                .map(|t| (t, self.config.restarting)),
+            add_path_send: self.offers(Capability::AddPath),
+            route_refresh: self.offers(Capability::RouteRefresh),
+            four_octet_as: self.offers(Capability::FourOctetAs),
+        }
     }
 
     /// Handles one input.
@@ -114,14 +172,7 @@ impl Session {
                 if matches!(self.state, State::Connect | State::Active) {
                     self.local = Some(local);
                     out.push(Output::Cancel(Timer::ConnectRetry));
-                    let open = wire::open(&OpenParams {
-                        local_as: self.config.local_as,
-                        hold_time: self.config.hold_time,
-                        router_id: self.config.router_id,
-                        families: self.config.families.clone(),
-                        graceful_restart: self.config.graceful_restart.map(|t| (t, self.config.restarting)),
-                        add_path_send: self.config.add_path_send,
-                    });
+                    let open = wire::open(&self.open_params());
                     self.send(&mut out, open);
                     out.push(Output::Arm(Timer::Hold, OPEN_HOLD));
                     self.state = State::OpenSent;
@@ -258,11 +309,20 @@ impl Session {
                 Ok(message) => message,
                 Err(error) => return self.fail(out, error),
             };
-            if let Received::Notification { code, subcode } = message {
-                out.push(Output::Down(format!(
+            if let Received::Notification { code, subcode, data } = message {
+                let mut reason = format!(
                     "peer sent NOTIFICATION {code}/{subcode} ({})",
                     notification_name(code, subcode)
-                )));
+                );
+                // RFC 5492 section 5: the answer to our OPEN (in OpenSent, or in OpenConfirm
+                // when the peer's OPEN came first) naming capabilities it does not support.
+                if (code, subcode) == (2, 7) && matches!(self.state, State::OpenSent | State::OpenConfirm) {
+                    let decision = fallback::fallback(&self.configured_capabilities(), &self.left_out, &data);
+                    self.left_out.extend(decision.left_out.iter().copied());
+                    reason = format!("{reason}: {}", decision.describe());
+                    out.push(Output::Fallback(decision));
+                }
+                out.push(Output::Down(reason));
                 self.reset(out);
                 return;
             }
@@ -334,12 +394,11 @@ impl Session {
                         .clamp(1, (hold / 3).max(1))
                 };
                 let families: BTreeSet<Family> = self
-                    .config
-                    .families
+                    .offered_families()
                     .intersection(&capabilities.families)
                     .copied()
                     .collect();
-                let add_path = if self.config.add_path_send {
+                let add_path = if self.offers(Capability::AddPath) {
                     families
                         .intersection(&capabilities.add_path_receive)
                         .copied()
@@ -351,10 +410,14 @@ impl Session {
                     hold_time: hold,
                     keepalive,
                     families,
-                    four_octet_as: capabilities.four_octet_as.is_some(),
+                    // RFC 6793 section 4: both sides must advertise it.
+                    four_octet_as: capabilities.four_octet_as.is_some()
+                        && self.offers(Capability::FourOctetAs),
                     add_path,
                     peer_router_id: router_id,
                     peer_graceful_restart: capabilities.graceful_restart,
+                    graceful_restart: capabilities.graceful_restart
+                        && self.offers(Capability::GracefulRestart),
                     peer_route_refresh: capabilities.route_refresh,
                 });
                 self.send(out, wire::keepalive());

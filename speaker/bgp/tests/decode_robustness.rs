@@ -90,6 +90,8 @@ fn built() -> Vec<(String, Vec<u8>, bool)> {
                 families: [Family::Ipv4Unicast, Family::Ipv6Unicast].into(),
                 graceful_restart: Some((120, true)),
                 add_path_send: true,
+                route_refresh: true,
+                four_octet_as: true,
             }),
             true,
         ),

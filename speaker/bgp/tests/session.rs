@@ -35,6 +35,8 @@ fn peer_open(asn: u32, hold: u16, families: &[Family]) -> Vec<u8> {
         families: families.iter().copied().collect(),
         graceful_restart: Some((120, false)),
         add_path_send: false,
+        route_refresh: true,
+        four_octet_as: true,
     })
 }
 
@@ -72,7 +74,7 @@ fn sent(outputs: &[Output]) -> Vec<Received> {
 
 fn notification_of(outputs: &[Output]) -> Option<(u8, u8)> {
     sent(outputs).into_iter().find_map(|m| match m {
-        Received::Notification { code, subcode } => Some((code, subcode)),
+        Received::Notification { code, subcode, .. } => Some((code, subcode)),
         _ => None,
     })
 }

@@ -59,6 +59,14 @@ pub struct SessionConfig {
     /// IP TTL of the session's packets: 1 for eBGP, `ebgpMultihop.multihopTtl` when enabled, 255 for
     /// iBGP.
     pub ttl: u8,
+    /// `transport.tcpMss` when set and not 0: the TCP maximum segment size (`TCP_MAXSEG`) of the
+    /// session's socket, set before connect so the SYN carries it; held to
+    /// [`oxelb_crds::v1alpha2::Transport::TCP_MSS`] (the webhook refuses others; the `dir:`
+    /// source has none).
+    pub tcp_mss: Option<u16>,
+    /// `transport.mtuDiscovery` when set: path MTU discovery on (`true`, `IP_PMTUDISC_DO`) or off
+    /// (`false`, `IP_PMTUDISC_DONT`) on the session's socket; unset: the kernel's setting.
+    pub mtu_discovery: Option<bool>,
     /// Hold time offered in OPEN (0 or >= 3).
     pub hold_time: u16,
     /// Keepalive interval (`keepaliveInterval`, else a third of the hold time).
@@ -460,6 +468,8 @@ fn session(
         passive: transport.passive_mode == Some(true),
         md5_password: conf.auth_password.filter(|p| !p.is_empty()),
         ttl,
+        tcp_mss: tcp_mss(transport.tcp_mss),
+        mtu_discovery: transport.mtu_discovery,
         hold_time,
         keepalive,
         connect_retry,
@@ -470,6 +480,13 @@ fn session(
         description: conf.description.filter(|d| !d.trim().is_empty()),
         bfd: bfd_config(peer),
     })
+}
+
+/// `transport.tcpMss` resolved: 0 or unset is the kernel's; others held to what Linux accepts.
+fn tcp_mss(value: Option<u32>) -> Option<u16> {
+    use oxelb_crds::v1alpha2::Transport;
+    let mss = value.filter(|m| *m != 0)?;
+    u16::try_from(mss.clamp(*Transport::TCP_MSS.start(), *Transport::TCP_MSS.end())).ok()
 }
 
 /// What to do to go from one plan to the next.

@@ -131,7 +131,7 @@ pub const BGP_CONF_FIELDS: [Unapplied; 12] = [
 ];
 
 /// Every BgpPeer (v1alpha2) field [`bgp_peer`] can report.
-pub const BGP_PEER_FIELDS: [Unapplied; 24] = [
+pub const BGP_PEER_FIELDS: [Unapplied; 22] = [
     field(
         "spec.afiSafis[].addPaths.config.receive",
         NoEffect,
@@ -202,19 +202,9 @@ pub const BGP_PEER_FIELDS: [Unapplied; 24] = [
         "UPDATEs are sent as soon as a change is planned; a minimum interval between them is not implemented",
     ),
     field(
-        "spec.transport.mtuDiscovery",
-        NotYet,
-        "the socket keeps the kernel's path MTU discovery setting; changing it is not implemented",
-    ),
-    field(
         "spec.transport.remoteAddress",
         NotYet,
         "oxelb connects to conf.neighborAddress; connecting to another address is not implemented (reported only when it differs from neighborAddress, which GoBGP fills it in with)",
-    ),
-    field(
-        "spec.transport.tcpMss",
-        NotYet,
-        "setting the TCP maximum segment size is not implemented; the kernel's applies",
     ),
 ];
 
@@ -295,9 +285,7 @@ pub fn bgp_peer(spec: &BgpPeerSpec) -> Vec<Unapplied> {
         peer_restarting,
         stale,
         mrai,
-        mtu,
         remote_address,
-        mss,
     ] = BGP_PEER_FIELDS;
     let afi_safis = spec.afi_safis.as_deref().unwrap_or_default();
     if afi_safis.iter().any(|a| {
@@ -363,10 +351,8 @@ pub fn bgp_peer(spec: &BgpPeerSpec) -> Vec<Unapplied> {
     if mrai_set {
         out.push(mrai);
     }
+    // transport.tcpMss and transport.mtuDiscovery are applied (`speaker/src/bgp/transport.rs`).
     if let Some(transport) = &spec.transport {
-        if transport.mtu_discovery == Some(true) {
-            out.push(mtu);
-        }
         let neighbor = spec
             .conf
             .as_ref()
@@ -375,9 +361,6 @@ pub fn bgp_peer(spec: &BgpPeerSpec) -> Vec<Unapplied> {
         let remote = transport.remote_address.as_deref().map(str::trim);
         if remote.is_some_and(|r| !r.is_empty() && !same_address(Some(r), neighbor)) {
             out.push(remote_address);
-        }
-        if transport.tcp_mss.is_some_and(|n| n != 0) {
-            out.push(mss);
         }
     }
     out.sort_by_key(|f| f.path);

@@ -10,7 +10,7 @@
 use std::{collections::BTreeMap, net::IpAddr, net::SocketAddr, time::Duration};
 
 use oxelb_bgp::{
-    session::{Input, MessageCounts, Output, Session, SessionConfig as FsmConfig, State, Timer},
+    session::{Capability, Input, MessageCounts, Output, Session, SessionConfig as FsmConfig, State, Timer},
     wire::Family,
 };
 use tokio::{
@@ -22,7 +22,7 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::transport::{Dial, connect, set_ttl};
+use super::transport::{Dial, connect, set_mtu_discovery, set_ttl};
 use crate::{
     bfd::Reports,
     clock::{now_rfc3339, sleep_until},
@@ -145,6 +145,8 @@ struct Driver {
     graceful: bool,
     /// Graceful restart time we advertise (configured).
     graceful_restart_time: Option<u16>,
+    /// Our AS on this session (for the 4-octet AS fallback's warning).
+    local_as: u32,
 }
 
 /// The coupling to BFD.
@@ -177,6 +179,8 @@ async fn run(
             local: None,
             md5_password: config.md5_password.clone(),
             ttl: config.ttl,
+            tcp_mss: config.tcp_mss,
+            mtu_discovery: config.mtu_discovery,
         },
         timeout: Duration::from_secs(u64::from(config.connect_retry.max(1))),
         session: Session::new(fsm_config(&config, &node_ips, restarting)),
@@ -188,6 +192,7 @@ async fn run(
         feedback: Vec::new(),
         graceful: false,
         graceful_restart_time: config.graceful_restart_time,
+        local_as: config.local_as,
         gate: Gate {
             admin_down: config.admin_down,
             required: config.bfd.is_some(),
@@ -237,6 +242,13 @@ async fn run(
                     if driver.stream.is_none() && matches!(driver.session.state(), State::Active | State::Connect) {
                         if let Err(error) = set_ttl(&stream, peer, config.ttl) {
                             warn!(peer = %driver.name, %error, "cannot set the TTL of an accepted connection");
+                        }
+                        // The MSS of an accepted connection was the listener's (`set_listener_mss`);
+                        // path MTU discovery applies to the connection from here on.
+                        if let Some(on) = config.mtu_discovery
+                            && let Err(error) = set_mtu_discovery(&stream, peer, on)
+                        {
+                            warn!(peer = %driver.name, %error, "cannot set path MTU discovery on an accepted connection");
                         }
                         driver.attach(stream).await;
                     } else {
@@ -392,12 +404,33 @@ impl Driver {
             Output::Established(negotiated) => {
                 info!(peer = %self.name, neighbor = %self.peer, hold_time = negotiated.hold_time, families = ?negotiated.families,
                     four_octet_as = negotiated.four_octet_as, "BGP session established");
-                self.graceful = negotiated.peer_graceful_restart && self.graceful_restart_time.is_some();
+                self.graceful = negotiated.graceful_restart && self.graceful_restart_time.is_some();
                 self.status.send_modify(|s| {
                     s.up_since = Some(now_rfc3339());
                     s.negotiated_hold_time = Some(negotiated.hold_time);
                     s.last_error = None;
                 });
+            }
+            Output::Fallback(fallback) => {
+                // RFC 5492 section 5: one line per capability left out, and one for what could
+                // not be (the Down that follows has the whole story).
+                for capability in &fallback.left_out {
+                    warn!(peer = %self.name, neighbor = %self.peer, capability = capability.name(), code = capability.code(),
+                        reason = "the router answered our OPEN with NOTIFICATION 2/7 (Unsupported Capability) naming it",
+                        "leaving the capability out of this session's next OPENs");
+                    if *capability == Capability::FourOctetAs && self.local_as > u32::from(u16::MAX) {
+                        warn!(peer = %self.name, neighbor = %self.peer, local_as = self.local_as, as_trans = oxelb_bgp::wire::AS_TRANS,
+                            "without 4-octet AS our OPEN carries AS_TRANS: the router must expect AS 23456 (RFC 6793 section 4.2)");
+                    }
+                }
+                for entry in &fallback.not_left_out {
+                    warn!(peer = %self.name, neighbor = %self.peer, capability = %entry,
+                        "the router refused a capability oxelb cannot leave out");
+                }
+                if fallback.empty || fallback.malformed > 0 {
+                    warn!(peer = %self.name, neighbor = %self.peer, empty = fallback.empty, malformed_bytes = fallback.malformed,
+                        "the router's Unsupported Capability NOTIFICATION names no usable capability");
+                }
             }
             Output::Down(reason) => {
                 warn!(peer = %self.name, neighbor = %self.peer, reason = %reason, "BGP session down");

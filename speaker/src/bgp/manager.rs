@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     driver::{self, Command, SessionHandle, SessionStatus},
-    transport::{listen, update_listener_keys},
+    transport::{listen, set_listener_mss, update_listener_keys},
 };
 use crate::bfd::{
     BfdMetrics, BfdPeer, BfdService, HandoverSettings, Report, load_handover, store_handover, unix_ms,
@@ -401,7 +401,8 @@ fn keys_for(ip: IpAddr, keys: &BTreeMap<IpAddr, String>) -> BTreeMap<IpAddr, Str
         .collect()
 }
 
-/// (Re)binds the listener when the BgpConf listen settings changed, and keeps its MD5 keys current.
+/// (Re)binds the listener when the BgpConf listen settings changed, and keeps its MD5 keys and its
+/// MSS (the smallest `transport.tcpMss` of the sessions) current.
 async fn relisten(current: Option<Listener>, state: &SpeakerState, inbound: &Inbound) -> Option<Listener> {
     let keys: BTreeMap<IpAddr, String> = state
         .sessions
@@ -410,8 +411,23 @@ async fn relisten(current: Option<Listener>, state: &SpeakerState, inbound: &Inb
         .filter_map(|s| Some((s.neighbor, s.md5_password.clone()?)))
         .collect();
     let wanted = state.sessions.listen.clone();
+    // Every call: cheap, and the sessions' tcpMss may have changed without a key change.
+    let mss: Vec<u16> = state
+        .sessions
+        .sessions
+        .values()
+        .filter_map(|s| s.tcp_mss)
+        .collect();
+    let follow_mss = |socket: &TcpListener| {
+        if let Err(error) = set_listener_mss(socket, mss.iter().copied()) {
+            warn!(%error, "cannot set the listener's TCP MSS (BgpPeer spec.transport.tcpMss)");
+        }
+    };
     if let Some((listen, old_keys, sockets)) = current {
         if wanted.as_ref() == Some(&listen) {
+            for (socket, _) in &sockets {
+                follow_mss(socket);
+            }
             if old_keys != keys {
                 for (socket, _) in &sockets {
                     let Ok(local) = socket.local_addr() else { continue };
@@ -437,7 +453,7 @@ async fn relisten(current: Option<Listener>, state: &SpeakerState, inbound: &Inb
     let mut sockets = Vec::with_capacity(ips.len());
     for ip in ips {
         let addr = SocketAddr::new(ip, wanted.port);
-        match listen(addr, &keys_for(ip, &keys)) {
+        match listen(addr, &keys_for(ip, &keys), mss.iter().copied().min()) {
             Ok(socket) => {
                 info!(%addr, "accepting BGP connections");
                 let socket = Arc::new(socket);

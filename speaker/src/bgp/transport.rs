@@ -1,5 +1,12 @@
-//! The TCP side of a BGP session: connect and listen with TCP-MD5 (RFC 2385) and the session's TTL,
-//! as the session plan resolved them ([`oxelb_speaker_core::sessions::SessionConfig`]).
+//! The TCP side of a BGP session: connect and listen with TCP-MD5 (RFC 2385), the session's TTL,
+//! its TCP maximum segment size (`transport.tcpMss`, `TCP_MAXSEG`) and path MTU discovery
+//! (`transport.mtuDiscovery`), as the session plan resolved them
+//! ([`oxelb_speaker_core::sessions::SessionConfig`]).
+//!
+//! The MSS goes on the socket before connect, so the SYN's MSS option (RFC 9293 section 3.7.1)
+//! carries it. On connections the router makes, Linux takes the SYN-ACK's MSS from the listening
+//! socket, which every peer shares: the listener gets the smallest `tcpMss` of the node's
+//! sessions ([`set_listener_mss`]).
 //!
 //! A wrong MD5 password gives no error anywhere: the router drops our SYNs silently, so the only
 //! symptom is a connect timeout (`LAB-NOTES.md`). [`TransportError::Timeout`] says so in its message,
@@ -15,7 +22,7 @@ use std::{
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::sys::{Md5Error, set_tcp_md5};
+use crate::sys::{Md5Error, set_pmtu_discovery, set_tcp_md5};
 
 /// How to reach one peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +35,10 @@ pub struct Dial {
     pub md5_password: Option<String>,
     /// IP TTL (IPv4) / hop limit (IPv6) of the session's packets.
     pub ttl: u8,
+    /// TCP maximum segment size (`TCP_MAXSEG`), when set; else the kernel's.
+    pub tcp_mss: Option<u16>,
+    /// Path MTU discovery on or off, when set; else the kernel's setting.
+    pub mtu_discovery: Option<bool>,
 }
 
 /// Why a connection could not be made or served.
@@ -77,6 +88,13 @@ pub async fn connect(dial: &Dial, timeout: Duration) -> Result<TcpStream, Transp
         set_tcp_md5(socket.as_fd(), peer.ip(), Some(password.as_bytes()))?;
     }
     set_ttl(&socket, peer, dial.ttl)?;
+    if let Some(mss) = dial.tcp_mss {
+        // Before connect: the SYN announces it.
+        set_mss(&socket, peer, mss)?;
+    }
+    if let Some(on) = dial.mtu_discovery {
+        set_mtu_discovery(&socket, peer, on)?;
+    }
     socket.set_nodelay(true).map_err(io_error(peer, "TCP_NODELAY"))?;
     if let Some(local) = dial.local {
         socket
@@ -103,8 +121,13 @@ pub async fn connect(dial: &Dial, timeout: Duration) -> Result<TcpStream, Transp
 }
 
 /// Listens on `addr` for routers that connect to us, with each peer's MD5 key (connections from a
-/// peer with a key must be signed with it).
-pub fn listen(addr: SocketAddr, passwords: &BTreeMap<IpAddr, String>) -> Result<TcpListener, TransportError> {
+/// peer with a key must be signed with it) and the MSS of its SYN-ACKs (`mss`: the smallest
+/// `tcpMss` of the sessions, set before the first SYN can arrive; see [`set_listener_mss`]).
+pub fn listen(
+    addr: SocketAddr,
+    passwords: &BTreeMap<IpAddr, String>,
+    mss: Option<u16>,
+) -> Result<TcpListener, TransportError> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -116,6 +139,9 @@ pub fn listen(addr: SocketAddr, passwords: &BTreeMap<IpAddr, String>) -> Result<
         .map_err(io_error(addr, "SO_REUSEADDR"))?;
     for (peer, password) in passwords {
         set_tcp_md5(socket.as_fd(), *peer, Some(password.as_bytes()))?;
+    }
+    if let Some(mss) = mss {
+        set_mss(&socket, addr, mss)?;
     }
     socket.bind(addr).map_err(io_error(addr, "bind"))?;
     socket.listen(64).map_err(io_error(addr, "listen"))
@@ -146,4 +172,39 @@ pub fn set_ttl(socket: &impl AsFd, peer: SocketAddr, ttl: u8) -> Result<(), Tran
         sock.set_unicast_hops_v6(u32::from(ttl))
             .map_err(io_error(peer, "IPV6_UNICAST_HOPS"))
     }
+}
+
+/// Sets the TCP maximum segment size (`TCP_MAXSEG`): on a socket before connect it is the MSS
+/// option of the SYN (and the largest segment sent); on a listener, that of its SYN-ACKs.
+pub fn set_mss(socket: &impl AsFd, peer: SocketAddr, mss: u16) -> Result<(), TransportError> {
+    SockRef::from(socket)
+        .set_tcp_mss(u32::from(mss))
+        .map_err(io_error(peer, "TCP_MAXSEG (BgpPeer spec.transport.tcpMss)"))
+}
+
+/// Sets the listener's MSS to the smallest of `mss` (the `tcpMss` of the node's sessions that
+/// set one): Linux answers every router's SYN with the listener's value, so no session gets a
+/// larger MSS than its BgpPeer asks for; sessions without `tcpMss` then get it too (a smaller
+/// segment only costs a few more packets). None set: 0, the kernel's default again.
+pub fn set_listener_mss(
+    listener: &TcpListener,
+    mss: impl IntoIterator<Item = u16>,
+) -> Result<(), TransportError> {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    set_mss(listener, addr, mss.into_iter().min().unwrap_or(0))
+}
+
+/// Turns path MTU discovery on or off for a connecting or accepted socket.
+pub fn set_mtu_discovery(socket: &impl AsFd, peer: SocketAddr, on: bool) -> Result<(), TransportError> {
+    let ipv6 = SockRef::from(socket)
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map_or(peer.is_ipv6(), |a| a.is_ipv6());
+    set_pmtu_discovery(socket.as_fd(), ipv6, on).map_err(io_error(
+        peer,
+        "IP_MTU_DISCOVER (BgpPeer spec.transport.mtuDiscovery)",
+    ))
 }

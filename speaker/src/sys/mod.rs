@@ -6,6 +6,9 @@
 //!   on the listener (accepted sockets inherit the listener's keys).
 //! - The minimum TTL (hop limit) of received packets, for BFD's single-hop GTSM check (RFC 5881
 //!   section 5): the kernel drops what arrives with less than 255.
+//! - Path MTU discovery on or off (`IP_MTU_DISCOVER`, `IPV6_MTU_DISCOVER`) for BgpPeer
+//!   `transport.mtuDiscovery`: socket2 has no call for it (it has one for `TCP_MAXSEG`, which
+//!   `bgp::transport` uses).
 //! - [`packet`]: the layer2 AF_PACKET sockets (ARP; NS behind a BPF filter) under tokio, re-exported
 //!   as `layer2::socket`.
 
@@ -112,12 +115,47 @@ pub fn set_tcp_md5(socket: BorrowedFd<'_>, peer: IpAddr, password: Option<&[u8]>
 /// Makes the kernel drop packets that arrive on `socket` with a TTL (IPv4, `IP_MINTTL`) or hop
 /// limit (IPv6, `IPV6_MINHOPCOUNT`) below `min`.
 pub fn set_min_ttl(socket: BorrowedFd<'_>, ipv6: bool, min: u8) -> io::Result<()> {
-    let value = libc::c_int::from(min);
     let (level, name) = if ipv6 {
         (libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT)
     } else {
         (libc::IPPROTO_IP, libc::IP_MINTTL)
     };
+    set_int(socket, level, name, libc::c_int::from(min))
+}
+
+/// Turns path MTU discovery (RFC 1191, RFC 8201) on or off for `socket`: on is `IP_PMTUDISC_DO`
+/// (`IPV6_PMTUDISC_DO`): the DF bit on every packet, the kernel follows the path MTU; off is
+/// `IP_PMTUDISC_DONT` (`IPV6_PMTUDISC_DONT`): no DF bit, the packets may be fragmented on the
+/// way (IPv6 fragments only at the source). `ipv6`: the socket is an IPv6 one; a dual-stack IPv6
+/// socket carrying IPv4 gets both options.
+pub fn set_pmtu_discovery(socket: BorrowedFd<'_>, ipv6: bool, on: bool) -> io::Result<()> {
+    let v4 = if on {
+        libc::IP_PMTUDISC_DO
+    } else {
+        libc::IP_PMTUDISC_DONT
+    };
+    if ipv6 {
+        let v6 = if on {
+            libc::IPV6_PMTUDISC_DO
+        } else {
+            libc::IPV6_PMTUDISC_DONT
+        };
+        set_int(socket, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, v6)?;
+        // For IPv4-mapped traffic on the same socket; an IPv6-only socket may refuse it.
+        let _ = set_int(socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v4);
+        Ok(())
+    } else {
+        set_int(socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v4)
+    }
+}
+
+/// `setsockopt(socket, level, name, &value, sizeof(int))`.
+fn set_int(
+    socket: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `socket` is an open descriptor for the duration of the borrow; `value` is a c_int
     // that outlives the call, and the length passed is its exact size.
     let rc = unsafe {
@@ -142,6 +180,47 @@ mod tests {
     use std::os::fd::AsFd;
 
     use super::*;
+
+    #[test]
+    fn path_mtu_discovery_is_set_on_real_sockets_of_both_families() {
+        fn read(socket: &socket2::Socket, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+            let mut value: libc::c_int = -1;
+            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: test-only getsockopt into a c_int of the length passed.
+            let rc = unsafe {
+                libc::getsockopt(
+                    socket.as_raw_fd(),
+                    level,
+                    name,
+                    (&mut value as *mut libc::c_int).cast::<libc::c_void>(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            value
+        }
+        let v4 = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        set_pmtu_discovery(v4.as_fd(), false, false).unwrap();
+        assert_eq!(
+            read(&v4, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+            libc::IP_PMTUDISC_DONT
+        );
+        set_pmtu_discovery(v4.as_fd(), false, true).unwrap();
+        assert_eq!(
+            read(&v4, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+            libc::IP_PMTUDISC_DO
+        );
+        let v6 = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        set_pmtu_discovery(v6.as_fd(), true, false).unwrap();
+        assert_eq!(
+            read(&v6, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER),
+            libc::IPV6_PMTUDISC_DONT
+        );
+        assert_eq!(
+            read(&v6, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+            libc::IP_PMTUDISC_DONT
+        );
+    }
 
     #[test]
     fn struct_layout_matches_the_kernel() {

@@ -124,6 +124,8 @@ fn peer_open_four_octet() -> Vec<u8> {
         families: [Family::Ipv4Unicast, Family::Ipv6Unicast].into(),
         graceful_restart: Some((120, false)),
         add_path_send: false,
+        route_refresh: true,
+        four_octet_as: true,
     })
 }
 

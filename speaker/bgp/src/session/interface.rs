@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use super::fallback::Fallback;
 use crate::wire::{Family, Routes};
 
 /// A session's configuration (resolved by the speaker from BgpConf and BgpPeer).
@@ -127,6 +128,10 @@ pub enum Output {
     Established(Negotiated),
     /// The session went down (or could not come up), and why.
     Down(String),
+    /// The peer refused our OPEN with Unsupported Capability (NOTIFICATION 2/7, RFC 5492
+    /// section 5): what the next OPENs leave out, and what they cannot. Followed by
+    /// [`Output::Down`].
+    Fallback(Fallback),
 }
 
 /// What both sides agreed on.
@@ -146,6 +151,8 @@ pub struct Negotiated {
     pub peer_router_id: Ipv4Addr,
     /// The peer supports graceful restart.
     pub peer_graceful_restart: bool,
+    /// Both sides advertised graceful restart (ours configured and not refused by the peer).
+    pub graceful_restart: bool,
     /// The peer supports route refresh.
     pub peer_route_refresh: bool,
 }

@@ -65,6 +65,7 @@ pub fn decode(frame: &[u8], four_octet_as: bool) -> Result<Received, WireError> 
         return Ok(Received::Notification {
             code: frame.get(19).copied().unwrap_or(0),
             subcode: frame.get(20).copied().unwrap_or(0),
+            data: frame.get(21..).unwrap_or_default().to_vec(),
         });
     }
     // Path-attribute errors are collected, not fatal (RFC 7606 treat-as-withdraw); header, OPEN and
@@ -129,6 +130,7 @@ pub fn decode(frame: &[u8], four_octet_as: bool) -> Result<Received, WireError> 
         BgpMessage::Notification(_) => Received::Notification {
             code: frame.get(19).copied().unwrap_or(0),
             subcode: frame.get(20).copied().unwrap_or(0),
+            data: frame.get(21..).unwrap_or_default().to_vec(),
         },
         BgpMessage::KeepAlive => Received::Keepalive,
         BgpMessage::RouteRefresh(refresh) => {

@@ -46,7 +46,9 @@ pub fn open(params: &OpenParams) -> Vec<u8> {
         let afi = family.afi().to_be_bytes();
         cap(1, &[afi[0], afi[1], 0, 1]);
     }
-    cap(2, &[]); // Route refresh (RFC 2918).
+    if params.route_refresh {
+        cap(2, &[]); // Route refresh (RFC 2918).
+    }
     if let Some((restart_time, restarting)) = params.graceful_restart {
         // RFC 4724 section 3: R bit, 12-bit restart time, then AFI/SAFI with the F bit (we keep
         // forwarding: the node's data plane does not restart with the speaker).
@@ -59,7 +61,9 @@ pub fn open(params: &OpenParams) -> Vec<u8> {
         }
         cap(64, &value);
     }
-    cap(65, &params.local_as.to_be_bytes()); // 4-octet AS (RFC 6793).
+    if params.four_octet_as {
+        cap(65, &params.local_as.to_be_bytes()); // 4-octet AS (RFC 6793).
+    }
     if params.add_path_send {
         // RFC 7911 section 4: AFI, SAFI, send/receive = 2 (send).
         let mut value = Vec::new();

@@ -35,7 +35,11 @@ fn keepalive_and_notification_golden_bytes() {
     assert_eq!(&n[16..], &[0, 21, 3, 4, 0]);
     assert_eq!(
         decode(&n, true).unwrap(),
-        Received::Notification { code: 4, subcode: 0 }
+        Received::Notification {
+            code: 4,
+            subcode: 0,
+            data: Vec::new()
+        }
     );
 }
 
@@ -48,6 +52,8 @@ fn open_golden_bytes_and_netgauze_reads_it() {
         families: [Family::Ipv4Unicast].into(),
         graceful_restart: None,
         add_path_send: false,
+        route_refresh: true,
+        four_octet_as: true,
     };
     let bytes = open(&p);
     // Header; version 4, AS 64512 (0xfc00), hold 90, id; params 16 bytes: capabilities MP
@@ -83,6 +89,8 @@ fn four_octet_as_uses_as_trans_and_every_capability_decodes() {
         families: [Family::Ipv4Unicast, Family::Ipv6Unicast].into(),
         graceful_restart: Some((120, true)),
         add_path_send: true,
+        route_refresh: true,
+        four_octet_as: true,
     };
     let bytes = open(&p);
     assert_eq!(&bytes[20..22], &AS_TRANS.to_be_bytes());

@@ -171,6 +171,11 @@ pub struct OpenParams {
     pub graceful_restart: Option<(u16, bool)>,
     /// ADD-PATH: offer to send for every family.
     pub add_path_send: bool,
+    /// Offer route refresh (RFC 2918); `false` once a peer refused it (RFC 5492 section 5).
+    pub route_refresh: bool,
+    /// Offer 4-octet AS (RFC 6793); `false` once a peer refused it: the 2-octet field then
+    /// carries `AS_TRANS` for a larger AS.
+    pub four_octet_as: bool,
 }
 
 /// The capabilities a peer offered, reduced to what we use.
@@ -216,6 +221,9 @@ pub enum Received {
         code: u8,
         /// Error subcode.
         subcode: u8,
+        /// The data field (RFC 4271 section 4.5); for 2/7 the capabilities concerned (RFC 5492
+        /// section 5).
+        data: Vec<u8>,
     },
     /// KEEPALIVE.
     Keepalive,

@@ -331,3 +331,43 @@ fn bfd_resolves_with_defaults_and_a_bfd_change_never_restarts_bgp() {
     );
     assert!(mh.sessions["r1"].bfd.unwrap().multihop);
 }
+
+#[test]
+fn transport_tcp_mss_and_mtu_discovery_resolve_and_restart_only_their_session() {
+    let with = |transport: Value| {
+        plan(
+            &[conf(json!({"as": 64512}))],
+            &[
+                peer(
+                    "r1",
+                    json!({"conf": {"peerAs": 65001, "neighborAddress": "198.51.100.1"}, "transport": transport}),
+                ),
+                router("r2", "198.51.100.9", 65001),
+            ],
+            &node(json!({})),
+        )
+    };
+    let unset = with(json!({}));
+    assert_eq!(
+        (unset.sessions["r1"].tcp_mss, unset.sessions["r1"].mtu_discovery),
+        (None, None)
+    );
+    let zero = with(json!({"tcpMss": 0}));
+    assert_eq!(zero.sessions["r1"].tcp_mss, None, "0 is GoBGP's unset");
+    let set = with(json!({"tcpMss": 1200, "mtuDiscovery": false}));
+    assert_eq!(
+        (set.sessions["r1"].tcp_mss, set.sessions["r1"].mtu_discovery),
+        (Some(1200), Some(false))
+    );
+    assert_eq!(
+        with(json!({"mtuDiscovery": true})).sessions["r1"].mtu_discovery,
+        Some(true)
+    );
+    // Out of what Linux accepts (the webhook refuses these; the dir: source has no webhook).
+    assert_eq!(with(json!({"tcpMss": 40})).sessions["r1"].tcp_mss, Some(88));
+    assert_eq!(with(json!({"tcpMss": 65495})).sessions["r1"].tcp_mss, Some(32767));
+    // Socket options before connect: a change restarts that session only.
+    let changes = diff(&unset, &set);
+    assert_eq!(changes.restart, vec!["r1".to_owned()]);
+    assert!(changes.start.is_empty() && changes.stop.is_empty());
+}
