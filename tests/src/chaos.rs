@@ -57,6 +57,8 @@ pub struct ChaosOptions {
     pub controller: PathBuf,
     /// `oxelb-speaker`.
     pub speaker: PathBuf,
+    /// The kinds of fault to inject ([`FaultKind::ALL`] for all).
+    pub kinds: Vec<FaultKind>,
 }
 
 /// The kinds of fault.
@@ -78,6 +80,11 @@ pub enum FaultKind {
     LinkDown,
     /// 20 % loss both ways on a node's LAN link.
     PacketLoss,
+}
+
+impl FaultKind {
+    /// Every kind.
+    pub const ALL: [FaultKind; 8] = KINDS;
 }
 
 const KINDS: [FaultKind; 8] = [
@@ -578,7 +585,13 @@ pub fn run(lab: Lab, options: ChaosOptions) -> Result<ChaosReport, LabError> {
         }
         // A new fault now and then (about one every 4 s), on a target no fault holds.
         if active.len() < MAX_OVERLAP && rng.chance(3) {
-            let kind = KINDS[usize::try_from(rng.below(KINDS.len() as u64)).unwrap_or(0)];
+            let kinds = &cluster.options.kinds;
+            let Some(kind) = kinds
+                .get(usize::try_from(rng.below(kinds.len() as u64)).unwrap_or(0))
+                .copied()
+            else {
+                break;
+            };
             let targets = match kind {
                 FaultKind::ControllerApiHang | FaultKind::ControllerKill => 2,
                 _ => 3,

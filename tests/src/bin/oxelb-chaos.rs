@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use oxelb_tests::{
-    chaos::{ChaosOptions, run},
+    chaos::{ChaosOptions, FaultKind, run},
     cluster::bin_dir_beside,
     lab::{LabError, lab_or_skip},
 };
@@ -38,6 +38,7 @@ fn main() {
         duration,
         controller: dir.join("oxelb-controller"),
         speaker: dir.join("oxelb-speaker"),
+        kinds: FaultKind::ALL.to_vec(),
     };
     let lab = match lab_or_skip("oxelb-chaos") {
         Ok(Some(lab)) => lab,
