@@ -431,13 +431,21 @@ impl Membership {
             .collect()
     }
 
-    /// When the next peer may die if nothing more is heard (for the caller's timer): the earliest
-    /// `heard + dead_after` still in the future.
+    /// When the next peer may die if nothing more is heard, or stop being held alive by the
+    /// two-node grace (for the caller's timer): the earliest `heard + dead_after`, or
+    /// `mutual + dead_after + alone_grace`, still in the future.
     pub fn next_expiry(&self, now: Duration) -> Option<Duration> {
+        let grace = alone_grace(self.config.interval);
         self.peers
             .values()
             .filter(|heard| !heard.leaving)
-            .map(|heard| heard.at + self.config.dead_after)
+            .flat_map(|heard| {
+                // Its detection, and the end of the two-node grace that holds it alive past it
+                // (`standing`): both change the decision with no heartbeat arriving.
+                let held_until = heard.mutual_at.map(|at| at + self.config.dead_after + grace);
+                [Some(heard.at + self.config.dead_after), held_until]
+            })
+            .flatten()
             .filter(|at| *at > now)
             .min()
     }

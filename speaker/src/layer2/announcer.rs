@@ -8,8 +8,9 @@
 //! while its heartbeats arrive (dead after `--heartbeat-dead-after`, 200 ms by default), each
 //! candidate's pools are the ones its heartbeats list, and a speaker without standing (no majority,
 //! see [`oxelb_speaker_core::liveness`]) answers nothing. The choice is re-evaluated when the objects change,
-//! when a heartbeat changes something, and at the exact moment a peer's deadline passes (no periodic
-//! tick); the take-over announcement goes out in that same pass. A newly won IP is begun only once
+//! when a heartbeat changes something, and at the exact moment a peer's deadline passes (a tick
+//! every heartbeat interval only renews the deadline of what is answered, see
+//! [`super::responder`]); the take-over announcement goes out in that same pass. A newly won IP is begun only once
 //! the peers' applied views agree ([`oxelb_speaker_core::liveness::Handover`]), so speakers that learn a change at
 //! different moments never answer one IP together.
 //!
@@ -133,9 +134,9 @@ pub async fn run(
     let mut waiting_logged = false;
     loop {
         // The next moment the decision may change by itself: a peer's expiry, the settle gate,
-        // a held-back IP's bound. Woken exactly then, not by a tick.
-        // While won IPs wait on peers' claims, look again every heartbeat interval: claims that
-        // only refresh (an IP let go, a want withdrawn) wake nobody.
+        // a held-back IP's bound, a lag turning stale. Woken exactly then. While won IPs wait on
+        // peers' claims, also every heartbeat interval: claims that only refresh (an IP let go,
+        // a want withdrawn) wake nobody.
         let deadline = liveness.as_ref().and_then(|l| {
             let lease = leases.as_ref().and_then(Leases::next_deadline);
             let now = l.now();

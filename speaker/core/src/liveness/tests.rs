@@ -578,6 +578,11 @@ fn a_lone_speaker_holds_the_peer_alive_for_the_grace() {
             "at {at}"
         );
     }
+    // Both moments are deadlines for the caller's timer: with no heartbeat arriving, nothing
+    // else would wake it when the grace ends and the peer's IPs become this speaker's.
+    assert_eq!(a.next_expiry(ms(100)), Some(ms(400)));
+    assert_eq!(a.next_expiry(ms(400)), Some(ms(600)), "the grace's end");
+    assert_eq!(a.next_expiry(ms(600)), None);
     // The larger name alone, Lease fresh: silent at once (stopping early is always safe).
     let mut b = Membership::new("b", cfg());
     b.heard(&hb("a", 1, 0), ms(0));
