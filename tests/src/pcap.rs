@@ -171,28 +171,17 @@ pub struct TcpSyn {
 
 /// Every IPv4 TCP SYN and SYN-ACK in the capture at `path`, in capture order.
 pub fn tcp_syns(path: &Path) -> Result<Vec<TcpSyn>, PcapError> {
-    let bytes = std::fs::read(path).map_err(|source| PcapError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let records = records(&bytes).map_err(|reason| PcapError::Format {
-        path: path.display().to_string(),
-        reason,
-    })?;
-    Ok(records
-        .into_iter()
-        .filter_map(|(at, frame)| {
-            let segment = tcp_segment(frame)?;
-            (segment.flags & 0x02 != 0).then(|| TcpSyn {
-                at,
-                from: segment.from,
-                to: segment.to,
-                ack: segment.flags & 0x10 != 0,
-                mss: mss_option(segment.options),
-                dont_fragment: segment.dont_fragment,
-            })
+    frames_in(path, |at, frame| {
+        let segment = tcp_segment(frame)?;
+        (segment.flags & 0x02 != 0).then(|| TcpSyn {
+            at,
+            from: segment.from,
+            to: segment.to,
+            ack: segment.flags & 0x10 != 0,
+            mss: mss_option(segment.options),
+            dont_fragment: segment.dont_fragment,
         })
-        .collect())
+    })
 }
 
 /// The MSS option among TCP `options` (RFC 9293 section 3.2: kind 0 ends the list, kind 1 is
@@ -234,6 +223,12 @@ impl ArpFrame {
 
 /// Every ARP packet in the capture at `path`, in capture order.
 pub fn arp_frames(path: &Path) -> Result<Vec<ArpFrame>, PcapError> {
+    frames_in(path, arp_frame)
+}
+
+/// What `pick` makes of each frame of the capture at `path` (with its capture time), in capture
+/// order, leaving out the frames it gives nothing for.
+fn frames_in<T>(path: &Path, pick: impl Fn(Duration, &[u8]) -> Option<T>) -> Result<Vec<T>, PcapError> {
     let bytes = std::fs::read(path).map_err(|source| PcapError::Io {
         path: path.display().to_string(),
         source,
@@ -244,7 +239,7 @@ pub fn arp_frames(path: &Path) -> Result<Vec<ArpFrame>, PcapError> {
     })?;
     Ok(records
         .into_iter()
-        .filter_map(|(at, frame)| arp_frame(at, frame))
+        .filter_map(|(at, frame)| pick(at, frame))
         .collect())
 }
 

@@ -25,7 +25,7 @@ use std::{collections::BTreeSet, net::IpAddr};
 
 use ring::hmac;
 
-use super::heartbeat::{EncodeError, HeartbeatError, HeartbeatKey, MAX_DATAGRAM, TAG_LEN};
+use super::heartbeat::{EncodeError, HeartbeatError, HeartbeatKey, MAX_DATAGRAM, TAG_LEN, split_framed};
 
 /// The wire tag of a claims datagram and its format version.
 const MAGIC: &[u8; 4] = b"OXCL";
@@ -262,17 +262,7 @@ pub fn is_claims(datagram: &[u8]) -> bool {
 
 /// Decodes and authenticates a claims datagram (never panics, whatever the bytes).
 pub fn decode_claims(datagram: &[u8], key: &HeartbeatKey) -> Result<Claims, HeartbeatError> {
-    if datagram.len() > MAX_DATAGRAM {
-        return Err(HeartbeatError::Malformed("too long"));
-    }
-    let body_len = datagram
-        .len()
-        .checked_sub(TAG_LEN)
-        .ok_or(HeartbeatError::Malformed("too short"))?;
-    let (body, tag) = datagram.split_at(body_len);
-    if body.len() < 6 || &body[..4] != MAGIC {
-        return Err(HeartbeatError::Malformed("no OXCL tag"));
-    }
+    let (body, tag) = split_framed(datagram, MAGIC, "no OXCL tag")?;
     if body[4] != VERSION {
         return Err(HeartbeatError::Malformed("unknown claims version"));
     }

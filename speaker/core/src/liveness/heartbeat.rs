@@ -151,9 +151,14 @@ pub fn encode(heartbeat: &Heartbeat, key: &HeartbeatKey) -> Result<Vec<u8>, Enco
     Ok(out)
 }
 
-/// Decodes and authenticates a datagram (never panics, whatever the bytes). The MAC is checked
-/// before anything but the framing is trusted.
-pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, HeartbeatError> {
+/// The body and the HMAC of a datagram tagged `magic` (heartbeats and claims share the framing):
+/// at most [`MAX_DATAGRAM`] bytes, the body at least the tag, a version and a length octet.
+/// `untagged` says which tag was missing.
+pub(super) fn split_framed<'a>(
+    datagram: &'a [u8],
+    magic: &[u8; 4],
+    untagged: &'static str,
+) -> Result<(&'a [u8], &'a [u8]), HeartbeatError> {
     if datagram.len() > MAX_DATAGRAM {
         return Err(HeartbeatError::Malformed("too long"));
     }
@@ -162,9 +167,16 @@ pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, Heartbea
         .checked_sub(TAG_LEN)
         .ok_or(HeartbeatError::Malformed("too short"))?;
     let (body, tag) = datagram.split_at(body_len);
-    if body.len() < 6 || &body[..4] != MAGIC {
-        return Err(HeartbeatError::Malformed("no OXHB tag"));
+    if body.len() < 6 || &body[..4] != magic {
+        return Err(HeartbeatError::Malformed(untagged));
     }
+    Ok((body, tag))
+}
+
+/// Decodes and authenticates a datagram (never panics, whatever the bytes). The MAC is checked
+/// before anything but the framing is trusted.
+pub fn decode(datagram: &[u8], key: &HeartbeatKey) -> Result<Heartbeat, HeartbeatError> {
+    let (body, tag) = split_framed(datagram, MAGIC, "no OXHB tag")?;
     let version = body[4];
     if version != VERSION && version != VERSION_1 {
         return Err(HeartbeatError::Malformed("unknown version"));
